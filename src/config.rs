@@ -1,0 +1,336 @@
+//! The kernel command line, turned into one immutable [`Config`].
+//!
+//! Pure code: it takes the text of `/proc/cmdline` and returns the config and
+//! the warnings to log. A bad value is reported by key and the default is kept.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::mountopts::MountOpts;
+
+/// Which volume to pivot onto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    /// `/dev/NAME`: the kernel name of the block device (`nvme1n1`, `sdp`, `vdb1`).
+    Name(String),
+    /// `MAJ:MIN` in decimal.
+    Devno(u32, u32),
+    /// `SERIAL=...`: the disk serial sysfs reports (virtio, NVMe).
+    Serial(String),
+}
+
+impl fmt::Display for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Spec::Name(n) => write!(f, "/dev/{n}"),
+            Spec::Devno(a, b) => write!(f, "{a}:{b}"),
+            Spec::Serial(s) => write!(f, "SERIAL={s}"),
+        }
+    }
+}
+
+impl Spec {
+    /// Parses a spec, or says what is accepted.
+    pub fn parse(s: &str) -> Result<Spec, String> {
+        const ACCEPTED: &str = "expected /dev/NAME, MAJ:MIN or SERIAL=...";
+        if let Some(name) = s.strip_prefix("/dev/") {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(format!("`{s}` is not a device name; {ACCEPTED}"));
+            }
+            return Ok(Spec::Name(name.to_string()));
+        }
+        if let Some(serial) = s.strip_prefix("SERIAL=") {
+            if serial.is_empty() {
+                return Err(format!("empty serial; {ACCEPTED}"));
+            }
+            return Ok(Spec::Serial(serial.to_string()));
+        }
+        if let Some((a, b)) = s.split_once(':')
+            && let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
+        {
+            return Ok(Spec::Devno(a, b));
+        }
+        Err(format!("`{s}` is not a valid volume spec; {ACCEPTED}"))
+    }
+}
+
+/// Everything the boot needs to know, resolved once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub root: Option<Spec>,
+    pub fstypes: Vec<String>,
+    pub mount_opts: MountOpts,
+    pub new_root: PathBuf,
+    pub old_root: PathBuf,
+    pub hook: Option<PathBuf>,
+    pub hook_abort: bool,
+    pub init: PathBuf,
+    pub old_init: PathBuf,
+    pub timeout_secs: u64,
+    pub devtmpfs: bool,
+    pub loglevel: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: None,
+            fstypes: Vec::new(),
+            mount_opts: MountOpts::default(),
+            new_root: PathBuf::from("/new-root"),
+            old_root: PathBuf::from("/old-root"),
+            hook: Some(PathBuf::from("/pre-pivot")),
+            hook_abort: true,
+            init: PathBuf::from("/sbin/init"),
+            old_init: PathBuf::from("/sbin/init.old"),
+            timeout_secs: 0,
+            devtmpfs: true,
+            loglevel: 6,
+        }
+    }
+}
+
+/// Splits a kernel command line into words the way the kernel does:
+/// whitespace separates, double quotes group and are removed.
+pub fn split_cmdline(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    let mut have = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                in_quote = !in_quote;
+                have = true;
+            }
+            c if c.is_whitespace() && !in_quote => {
+                if have {
+                    words.push(std::mem::take(&mut cur));
+                    have = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                have = true;
+            }
+        }
+    }
+    if have {
+        words.push(cur);
+    }
+    words
+}
+
+/// An absolute path without `..` components, or an error text.
+fn abs_path(v: &str) -> Result<PathBuf, String> {
+    if !v.starts_with('/') {
+        return Err(format!("`{v}` is not an absolute path"));
+    }
+    if v.split('/').any(|c| c == "..") {
+        return Err(format!("`{v}` must not contain `..`"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "yes" | "true" | "on" => Ok(true),
+        "0" | "no" | "false" | "off" => Ok(false),
+        _ => Err(format!("`{v}` is not a boolean; expected 0 or 1")),
+    }
+}
+
+const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_failure, init, oldinit, timeout, devtmpfs, loglevel";
+
+/// Parses the command line. Returns the config and one warning per problem.
+pub fn parse(cmdline: &str) -> (Config, Vec<String>) {
+    let mut cfg = Config::default();
+    let mut warnings = Vec::new();
+    for word in split_cmdline(cmdline) {
+        let Some(rest) = word.strip_prefix("pivot.") else {
+            continue;
+        };
+        let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+        if let Err(why) = apply(&mut cfg, &key.replace('-', "_"), value) {
+            warnings.push(format!(
+                "ignoring pivot.{key}={value}: {why}; using the default"
+            ));
+        }
+    }
+    (cfg, warnings)
+}
+
+fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
+    match key {
+        "root" => cfg.root = Some(Spec::parse(v)?),
+        "fstype" => {
+            let types: Vec<String> = v
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            if types.is_empty() {
+                return Err("empty filesystem type list".into());
+            }
+            if let Some(bad) = types.iter().find(|t| {
+                !t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+            }) {
+                return Err(format!("`{bad}` is not a filesystem type name"));
+            }
+            cfg.fstypes = types;
+        }
+        "flags" => cfg.mount_opts = MountOpts::parse(v),
+        "newroot" => {
+            let p = abs_path(v)?;
+            if p == Path::new("/") {
+                return Err("the new root cannot be /".into());
+            }
+            cfg.new_root = p;
+        }
+        "oldroot" => {
+            let p = abs_path(v)?;
+            if p == Path::new("/") {
+                return Err("the old root cannot be /".into());
+            }
+            cfg.old_root = p;
+        }
+        "hook" => {
+            cfg.hook = if v == "none" {
+                None
+            } else {
+                Some(abs_path(v)?)
+            };
+        }
+        "hook_failure" => {
+            cfg.hook_abort = match v {
+                "abort" => true,
+                "continue" => false,
+                _ => return Err(format!("`{v}` is not one of abort, continue")),
+            }
+        }
+        "init" => cfg.init = abs_path(v)?,
+        "oldinit" => cfg.old_init = abs_path(v)?,
+        "timeout" => {
+            cfg.timeout_secs = v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 86_400 * 365)
+                .ok_or_else(|| format!("`{v}` is not a number of seconds (0 = forever)"))?
+        }
+        "devtmpfs" => cfg.devtmpfs = parse_bool(v)?,
+        "loglevel" => {
+            cfg.loglevel = v
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= 7)
+                .ok_or_else(|| format!("`{v}` is not a log level 0..7"))?
+        }
+        _ => return Err(format!("unknown key; known keys: {KNOWN_KEYS}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_handles_quotes_and_spaces() {
+        assert_eq!(
+            split_cmdline("  a=1  b=\"x y\" \"c=2 3\"\n"),
+            vec!["a=1", "b=x y", "c=2 3"]
+        );
+        assert_eq!(split_cmdline(""), Vec::<String>::new());
+        assert_eq!(split_cmdline("e=\"\""), vec!["e="]);
+    }
+
+    #[test]
+    fn defaults_without_pivot_keys() {
+        let (cfg, w) = parse("console=ttyS0 root=/dev/nvme0n1 rw quiet\n");
+        assert_eq!(cfg, Config::default());
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn full_line() {
+        let (cfg, w) = parse(
+            "console=ttyS0 pivot.root=/dev/nvme1n1 pivot.fstype=ext4,xfs pivot.flags=ro,noatime,data=ordered \
+             pivot.newroot=/mnt/vol pivot.oldroot=/boot-disk pivot.hook=none pivot.init=/lib/systemd/systemd \
+             pivot.oldinit=/sbin/init.orig pivot.devtmpfs=0 pivot.loglevel=7 pivot.timeout=30 pivot.hook-failure=continue",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.root, Some(Spec::Name("nvme1n1".into())));
+        assert_eq!(cfg.fstypes, vec!["ext4", "xfs"]);
+        assert!(cfg.mount_opts.read_only());
+        assert_eq!(cfg.mount_opts.data, "data=ordered");
+        assert_eq!(cfg.new_root, PathBuf::from("/mnt/vol"));
+        assert_eq!(cfg.old_root, PathBuf::from("/boot-disk"));
+        assert_eq!(cfg.hook, None);
+        assert_eq!(cfg.init, PathBuf::from("/lib/systemd/systemd"));
+        assert_eq!(cfg.old_init, PathBuf::from("/sbin/init.orig"));
+        assert!(!cfg.devtmpfs);
+        assert_eq!(cfg.loglevel, 7);
+        assert_eq!(cfg.timeout_secs, 30);
+        assert!(!cfg.hook_abort);
+    }
+
+    #[test]
+    fn specs() {
+        assert_eq!(Spec::parse("/dev/sdp"), Ok(Spec::Name("sdp".into())));
+        assert_eq!(Spec::parse("8:240"), Ok(Spec::Devno(8, 240)));
+        assert_eq!(Spec::parse("259:2"), Ok(Spec::Devno(259, 2)));
+        assert_eq!(
+            Spec::parse("SERIAL=vol-0abc"),
+            Ok(Spec::Serial("vol-0abc".into()))
+        );
+        for bad in [
+            "",
+            "/dev/",
+            "/dev/../sda",
+            "/dev/a/b",
+            "8:",
+            ":1",
+            "8:x",
+            "sdp",
+            "SERIAL=",
+            "-1:2",
+        ] {
+            assert!(Spec::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(Spec::Devno(8, 240).to_string(), "8:240");
+        assert_eq!(Spec::Name("sdp".into()).to_string(), "/dev/sdp");
+    }
+
+    #[test]
+    fn bad_values_warn_by_key_and_keep_defaults() {
+        let (cfg, w) = parse(
+            "pivot.root=sda pivot.loglevel=9 pivot.devtmpfs=maybe pivot.newroot=relative pivot.fstype=, \
+             pivot.bogus=1 pivot.timeout=abc pivot.init=/../x pivot.hook_failure=explode pivot.newroot=/",
+        );
+        assert_eq!(cfg, Config::default());
+        assert_eq!(w.len(), 10, "{w:#?}");
+        assert_eq!(
+            w[0],
+            "ignoring pivot.root=sda: `sda` is not a valid volume spec; expected /dev/NAME, MAJ:MIN or SERIAL=...; using the default"
+        );
+        assert_eq!(
+            w[1],
+            "ignoring pivot.loglevel=9: `9` is not a log level 0..7; using the default"
+        );
+        assert!(w[5].starts_with("ignoring pivot.bogus=1: unknown key; known keys: root,"));
+        assert_eq!(
+            w[6],
+            "ignoring pivot.timeout=abc: `abc` is not a number of seconds (0 = forever); using the default"
+        );
+    }
+
+    #[test]
+    fn later_value_wins_and_bad_later_value_keeps_earlier() {
+        let (cfg, w) =
+            parse("pivot.root=8:240 pivot.root=/dev/vdb pivot.loglevel=3 pivot.loglevel=x");
+        assert_eq!(cfg.root, Some(Spec::Name("vdb".into())));
+        assert_eq!(cfg.loglevel, 3);
+        assert_eq!(w.len(), 1);
+    }
+}

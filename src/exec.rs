@@ -1,0 +1,143 @@
+//! The exec stage, and the fallback when the boot cannot go on.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// Inits tried after the configured one, in order.
+pub const FALLBACK_INITS: [&str; 4] = ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"];
+
+/// Whether `p` (absolute, as seen from inside `root`) is an executable
+/// regular file there. Symlinks are resolved inside `root` (RESOLVE_IN_ROOT),
+/// so `/sbin/init -> /lib/systemd/systemd` is checked on the volume, not on
+/// the root we run from.
+pub fn executable_in(root: &Path, p: &Path) -> bool {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    let st = match rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .and_then(|dir| {
+        rustix::fs::openat2(
+            &dir,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        )
+    }) {
+        Ok(fd) => rustix::fs::fstat(&fd),
+        // Kernels before 5.6 have no openat2: check the plain path.
+        Err(Errno::NOSYS) => rustix::fs::stat(root.join(rel)),
+        Err(e) => Err(e),
+    };
+    st.is_ok_and(|st| {
+        FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_mode & 0o111 != 0
+    })
+}
+
+/// The list of inits to try: the configured one, then the usual places.
+pub fn candidates(wanted: &Path) -> Vec<PathBuf> {
+    let mut list = vec![wanted.to_path_buf()];
+    for c in FALLBACK_INITS {
+        if Path::new(c) != wanted {
+            list.push(PathBuf::from(c));
+        }
+    }
+    list
+}
+
+/// Picks the init to run on the new root before anything irreversible happens.
+pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
+    let list = candidates(wanted);
+    match list.iter().find(|c| executable_in(root, c)) {
+        Some(found) => {
+            if found != wanted {
+                log::warn!(
+                    "{} is not an executable file on the volume; using {}",
+                    wanted.display(),
+                    found.display()
+                );
+            }
+            Ok(found.clone())
+        }
+        None => Err(Error::NoInit {
+            root: root.display().to_string(),
+            tried: list
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Replaces this process with `path`, giving it the arguments PID 1 got from
+/// the kernel (argv[0] becomes the init's path). Returns only on failure.
+pub fn exec(path: &Path, args: &[OsString]) -> Error {
+    let err = Command::new(path)
+        .arg0(path)
+        .args(args.iter().skip(1))
+        .exec();
+    Error::Exec {
+        path: path.display().to_string(),
+        err: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn candidates_order_without_duplicates() {
+        assert_eq!(
+            candidates(Path::new("/sbin/init")),
+            ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"].map(PathBuf::from)
+        );
+        assert_eq!(candidates(Path::new("/init")).len(), 5);
+    }
+
+    #[test]
+    fn init_is_resolved_inside_the_root() {
+        let root = std::env::temp_dir().join(format!("pivot-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        // An absolute symlink pointing at something only the host has.
+        std::os::unix::fs::symlink("/bin/true", root.join("sbin/init")).unwrap();
+        assert!(!executable_in(&root, Path::new("/sbin/init")));
+        std::fs::write(root.join("bin/sh"), "#!/bin/sh\n").unwrap();
+        let err = choose_init(&root, Path::new("/sbin/init")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tried /sbin/init, /etc/init, /bin/init, /bin/sh")
+        );
+        std::fs::set_permissions(root.join("bin/sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        assert_eq!(
+            choose_init(&root, Path::new("/sbin/init")).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        // Now the symlink target exists inside the root.
+        std::fs::write(root.join("bin/true"), "x").unwrap();
+        std::fs::set_permissions(
+            root.join("bin/true"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        assert_eq!(
+            choose_init(&root, Path::new("/sbin/init")).unwrap(),
+            PathBuf::from("/sbin/init")
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

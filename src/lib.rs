@@ -1,0 +1,317 @@
+//! pivot-init: PID 1 that waits for a volume, mounts it, runs its hook,
+//! pivots onto it and execs its init. The whole boot is [`run`].
+
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod hook;
+pub mod kmsg;
+pub mod mount;
+pub mod mountopts;
+pub mod probe;
+pub mod switch;
+pub mod sys;
+pub mod uevent;
+pub mod wait;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Instant;
+
+use rustix::mount::MountFlags;
+
+use config::Config;
+use error::{Error, Result};
+use sys::{RealSys, Sys};
+
+/// The stages, in order; the current one is kept for failure messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    Prepare,
+    Config,
+    Wait,
+    Node,
+    Mount,
+    Hook,
+    Switch,
+    Exec,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 8] = [
+        Stage::Prepare,
+        Stage::Config,
+        Stage::Wait,
+        Stage::Node,
+        Stage::Mount,
+        Stage::Hook,
+        Stage::Switch,
+        Stage::Exec,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Prepare => "prepare",
+            Stage::Config => "config",
+            Stage::Wait => "wait",
+            Stage::Node => "node",
+            Stage::Mount => "mount",
+            Stage::Hook => "hook",
+            Stage::Switch => "switch",
+            Stage::Exec => "exec",
+        }
+    }
+}
+
+static STAGE: AtomicU8 = AtomicU8::new(Stage::Prepare as u8);
+/// Set once pivot_root succeeded: the boot root is no longer `/`.
+static SWITCHED: AtomicBool = AtomicBool::new(false);
+/// Set while the volume is mounted on the new root (to undo on failure).
+static MOUNTED: OnceLock<PathBuf> = OnceLock::new();
+static CONFIG: OnceLock<Config> = OnceLock::new();
+static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
+
+fn enter(stage: Stage) {
+    STAGE.store(stage as u8, Ordering::SeqCst);
+}
+
+fn current_stage() -> Stage {
+    let n = STAGE.load(Ordering::SeqCst);
+    Stage::ALL
+        .into_iter()
+        .find(|s| *s as u8 == n)
+        .unwrap_or(Stage::Prepare)
+}
+
+/// Runs `f` as one stage and logs how long it took.
+fn stage<T>(s: Stage, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    enter(s);
+    let t = Instant::now();
+    let r = f();
+    log::info!(
+        "stage {} {} in {} ms",
+        s.name(),
+        if r.is_ok() { "done" } else { "failed" },
+        t.elapsed().as_millis()
+    );
+    r
+}
+
+/// PID 1's entry point. Never returns.
+pub fn run() -> ! {
+    let t0 = Instant::now();
+    kmsg::init();
+    std::panic::set_hook(Box::new(|info| {
+        let msg = match info.location() {
+            Some(l) => format!("{info} at {}:{}", l.file(), l.line()),
+            None => info.to_string(),
+        };
+        fail(Error::Panic { msg })
+    }));
+    let _ = ARGS.set(std::env::args_os().collect());
+    let cfg = prepare();
+    let cfg = CONFIG.get_or_init(|| cfg);
+    match boot(cfg, t0) {
+        Ok(never) => match never {},
+        Err(e) => fail(e),
+    }
+}
+
+/// Mounts /proc, reads the config, mounts /sys and /dev, opens the log.
+fn prepare() -> Config {
+    enter(Stage::Prepare);
+    let t = Instant::now();
+    let mut s = RealSys;
+    let api = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    mount_api(&mut s, "proc", "/proc", "proc", api, "");
+    enter(Stage::Config);
+    let (cfg, warnings) = match std::fs::read_to_string("/proc/cmdline") {
+        Ok(line) => config::parse(&line),
+        Err(e) => (
+            Config::default(),
+            vec![format!("cannot read /proc/cmdline: {e}; using defaults")],
+        ),
+    };
+    enter(Stage::Prepare);
+    mount_api(&mut s, "sysfs", "/sys", "sysfs", api, "");
+    if cfg.devtmpfs {
+        mount_api(
+            &mut s,
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MountFlags::NOSUID,
+            "mode=0755",
+        );
+    }
+    ensure_console_fds();
+    // Lift the kernel's rate limit on /dev/kmsg writers so no line is lost
+    // (refused when printk.devkmsg= is on the command line: that wins).
+    let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+    if !kmsg::open_kmsg() {
+        log::warn!("cannot open /dev/kmsg; logging to the console");
+    }
+    kmsg::set_level(cfg.loglevel);
+    log::info!(
+        "pivot-init {} starting as PID {}",
+        env!("CARGO_PKG_VERSION"),
+        rustix::process::getpid().as_raw_nonzero()
+    );
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    log::info!("stage prepare done in {} ms", t.elapsed().as_millis());
+    cfg
+}
+
+/// Mounts an API filesystem unless something is mounted there already.
+fn mount_api(
+    s: &mut RealSys,
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: &str,
+) {
+    let p = Path::new(target);
+    if sys::is_mount_point(p) {
+        return;
+    }
+    if !sys::is_dir(p)
+        && let Err(e) = s.mkdir(p)
+    {
+        log::error!("{e}");
+        return;
+    }
+    match s.mount(src, p, fstype, flags, data) {
+        Ok(()) => log::debug!("mounted {fstype} on {target}"),
+        Err(e) => log::error!("{e}"),
+    }
+}
+
+/// When the kernel found no /dev/console on the boot root, PID 1 starts
+/// without stdin/stdout/stderr. Fill fds 0..2 with the console, which
+/// devtmpfs now provides, so that the hook and the real init have one.
+fn ensure_console_fds() {
+    use std::os::fd::AsRawFd;
+    for _ in 0..3 {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/console")
+        {
+            // The lowest free fd is returned: below 3 means a std fd was missing; keep it.
+            Ok(f) if f.as_raw_fd() < 3 => std::mem::forget(f),
+            _ => return,
+        }
+    }
+}
+
+/// The pipeline from the wait to the exec. Returns only on failure.
+fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
+    let spec = cfg.root.as_ref().ok_or(Error::NoRootSpec)?;
+    let sysfs = wait::SysBlock {
+        root: PathBuf::from("/sys/class/block"),
+    };
+    let t_wait = Instant::now();
+    let dev = stage(Stage::Wait, || {
+        wait::wait_for(spec, &sysfs, cfg.timeout_secs)
+    })?;
+    let waited = t_wait.elapsed();
+    let node = stage(Stage::Node, || wait::ensure_node(Path::new("/dev"), &dev))?;
+    let mut s = RealSys;
+    let fstype = stage(Stage::Mount, || mount::mount_volume(&mut s, cfg, &node))?;
+    let _ = MOUNTED.set(cfg.new_root.clone());
+    stage(Stage::Hook, || hook::run(cfg, &node, &fstype))?;
+    let init = stage(Stage::Switch, || {
+        // Everything that can make us fail over is checked before pivot_root.
+        let init = exec::choose_init(&cfg.new_root, &cfg.init)?;
+        let moves: Vec<&str> = switch::API_MOUNTS
+            .into_iter()
+            .filter(|m| sys::is_mount_point(Path::new(m)))
+            .collect();
+        switch::switch(&mut s, &cfg.new_root, &cfg.old_root, &moves)?;
+        SWITCHED.store(true, Ordering::SeqCst);
+        log::info!(
+            "pivot_root done: / is {} ({fstype}), the boot root is at {}; moved {}",
+            node.display(),
+            cfg.old_root.display(),
+            moves.join(" ")
+        );
+        Ok(init)
+    })?;
+    enter(Stage::Exec);
+    let reaped = sys::reap_children();
+    if reaped > 0 {
+        log::info!("reaped {reaped} leftover child process(es)");
+    }
+    log::info!(
+        "switched to {} ({fstype}) after waiting {} ms; {} ms from start to exec (uptime {} ms); exec {}",
+        node.display(),
+        waited.as_millis(),
+        t0.elapsed().as_millis(),
+        sys::uptime_ms(),
+        init.display()
+    );
+    let args = ARGS.get().map(Vec::as_slice).unwrap_or(&[]);
+    let mut last = exec::exec(&init, args);
+    // The chosen init was checked; if exec still fails, try the others.
+    for c in exec::candidates(&cfg.init) {
+        if c != init && exec::executable_in(Path::new("/"), &c) {
+            log::error!("{last}; trying {}", c.display());
+            last = exec::exec(&c, args);
+        }
+    }
+    Err(last)
+}
+
+/// The failure policy: log one status line, undo the mount, and hand the
+/// machine to the boot root's old init, else a shell, else wait forever.
+pub fn fail(err: Error) -> ! {
+    let stage = current_stage();
+    let default_cfg;
+    let cfg = match CONFIG.get() {
+        Some(c) => c,
+        None => {
+            default_cfg = Config::default();
+            &default_cfg
+        }
+    };
+    if SWITCHED.load(Ordering::SeqCst) {
+        log::error!(
+            "FAILED at {}: {err}; action: wait (the root was already switched)",
+            stage.name()
+        );
+        sys::wait_forever();
+    }
+    let old = cfg.old_init.clone();
+    let action = if exec::executable_in(Path::new("/"), &old) {
+        format!("oldinit {}", old.display())
+    } else if exec::executable_in(Path::new("/"), Path::new("/bin/sh")) {
+        "shell /bin/sh".to_string()
+    } else {
+        "wait".to_string()
+    };
+    log::error!("FAILED at {}: {err}; action: {action}", stage.name());
+    if let Some(target) = MOUNTED.get() {
+        match RealSys.unmount(target) {
+            Ok(()) => log::info!("unmounted {}", target.display()),
+            Err(e) => log::error!("{e}"),
+        }
+    }
+    let args = ARGS.get().map(Vec::as_slice).unwrap_or(&[]);
+    if action != "wait" {
+        let target = if action.starts_with("oldinit") {
+            old
+        } else {
+            PathBuf::from("/bin/sh")
+        };
+        let e = exec::exec(&target, args);
+        log::error!("{e}; waiting forever");
+    }
+    log::error!("nothing left to run; PID 1 waits");
+    sys::wait_forever()
+}

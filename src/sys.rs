@@ -1,0 +1,229 @@
+//! The one place that makes syscalls. Each wrapper turns an errno into an
+//! [`Error`] naming what was attempted. The operations whose order matters
+//! (mounts, mkdir, pivot) sit behind the [`Sys`] trait so that a recording
+//! fake can unit-test the switch sequence without root.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode};
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::error::{Error, Result};
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Operations of the mount/switch stages.
+pub trait Sys {
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> Result<()>;
+    /// Unmounts `target`; a busy mount is detached lazily.
+    fn unmount(&mut self, target: &Path) -> Result<()>;
+    /// Makes the whole mount tree private, so that pivot_root is allowed.
+    fn make_private(&mut self) -> Result<()>;
+    /// Creates a directory (mode 0755); an existing directory is fine.
+    fn mkdir(&mut self, path: &Path) -> Result<()>;
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> Result<()>;
+    fn chdir(&mut self, path: &Path) -> Result<()>;
+    fn move_mount(&mut self, from: &Path, to: &Path) -> Result<()>;
+}
+
+/// The real system.
+pub struct RealSys;
+
+impl Sys for RealSys {
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> Result<()> {
+        let data_c = CString::new(data).map_err(|_| Error::Mount {
+            source: source.into(),
+            target: path_str(target),
+            fstype: fstype.into(),
+            flags: data.into(),
+            errno: Errno::INVAL,
+        })?;
+        let data_arg = if data.is_empty() {
+            None
+        } else {
+            Some(data_c.as_c_str())
+        };
+        rustix::mount::mount(source, target, fstype, flags, data_arg).map_err(|errno| {
+            Error::Mount {
+                source: source.into(),
+                target: path_str(target),
+                fstype: fstype.into(),
+                flags: format!(
+                    "{flags:?}{}{data}",
+                    if data.is_empty() { "" } else { " data " }
+                ),
+                errno,
+            }
+        })
+    }
+
+    fn unmount(&mut self, target: &Path) -> Result<()> {
+        match rustix::mount::unmount(target, UnmountFlags::empty()) {
+            Err(Errno::BUSY) => rustix::mount::unmount(target, UnmountFlags::DETACH),
+            r => r,
+        }
+        .map_err(|errno| Error::Unmount {
+            target: path_str(target),
+            errno,
+        })
+    }
+
+    fn make_private(&mut self) -> Result<()> {
+        rustix::mount::mount_change(
+            "/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )
+        .map_err(|errno| Error::MakePrivate { errno })
+    }
+
+    fn mkdir(&mut self, path: &Path) -> Result<()> {
+        match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) if is_dir(path) => Ok(()),
+            Err(errno) => Err(Error::Mkdir {
+                path: path_str(path),
+                errno,
+            }),
+        }
+    }
+
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> Result<()> {
+        rustix::process::pivot_root(new_root, put_old).map_err(|errno| Error::PivotRoot {
+            new_root: path_str(new_root),
+            put_old: path_str(put_old),
+            errno,
+        })
+    }
+
+    fn chdir(&mut self, path: &Path) -> Result<()> {
+        rustix::process::chdir(path).map_err(|errno| Error::Chdir {
+            path: path_str(path),
+            errno,
+        })
+    }
+
+    fn move_mount(&mut self, from: &Path, to: &Path) -> Result<()> {
+        rustix::mount::mount_move(from, to).map_err(|errno| Error::MoveMount {
+            from: path_str(from),
+            to: path_str(to),
+            errno,
+        })
+    }
+}
+
+pub fn is_dir(path: &Path) -> bool {
+    rustix::fs::stat(path)
+        .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        .unwrap_or(false)
+}
+
+/// What is at `path`: `None` if nothing, else (file type, rdev).
+pub fn node_at(path: &Path) -> Option<(FileType, u64)> {
+    rustix::fs::lstat(path)
+        .ok()
+        .map(|st| (FileType::from_raw_mode(st.st_mode), st.st_rdev))
+}
+
+pub fn mknod_block(path: &Path, major: u32, minor: u32) -> Result<()> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        FileType::BlockDevice,
+        Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(major, minor),
+    )
+    .map_err(|errno| Error::Mknod {
+        path: path_str(path),
+        major,
+        minor,
+        errno,
+    })
+}
+
+/// Reads up to `len` bytes from the start of a file or device.
+pub fn read_head(path: &Path, len: usize) -> Result<Vec<u8>> {
+    use rustix::fs::{OFlags, open};
+    let fd = open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
+        Error::Open {
+            path: path_str(path),
+            errno,
+        }
+    })?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match rustix::io::read(&fd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::INTR) => continue,
+            Err(errno) => {
+                return Err(Error::Read {
+                    path: path_str(path),
+                    errno,
+                });
+            }
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's,
+/// or it is the same inode as its parent, as for `/`).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(st) = rustix::fs::stat(path) else {
+        return false;
+    };
+    let Ok(parent) = rustix::fs::stat(path.join("..")) else {
+        return false;
+    };
+    st.st_dev != parent.st_dev || st.st_ino == parent.st_ino
+}
+
+/// Seconds as a float since an arbitrary clock's zero.
+pub fn clock_ms(id: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(id);
+    (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000
+}
+
+/// Milliseconds since boot (CLOCK_BOOTTIME), for the summary line.
+pub fn uptime_ms() -> u64 {
+    clock_ms(rustix::time::ClockId::Boottime)
+}
+
+/// Reaps every exited child without blocking; returns how many.
+pub fn reap_children() -> usize {
+    let mut n = 0;
+    while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+        n += 1;
+    }
+    n
+}
+
+/// The last resort: PID 1 must not exit, so sleep forever, reaping orphans.
+pub fn wait_forever() -> ! {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(_) => {}
+            Err(_) => rustix::event::pause(),
+        }
+    }
+}
