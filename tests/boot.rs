@@ -1,0 +1,221 @@
+//! Full boots under QEMU (TCG, Debian cloud kernel, NVMe disks): pivot-init
+//! is /sbin/init of the boot disk ("machine image" mode).
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+/// The volume is there at boot: pivot-init finds it by serial (cloud volume id
+/// with a dash, device serial without), pivots, and the volume's init runs as
+/// PID 1 with the boot disk at /old-root and the API filesystems mounted.
+#[test]
+fn volume_attached_at_boot() {
+    let s = Scratch::new("at-boot");
+    let boot = BootDisk::new(&s).image(&s);
+    let vol = volume_tree(s.0.join("vol"), "v1").ext4(&s.0.join("vol.img"), 16, "data");
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "vol0abc",
+        }],
+        "pivot.root=SERIAL=vol-0abc pivotarg1",
+    );
+    let (console, m) = vm.wait_exit();
+    assert_line(
+        &m,
+        "VOLUME-INIT id=v1 pid=1 args=pivotarg1",
+        "volume init",
+        &console,
+    );
+    assert_line(&m, "OLDROOT boot-disk", "old root", &console);
+    for d in ["/proc", "/sys", "/dev", "/old-root"] {
+        assert_line(
+            &m,
+            &format!("MOUNT {d} 1"),
+            "mounts after the pivot",
+            &console,
+        );
+    }
+    let rootdev = lines_with(&m, "ROOTDEV ");
+    assert!(
+        rootdev.len() == 1 && rootdev[0].contains(" / ext4 rw"),
+        "root is the volume: {rootdev:?}"
+    );
+    assert!(!m.contains("OLD-INIT"), "old init must not run:\n{m}");
+    let summary = lines_with(&console, "pivot-init: switched to /dev/nvme");
+    assert_eq!(summary.len(), 1, "one summary line:\n{console}");
+    assert!(
+        summary[0].contains("(ext4) after waiting"),
+        "{}",
+        summary[0]
+    );
+    assert!(summary[0].contains("; exec /sbin/init"), "{}", summary[0]);
+}
+
+/// The volume is attached over QMP 3 s after pivot-init started waiting.
+#[test]
+fn volume_hotplugged_after_boot() {
+    let s = Scratch::new("hotplug");
+    let boot = BootDisk::new(&s).image(&s);
+    let vol = volume_tree(s.0.join("vol"), "v2").ext4(&s.0.join("vol.img"), 16, "data");
+    let mut vm = Vm::boot(&s, &boot, &[], "pivot.root=/dev/nvme1n1");
+    vm.wait_console("pivot-init: waiting for /dev/nvme1n1 (uevents; timeout none)");
+    std::thread::sleep(Duration::from_secs(3));
+    vm.hotplug_nvme(&Disk {
+        image: &vol,
+        serial: "late",
+    });
+    let (console, m) = vm.wait_exit();
+    assert_line(&m, "VOLUME-INIT id=v2 pid=1 args=", "volume init", &console);
+    assert_line(&m, "OLDROOT boot-disk", "old root", &console);
+    assert_line(&m, "MOUNT /old-root 1", "old root mounted", &console);
+    let appeared = lines_with(&console, "pivot-init: nvme1n1 (259:2) appeared after ");
+    assert_eq!(appeared.len(), 1, "{console}");
+    let ms: u64 = appeared[0]
+        .rsplit("appeared after ")
+        .next()
+        .and_then(|t| t.trim_end().strip_suffix(" ms"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("wait time in {}", appeared[0]));
+    assert!(
+        ms >= 3000,
+        "pivot-init waited {ms} ms, the volume came 3 s later"
+    );
+    let wait_pos = console.find("pivot-init: waiting for").unwrap();
+    let seen_pos = console.find("appeared after").unwrap();
+    assert!(wait_pos < seen_pos);
+}
+
+/// The hook on the volume runs before the pivot: the file it writes (relative
+/// to its cwd, the new root) and its environment are seen by the volume's init.
+#[test]
+fn hook_runs_before_pivot() {
+    let s = Scratch::new("hook");
+    let boot = BootDisk::new(&s).image(&s);
+    let tree = volume_tree(s.0.join("vol"), "v3");
+    tree.file(
+        "/pre-pivot",
+        b"#!/bin/sh\necho \"dev=$PIVOT_DEVICE root=$PIVOT_NEW_ROOT fs=$PIVOT_FSTYPE cwd=$(pwd) path=$PATH pid1=$(cat /proc/1/comm)\" > hook-ran\n",
+        0o755,
+    );
+    let vol = tree.ext4(&s.0.join("vol.img"), 16, "data");
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "hookvol",
+        }],
+        "pivot.root=SERIAL=hookvol",
+    );
+    let (console, m) = vm.wait_exit();
+    let hook = lines_with(&m, "HOOK ");
+    assert_eq!(hook.len(), 1, "the hook wrote /hook-ran:\n{m}\n{console}");
+    let h = hook[0].trim_end();
+    assert!(h.starts_with("HOOK dev=/dev/nvme"), "{h}");
+    assert!(
+        h.ends_with(
+            "n1 root=/new-root fs=ext4 cwd=/new-root path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin pid1=init"
+        ),
+        "{h}"
+    );
+    assert!(console.contains("pivot-init: hook /new-root/pre-pivot ended with exit status 0"));
+    assert_line(&m, "VOLUME-INIT id=v3 pid=1 args=", "volume init", &console);
+}
+
+/// No devtmpfs: the boot disk has a static /dev without the volume's node;
+/// pivot-init mknods it from MAJ:MIN and pivots.
+#[test]
+fn static_dev_mknod_by_majmin() {
+    let s = Scratch::new("mknod");
+    let mut bd = BootDisk::new(&s);
+    bd.tree
+        .node("/dev/console", 'c', 5, 1)
+        .node("/dev/ttyS0", 'c', 4, 64)
+        .node("/dev/ttyS1", 'c', 4, 65)
+        .node("/dev/kmsg", 'c', 1, 11)
+        .node("/dev/null", 'c', 1, 3);
+    let boot = bd.image(&s);
+    let tree = volume_tree(s.0.join("vol"), "v4");
+    // Report the node pivot-init made on the boot disk's /dev.
+    let init = std::fs::read_to_string(tree.path("/sbin/init")).unwrap().replace(
+        "m END",
+        "m \"OLDDEV $(stat -c '%F %t:%T' /old-root/dev/nvme1n1)\"\nm \"OLDDEVMOUNT $(grep -c ' /old-root/dev ' /proc/mounts)\"\nm END",
+    );
+    tree.file("/sbin/init", init.as_bytes(), 0o755);
+    let vol = tree.ext4(&s.0.join("vol.img"), 16, "data");
+    let mut vm = Vm::boot(&s, &boot, &[], "pivot.root=259:2 pivot.devtmpfs=0");
+    vm.wait_console("pivot-init: waiting for 259:2");
+    vm.hotplug_nvme(&Disk {
+        image: &vol,
+        serial: "static",
+    });
+    let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains("pivot-init: created block node /dev/nvme1n1 (259:2) with mknod"),
+        "{console}"
+    );
+    assert_line(
+        &m,
+        "OLDDEV block special file 103:2",
+        "node on the boot disk",
+        &console,
+    );
+    assert_line(
+        &m,
+        "OLDDEVMOUNT 0",
+        "no devtmpfs was mounted by pivot-init",
+        &console,
+    );
+    assert_line(&m, "VOLUME-INIT id=v4 pid=1 args=", "volume init", &console);
+    assert_line(&m, "OLDROOT boot-disk", "old root", &console);
+}
+
+/// A volume without a filesystem: a clear error naming the device, the
+/// volume is left alone, and the boot disk's old init runs.
+#[test]
+fn blank_volume_falls_back_to_old_init() {
+    let s = Scratch::new("blank");
+    let boot = BootDisk::new(&s).image(&s);
+    let vol = s.0.join("blank.img");
+    std::fs::write(&vol, vec![0u8; 8 << 20]).unwrap();
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "blank",
+        }],
+        "pivot.root=SERIAL=blank",
+    );
+    let (console, m) = vm.wait_exit();
+    let failed = lines_with(&console, "pivot-init: FAILED at mount: ");
+    assert_eq!(failed.len(), 1, "{console}");
+    let f = failed[0];
+    let dev = f
+        .split("no filesystem found on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("device named in {f}"));
+    assert!(dev.starts_with("/dev/nvme") && dev.ends_with("n1"), "{f}");
+    assert!(
+        f.trim_end().ends_with(&format!(
+            "no filesystem found on {dev} (no known superblock); set pivot.fstype=TYPE to force one; action: oldinit /sbin/init.old"
+        )),
+        "{f}"
+    );
+    assert_line(&m, "OLD-INIT pid=1 root=boot-disk", "old init", &console);
+    assert_line(
+        &m,
+        "OLD-INIT new-root-mounted=0",
+        "nothing left mounted",
+        &console,
+    );
+    assert!(!m.contains("VOLUME-INIT"));
+    // The volume was not written to.
+    assert!(std::fs::read(&vol).unwrap().iter().all(|b| *b == 0));
+}

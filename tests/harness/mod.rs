@@ -1,0 +1,536 @@
+//! QEMU full-boot test harness: builds disk images without root
+//! (mkfs.ext4 -d, debugfs), boots the Debian cloud kernel under TCG with NVMe
+//! disks, hot-plugs volumes over QMP, and collects the console and the
+//! markers the guest writes to its second serial port.
+//!
+//! Missing prerequisites are errors that say how to fix them; nothing skips.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const MUSL: &str = "x86_64-unknown-linux-musl";
+/// How long one guest may run before the test fails.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn need(cond: bool, what: &str) {
+    assert!(
+        cond,
+        "missing prerequisite: {what}. Run scripts/setup (or scripts/test, which runs it)."
+    );
+}
+
+fn have_cmd(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Checks every tool a boot test needs, once.
+pub fn prerequisites() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        for cmd in ["qemu-system-x86_64", "mkfs.ext4", "debugfs"] {
+            need(have_cmd(cmd), &format!("`{cmd}` is not installed"));
+        }
+        need(
+            Path::new("/bin/busybox").exists(),
+            "/bin/busybox (Debian package busybox-static)",
+        );
+        need(
+            kernel().exists(),
+            &format!("the test kernel {}", kernel().display()),
+        );
+    });
+}
+
+pub fn kernel() -> PathBuf {
+    root().join("target/test-kernel/vmlinuz")
+}
+
+/// The static pivot-init binary: `$PIVOT_INIT_BIN` (set by scripts/test), or
+/// built here with cargo for the musl target.
+pub fn pivot_init_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("PIVOT_INIT_BIN") {
+            let p = PathBuf::from(p);
+            need(
+                p.exists(),
+                &format!("PIVOT_INIT_BIN={} does not exist", p.display()),
+            );
+            return p;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--release", "--target", MUSL])
+            .current_dir(root())
+            .status()
+            .expect("cargo runs");
+        assert!(st.success(), "building the musl release binary failed");
+        root().join("target").join(MUSL).join("release/pivot-init")
+    })
+    .clone()
+}
+
+/// A scratch directory removed on drop (kept when PIVOT_KEEP is set).
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let p = root()
+            .join("target/qemu-tests")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("PIVOT_KEEP").is_none() && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A directory tree that becomes an ext4 image.
+pub struct Tree {
+    pub dir: PathBuf,
+    /// debugfs commands run on the image after mkfs (device nodes, owners).
+    pub debugfs: Vec<String>,
+}
+
+/// Applets the guest scripts use.
+const APPLETS: &[&str] = &[
+    "sh",
+    "cat",
+    "echo",
+    "grep",
+    "mount",
+    "umount",
+    "mountpoint",
+    "poweroff",
+    "ls",
+    "sleep",
+    "stat",
+    "touch",
+    "env",
+    "readlink",
+    "test",
+    "[",
+    "sync",
+    "head",
+    "dmesg",
+];
+
+impl Tree {
+    pub fn new(dir: PathBuf) -> Tree {
+        std::fs::create_dir_all(&dir).unwrap();
+        Tree {
+            dir,
+            debugfs: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.join(p.trim_start_matches('/'))
+    }
+
+    pub fn mkdir(&self, p: &str) -> &Self {
+        std::fs::create_dir_all(self.path(p)).unwrap();
+        self
+    }
+
+    pub fn file(&self, p: &str, content: &[u8], mode: u32) -> &Self {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        self
+    }
+
+    pub fn copy(&self, p: &str, from: &Path, mode: u32) -> &Self {
+        let content =
+            std::fs::read(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+        self.file(p, &content, mode)
+    }
+
+    pub fn symlink(&self, p: &str, target: &str) -> &Self {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        self
+    }
+
+    /// busybox-static at /bin/busybox with the applets the scripts use.
+    pub fn busybox(&self) -> &Self {
+        self.copy("/bin/busybox", Path::new("/bin/busybox"), 0o755);
+        for a in APPLETS {
+            self.symlink(&format!("/bin/{a}"), "busybox");
+        }
+        self
+    }
+
+    /// A device node made in the image by debugfs (no root needed).
+    /// (debugfs' mknod takes a name in its current directory, hence the cd.)
+    pub fn node(&mut self, p: &str, kind: char, major: u32, minor: u32) -> &mut Self {
+        let (dir, name) = p.rsplit_once('/').expect("absolute path");
+        let mode = if kind == 'b' { 0o060600 } else { 0o020600 };
+        self.debugfs.extend([
+            format!("cd /{}", dir.trim_start_matches('/')),
+            format!("mknod {name} {kind} {major} {minor}"),
+            format!("sif {name} mode 0{mode:o}"),
+            "cd /".to_string(),
+        ]);
+        self
+    }
+
+    /// Writes the ext4 image; returns its path.
+    pub fn ext4(&self, img: &Path, size_mb: u32, label: &str) -> PathBuf {
+        let out = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d"])
+            .arg(&self.dir)
+            .arg(img)
+            .arg(format!("{size_mb}M"))
+            .output()
+            .expect("mkfs.ext4 runs");
+        assert!(
+            out.status.success(),
+            "mkfs.ext4: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !self.debugfs.is_empty() {
+            let cmds = img.with_extension("debugfs");
+            std::fs::write(&cmds, self.debugfs.join("\n") + "\n").unwrap();
+            let out = Command::new("debugfs")
+                .arg("-w")
+                .arg("-f")
+                .arg(&cmds)
+                .arg(img)
+                .output()
+                .expect("debugfs runs");
+            assert!(
+                out.status.success(),
+                "debugfs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        img.to_path_buf()
+    }
+}
+
+/// The marker helper every guest script starts with: `m TEXT` writes a line to
+/// the second serial port (ttyS1), which the harness reads back.
+pub const SCRIPT_HEAD: &str =
+    "#!/bin/sh\nexport PATH=/bin:/sbin\nm() { echo \"$*\" > /dev/ttyS1; }\n";
+
+/// Puts an MBR with one Linux partition (starting at 1 MiB) around a
+/// filesystem image; the kernel then knows the partition as
+/// `PARTUUID=<sig>-01`, a stable root= whatever the NVMe probe order.
+pub fn mbr_disk(fs_img: &Path, disk: &Path, signature: u32) {
+    let fs = std::fs::read(fs_img).unwrap();
+    let start: u32 = 2048;
+    let sectors = u32::try_from(fs.len().div_ceil(512)).unwrap();
+    let mut mbr = vec![0u8; 512];
+    mbr[440..444].copy_from_slice(&signature.to_le_bytes());
+    let e = 446;
+    mbr[e] = 0x00;
+    mbr[e + 1..e + 4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    mbr[e + 4] = 0x83;
+    mbr[e + 5..e + 8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    mbr[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+    mbr[e + 12..e + 16].copy_from_slice(&sectors.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let mut out = mbr;
+    out.resize(start as usize * 512, 0);
+    out.extend_from_slice(&fs);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    std::fs::write(disk, out).unwrap();
+}
+
+pub const BOOT_SIG: u32 = 0x5eed_b007;
+
+/// What a boot disk holds besides pivot-init.
+pub struct BootDisk {
+    pub tree: Tree,
+}
+
+impl BootDisk {
+    /// A boot disk: pivot-init as /sbin/init, an old init that prints
+    /// `OLD-INIT` and powers off, busybox, /etc/boot-id, /new-root.
+    pub fn new(scratch: &Scratch) -> BootDisk {
+        let tree = Tree::new(scratch.0.join("boot-tree"));
+        tree.busybox()
+            .copy("/sbin/init", &pivot_init_bin(), 0o755)
+            .file(
+                "/sbin/init.old",
+                format!(
+                    "{SCRIPT_HEAD}m \"OLD-INIT pid=$$ root=$(cat /etc/boot-id)\"\n\
+                     m \"OLD-INIT new-root-mounted=$(grep -c ' /new-root ' /proc/mounts)\"\nsync\npoweroff -f\n"
+                )
+                .as_bytes(),
+                0o755,
+            )
+            .file("/etc/boot-id", b"boot-disk\n", 0o644)
+            .mkdir("/proc")
+            .mkdir("/sys")
+            .mkdir("/dev")
+            .mkdir("/new-root");
+        BootDisk { tree }
+    }
+
+    pub fn image(&self, scratch: &Scratch) -> PathBuf {
+        let fs = self.tree.ext4(&scratch.0.join("boot.fs"), 16, "bootdisk");
+        let disk = scratch.0.join("boot.img");
+        mbr_disk(&fs, &disk, BOOT_SIG);
+        disk
+    }
+}
+
+/// The kernel command line every test boot starts with.
+pub fn base_cmdline() -> String {
+    format!("console=ttyS0 panic=-1 root=PARTUUID={BOOT_SIG:08x}-01 rootwait rw")
+}
+
+/// A volume tree whose /sbin/init reports what it sees as PID 1 and powers off.
+pub fn volume_tree(dir: PathBuf, id: &str) -> Tree {
+    let tree = Tree::new(dir);
+    tree.busybox()
+        .file(
+            "/sbin/init",
+            format!(
+                "{SCRIPT_HEAD}mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
+                 m \"VOLUME-INIT id={id} pid=$$ args=$*\"\n\
+                 m \"OLDROOT $(cat /old-root/etc/boot-id)\"\n\
+                 for d in /proc /sys /dev /old-root; do m \"MOUNT $d $(grep -c \" $d \" /proc/mounts)\"; done\n\
+                 [ -f /hook-ran ] && m \"HOOK $(cat /hook-ran)\"\n\
+                 m \"ROOTDEV $(grep ' / ' /proc/mounts | head -n1)\"\n\
+                 m END\nsync\npoweroff -f\n"
+            )
+            .as_bytes(),
+            0o755,
+        )
+        .file("/etc/volume-id", format!("{id}\n").as_bytes(), 0o644)
+        .mkdir("/proc")
+        .mkdir("/sys")
+        .mkdir("/dev")
+        .mkdir("/old-root");
+    tree
+}
+
+/// A running guest; killed on drop.
+pub struct Vm {
+    pub child: Child,
+    pub console: PathBuf,
+    pub markers: PathBuf,
+    pub qmp: PathBuf,
+    pub started: Instant,
+    next_id: u32,
+}
+
+/// A disk to attach: image, NVMe serial.
+pub struct Disk<'a> {
+    pub image: &'a Path,
+    pub serial: &'a str,
+}
+
+impl Vm {
+    /// Boots the kernel with the boot disk and `at_boot` volumes attached.
+    pub fn boot(scratch: &Scratch, boot: &Path, at_boot: &[Disk], extra_cmdline: &str) -> Vm {
+        prerequisites();
+        let console = scratch.0.join("console.log");
+        let markers = scratch.0.join("markers.log");
+        let qmp = scratch.0.join("qmp.sock");
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-M", "pc", "-m", "512", "-display", "none"])
+            .args([
+                "-nodefaults",
+                "-no-reboot",
+                "-net",
+                "none",
+                "-monitor",
+                "none",
+            ])
+            .arg("-kernel")
+            .arg(kernel())
+            .arg("-append")
+            .arg(format!("{} {extra_cmdline}", base_cmdline()))
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-serial")
+            .arg(format!("file:{}", markers.display()))
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .arg("-drive")
+            .arg(format!(
+                "if=none,id=boot,format=raw,file={}",
+                boot.display()
+            ))
+            .args(["-device", "nvme,drive=boot,serial=boot"]);
+        for (i, d) in at_boot.iter().enumerate() {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=none,id=vol{i},format=raw,file={}",
+                    d.image.display()
+                ))
+                .arg("-device")
+                .arg(format!("nvme,drive=vol{i},serial={}", d.serial));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().expect("qemu-system-x86_64 starts");
+        Vm {
+            child,
+            console,
+            markers,
+            qmp,
+            started: Instant::now(),
+            next_id: 100,
+        }
+    }
+
+    pub fn console_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).into_owned()
+    }
+
+    pub fn markers_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.markers).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until the console shows `needle`; panics with the console on timeout.
+    pub fn wait_console(&mut self, needle: &str) {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.console_text().contains(needle) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "guest exited ({st}) before printing {needle:?}; console:\n{}",
+                    self.console_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timeout waiting for {needle:?}; console:\n{}",
+            self.console_text()
+        );
+    }
+
+    /// Waits for the guest to power off; returns (console, markers).
+    pub fn wait_exit(&mut self) -> (String, String) {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return (self.console_text(), self.markers_text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "guest did not power off within {BOOT_TIMEOUT:?}; console:\n{}\nmarkers:\n{}",
+                    self.console_text(),
+                    self.markers_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Attaches an NVMe volume now, as a cloud would (QMP blockdev-add + device_add).
+    pub fn hotplug_nvme(&mut self, d: &Disk) {
+        self.next_id += 1;
+        let n = self.next_id;
+        let mut q = Qmp::connect(&self.qmp);
+        q.cmd(&format!(
+            r#"{{"execute":"blockdev-add","arguments":{{"driver":"raw","node-name":"hp{n}","file":{{"driver":"file","filename":"{}"}}}}}}"#,
+            d.image.display()
+        ));
+        q.cmd(&format!(
+            r#"{{"execute":"device_add","arguments":{{"driver":"nvme","drive":"hp{n}","serial":"{}","id":"hpdev{n}"}}}}"#,
+            d.serial
+        ));
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal QMP client: one JSON command per line, answers read until a
+/// `return` or `error` (events in between are skipped).
+pub struct Qmp {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Qmp {
+    pub fn connect(sock: &Path) -> Qmp {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stream = loop {
+            match UnixStream::connect(sock) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => panic!("QMP {}: {e}", sock.display()),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut q = Qmp { stream, reader };
+        let mut greeting = String::new();
+        q.reader.read_line(&mut greeting).unwrap();
+        assert!(greeting.contains("QMP"), "QMP greeting: {greeting}");
+        q.cmd(r#"{"execute":"qmp_capabilities"}"#);
+        q
+    }
+
+    pub fn cmd(&mut self, json: &str) -> String {
+        self.stream.write_all(json.as_bytes()).unwrap();
+        self.stream.write_all(b"\n").unwrap();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "QMP closed after {json}");
+            if line.contains("\"error\"") {
+                panic!("QMP {json} failed: {line}");
+            }
+            if line.contains("\"return\"") {
+                return line;
+            }
+        }
+    }
+}
+
+/// The lines of `text` that contain `needle`.
+pub fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// Asserts that `text` has a line equal to `line` (after trimming \r).
+pub fn assert_line(text: &str, line: &str, what: &str, all: &str) {
+    assert!(
+        text.lines().any(|l| l.trim_end_matches('\r') == line),
+        "{what}: expected the line {line:?}; got:\n{text}\n--- console ---\n{all}"
+    );
+}
