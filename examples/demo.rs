@@ -13,7 +13,9 @@ use harness::*;
 
 fn main() {
     let s = Scratch::new("demo");
-    println!("demo: building the boot disk (pivot-init as /sbin/init, the original init kept as /sbin/init.old)");
+    println!(
+        "demo: building the boot disk (pivot-init as /sbin/init, the original init kept as /sbin/init.old)"
+    );
     let boot = BootDisk::new(&s).image(&s);
     println!("demo: building the volume (its own /sbin/init and a /pre-pivot hook)");
     let vol_tree = Tree::new(s.0.join("vol"));
@@ -64,7 +66,9 @@ echo '=== volume init: powering off'; sync; poweroff -f\n",
         show(&vm);
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("demo: --- attaching the volume over QMP now (blockdev-add + device_add nvme, serial vol0demo) ---");
+    println!(
+        "demo: --- attaching the volume over QMP now (blockdev-add + device_add nvme, serial vol0demo) ---"
+    );
     vm.hotplug_nvme(&Disk {
         image: &vol,
         serial: "vol0demo",
@@ -78,7 +82,10 @@ echo '=== volume init: powering off'; sync; poweroff -f\n",
     if text.contains("=== volume init: powering off") {
         println!("demo: done: the volume's init ran as PID 1 after the hot-plug pivot");
     } else {
-        println!("demo: FAILED: the volume's init did not run; console kept in {}", s.0.display());
+        println!(
+            "demo: FAILED: the volume's init did not run; console kept in {}",
+            s.0.display()
+        );
         std::process::exit(1);
     }
 }

@@ -17,7 +17,27 @@ pub enum Spec {
     Devno(u32, u32),
     /// `SERIAL=...`: the disk serial sysfs reports (virtio, NVMe).
     Serial(String),
+    /// `UUID=...`: the filesystem UUID (compared case-insensitively).
+    Uuid(String),
+    /// `LABEL=...`: the filesystem label.
+    Label(String),
+    /// `PARTUUID=...`: GPT partition GUID, or `SSSSSSSS-PP` on an MBR disk.
+    PartUuid(String),
+    /// `PARTLABEL=...`: GPT partition name.
+    PartLabel(String),
 }
+
+/// Builds a spec from the text after its `KEY=`.
+type MakeSpec = fn(String) -> Spec;
+
+/// The `KEY=` forms of a spec, with their variants.
+const KEYED: [(&str, MakeSpec); 5] = [
+    ("SERIAL=", Spec::Serial),
+    ("UUID=", Spec::Uuid),
+    ("LABEL=", Spec::Label),
+    ("PARTUUID=", Spec::PartUuid),
+    ("PARTLABEL=", Spec::PartLabel),
+];
 
 impl fmt::Display for Spec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -25,6 +45,10 @@ impl fmt::Display for Spec {
             Spec::Name(n) => write!(f, "/dev/{n}"),
             Spec::Devno(a, b) => write!(f, "{a}:{b}"),
             Spec::Serial(s) => write!(f, "SERIAL={s}"),
+            Spec::Uuid(s) => write!(f, "UUID={s}"),
+            Spec::Label(s) => write!(f, "LABEL={s}"),
+            Spec::PartUuid(s) => write!(f, "PARTUUID={s}"),
+            Spec::PartLabel(s) => write!(f, "PARTLABEL={s}"),
         }
     }
 }
@@ -32,18 +56,21 @@ impl fmt::Display for Spec {
 impl Spec {
     /// Parses a spec, or says what is accepted.
     pub fn parse(s: &str) -> Result<Spec, String> {
-        const ACCEPTED: &str = "expected /dev/NAME, MAJ:MIN or SERIAL=...";
+        const ACCEPTED: &str =
+            "expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=";
         if let Some(name) = s.strip_prefix("/dev/") {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                 return Err(format!("`{s}` is not a device name; {ACCEPTED}"));
             }
             return Ok(Spec::Name(name.to_string()));
         }
-        if let Some(serial) = s.strip_prefix("SERIAL=") {
-            if serial.is_empty() {
-                return Err(format!("empty serial; {ACCEPTED}"));
+        for (prefix, make) in KEYED {
+            if let Some(v) = s.strip_prefix(prefix) {
+                if v.is_empty() {
+                    return Err(format!("empty value after {prefix}; {ACCEPTED}"));
+                }
+                return Ok(make(v.to_string()));
             }
-            return Ok(Spec::Serial(serial.to_string()));
         }
         if let Some((a, b)) = s.split_once(':')
             && let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
@@ -312,7 +339,7 @@ mod tests {
         assert_eq!(w.len(), 10, "{w:#?}");
         assert_eq!(
             w[0],
-            "ignoring pivot.root=sda: `sda` is not a valid volume spec; expected /dev/NAME, MAJ:MIN or SERIAL=...; using the default"
+            "ignoring pivot.root=sda: `sda` is not a valid volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=; using the default"
         );
         assert_eq!(
             w[1],

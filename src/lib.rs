@@ -215,15 +215,24 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
     let spec = cfg.root.as_ref().ok_or(Error::NoRootSpec)?;
     let sysfs = wait::SysBlock {
         root: PathBuf::from("/sys/class/block"),
+        nodes: wait::Nodes::Dev(PathBuf::from("/dev")),
+    };
+    let want = wait::Want {
+        spec,
+        fstypes: &cfg.fstypes,
     };
     let t_wait = Instant::now();
-    let dev = stage(Stage::Wait, || {
-        wait::wait_for(spec, &sysfs, cfg.timeout_secs)
+    let found = stage(Stage::Wait, || {
+        wait::wait_for(&want, &sysfs, cfg.timeout_secs)
     })?;
     let waited = t_wait.elapsed();
-    let node = stage(Stage::Node, || wait::ensure_node(Path::new("/dev"), &dev))?;
+    let node = stage(Stage::Node, || {
+        wait::ensure_node(Path::new("/dev"), &found.dev)
+    })?;
     let mut s = RealSys;
-    let fstype = stage(Stage::Mount, || mount::mount_volume(&mut s, cfg, &node))?;
+    let fstype = stage(Stage::Mount, || {
+        mount::mount_volume(&mut s, cfg, &node, found.fs.clone())
+    })?;
     let _ = MOUNTED.set(cfg.new_root.clone());
     stage(Stage::Hook, || hook::run(cfg, &node, &fstype))?;
     let init = stage(Stage::Switch, || {

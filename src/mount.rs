@@ -5,41 +5,61 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::probe;
+use crate::probe::{self, Probe};
 use crate::sys::{self, Sys};
 
-/// Probes `device` and returns the type to mount it as.
-pub fn probe_device(device: &Path) -> Result<&'static str> {
-    let head = sys::read_head(device, probe::PROBE_BYTES)?;
-    match probe::probe(&head) {
-        Some(p) => {
-            log::info!(
-                "{}: {} UUID={} LABEL={}",
-                device.display(),
-                p.fstype,
-                p.uuid,
-                p.label
-            );
-            Ok(p.fstype)
+/// Probes `device` for a filesystem we know.
+pub fn probe_device(device: &Path) -> Result<Probe> {
+    let buf = sys::read_regions(device, &probe::PROBE_REGIONS, probe::PROBE_BYTES)?;
+    probe::probe(&buf).ok_or_else(|| Error::NoFilesystem {
+        device: sys::path_str(device),
+    })
+}
+
+/// The types to try, in order: the probed one first, then the rest of
+/// `pivot.fstype`.
+pub fn types_to_try(probed: Option<&Probe>, configured: &[String]) -> Vec<String> {
+    let mut types: Vec<String> = probed.map(|p| p.fstype.to_string()).into_iter().collect();
+    for t in configured {
+        if !types.contains(t) {
+            types.push(t.clone());
         }
-        None => Err(Error::NoFilesystem {
-            device: sys::path_str(device),
-        }),
     }
+    types
 }
 
 /// Mounts `device` on the configured new root; returns the type used.
-pub fn mount_volume(s: &mut dyn Sys, cfg: &Config, device: &Path) -> Result<String> {
+/// `probed` is what the wait stage already learnt of the device, if anything.
+pub fn mount_volume(
+    s: &mut dyn Sys,
+    cfg: &Config,
+    device: &Path,
+    probed: Option<Probe>,
+) -> Result<String> {
     let target = cfg.new_root.as_path();
     if !sys::is_dir(target) {
         s.mkdir(target)?;
         log::info!("created {}", target.display());
     }
-    let types: Vec<String> = if cfg.fstypes.is_empty() {
-        vec![probe_device(device)?.to_string()]
-    } else {
-        cfg.fstypes.clone()
+    let probed = match probed {
+        Some(p) => Some(p),
+        // Without pivot.fstype the probe decides; it is an error not to know the type.
+        None if cfg.fstypes.is_empty() => Some(probe_device(device)?),
+        None => None,
     };
+    if let Some(p) = &probed {
+        log::info!(
+            "{}: {} UUID={} LABEL={}",
+            device.display(),
+            p.fstype,
+            p.uuid,
+            p.label
+        );
+    }
+    let types = types_to_try(
+        probed.as_ref(),
+        if probed.is_some() { &[] } else { &cfg.fstypes },
+    );
     let source = sys::path_str(device);
     let opts = &cfg.mount_opts;
     let mut failures = Vec::new();

@@ -158,19 +158,16 @@ pub fn mknod_block(path: &Path, major: u32, minor: u32) -> Result<()> {
     })
 }
 
-/// Reads up to `len` bytes from the start of a file or device.
-pub fn read_head(path: &Path, len: usize) -> Result<Vec<u8>> {
-    use rustix::fs::{OFlags, open};
-    let fd = open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
-        Error::Open {
-            path: path_str(path),
-            errno,
-        }
-    })?;
-    let mut buf = vec![0u8; len];
+/// Fills `buf` from `offset` on; returns how many bytes the file had there.
+fn pread_full(
+    fd: &std::os::fd::OwnedFd,
+    path: &Path,
+    buf: &mut [u8],
+    offset: u64,
+) -> Result<usize> {
     let mut got = 0;
-    while got < len {
-        match rustix::io::read(&fd, &mut buf[got..]) {
+    while got < buf.len() {
+        match rustix::io::pread(fd, &mut buf[got..], offset + got as u64) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(Errno::INTR) => continue,
@@ -182,6 +179,37 @@ pub fn read_head(path: &Path, len: usize) -> Result<Vec<u8>> {
             }
         }
     }
+    Ok(got)
+}
+
+fn open_ro(path: &Path) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{OFlags, open};
+    open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| Error::Open {
+        path: path_str(path),
+        errno,
+    })
+}
+
+/// Reads the given (offset, length) regions of a file or device into a
+/// zeroed buffer of `total` bytes, each at its own offset; what lies past the
+/// end of the device stays zero.
+pub fn read_regions(path: &Path, regions: &[(u64, usize)], total: usize) -> Result<Vec<u8>> {
+    let fd = open_ro(path)?;
+    let mut buf = vec![0u8; total];
+    for (off, len) in regions {
+        let start = usize::try_from(*off).unwrap_or(usize::MAX);
+        if let Some(region) = buf.get_mut(start..start.saturating_add(*len).min(total)) {
+            pread_full(&fd, path, region, *off)?;
+        }
+    }
+    Ok(buf)
+}
+
+/// Reads `len` bytes at `offset` (fewer at the end of the device).
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let fd = open_ro(path)?;
+    let mut buf = vec![0u8; len];
+    let got = pread_full(&fd, path, &mut buf, offset)?;
     buf.truncate(got);
     Ok(buf)
 }

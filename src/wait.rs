@@ -14,6 +14,7 @@ use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
 
 use crate::config::Spec;
 use crate::error::{Error, Result};
+use crate::probe::{self, Probe};
 use crate::uevent;
 
 /// How often a progress line is logged while waiting.
@@ -46,19 +47,27 @@ pub fn serial_matches(wanted: &str, reported: &str) -> bool {
     !reported.is_empty() && (wanted == reported || wanted.replace('-', "") == reported)
 }
 
-/// Does `dev` match `spec`? `serial` is looked up only when the spec needs it.
-pub fn spec_matches(spec: &Spec, dev: &Device, serial: impl FnOnce() -> Option<String>) -> bool {
-    match spec {
-        Spec::Name(n) => *n == dev.name,
-        Spec::Devno(a, b) => (*a, *b) == (dev.major, dev.minor),
-        Spec::Serial(s) => serial().is_some_and(|r| serial_matches(s, &r)),
-    }
+/// Identity of a partition, from its disk's partition table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartId {
+    pub uuid: String,
+    /// GPT only.
+    pub label: Option<String>,
+}
+
+/// Where device contents are read from.
+pub enum Nodes {
+    /// Block nodes in this directory, created with mknod when missing.
+    Dev(PathBuf),
+    /// Tests: regular files named like the devices.
+    Files(PathBuf),
 }
 
 /// Reads block device facts from a sysfs tree (`/sys/class/block` at boot,
-/// a directory of files in tests).
+/// a directory of files in tests) and device contents from `nodes`.
 pub struct SysBlock {
     pub root: PathBuf,
+    pub nodes: Nodes,
 }
 
 impl SysBlock {
@@ -93,6 +102,171 @@ impl SysBlock {
         names.sort();
         names
     }
+
+    /// A path to read the device's contents from (its node, made if needed).
+    pub fn content(&self, dev: &Device) -> Result<PathBuf> {
+        match &self.nodes {
+            Nodes::Dev(dir) => ensure_node(dir, dev),
+            Nodes::Files(dir) => Ok(dir.join(&dev.name)),
+        }
+    }
+
+    /// For a partition: its number and the disk it is on.
+    pub fn partition_of(&self, name: &str) -> Option<(u32, Device)> {
+        let dir = self.root.join(name);
+        let partn = std::fs::read_to_string(dir.join("partition"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // /sys/class/block/nvme1n1p2 -> .../nvme1n1/nvme1n1p2: the parent dir is the disk.
+        let real = std::fs::canonicalize(&dir).ok()?;
+        let disk = real.parent()?.file_name()?.to_str()?;
+        Some((partn, self.device(disk)?))
+    }
+
+    fn sector_size(&self, disk: &str) -> u64 {
+        std::fs::read_to_string(self.root.join(disk).join("queue/logical_block_size"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|n: &u64| n.is_power_of_two() && (512..=65536).contains(n))
+            .unwrap_or(512)
+    }
+
+    /// PARTUUID/PARTLABEL of a partition, read from its disk's GPT or MBR.
+    pub fn part_id(&self, name: &str) -> Option<PartId> {
+        let (partn, disk) = self.partition_of(name)?;
+        let path = self.content(&disk).ok()?;
+        let bs = self.sector_size(&disk.name);
+        let lba1 = crate::sys::read_at(&path, bs, 512).ok()?;
+        if let Some(h) = probe::gpt_header(&lba1) {
+            if partn == 0 || partn > h.entries {
+                return None;
+            }
+            let off = h.entries_lba * bs + u64::from(partn - 1) * u64::from(h.entry_size);
+            let entry = crate::sys::read_at(&path, off, h.entry_size as usize).ok()?;
+            let (uuid, label) = probe::gpt_entry(&entry)?;
+            return Some(PartId {
+                uuid,
+                label: Some(label),
+            });
+        }
+        let sector0 = crate::sys::read_at(&path, 0, 512).ok()?;
+        probe::mbr_signature(&sector0).map(|sig| PartId {
+            uuid: probe::mbr_partuuid(sig, partn),
+            label: None,
+        })
+    }
+}
+
+/// What is known about one device, looked up only as far as the spec needs.
+pub struct Facts<'a> {
+    sys: &'a SysBlock,
+    pub dev: Device,
+    serial: Option<Option<String>>,
+    fs: Option<Option<Probe>>,
+    part: Option<Option<PartId>>,
+}
+
+impl<'a> Facts<'a> {
+    pub fn new(sys: &'a SysBlock, dev: Device) -> Facts<'a> {
+        Facts {
+            sys,
+            dev,
+            serial: None,
+            fs: None,
+            part: None,
+        }
+    }
+
+    pub fn serial(&mut self) -> Option<&str> {
+        let (sys, name) = (self.sys, &self.dev.name);
+        self.serial
+            .get_or_insert_with(|| sys.serial(name))
+            .as_deref()
+    }
+
+    /// The filesystem on the device (superblock probe).
+    pub fn fs(&mut self) -> Option<&Probe> {
+        let (sys, dev) = (self.sys, &self.dev);
+        self.fs
+            .get_or_insert_with(|| {
+                let path = sys.content(dev).ok()?;
+                let buf =
+                    crate::sys::read_regions(&path, &probe::PROBE_REGIONS, probe::PROBE_BYTES)
+                        .ok()?;
+                probe::probe(&buf)
+            })
+            .as_ref()
+    }
+
+    pub fn part(&mut self) -> Option<&PartId> {
+        let (sys, name) = (self.sys, &self.dev.name);
+        self.part.get_or_insert_with(|| sys.part_id(name)).as_ref()
+    }
+
+    /// The probe result if one was made.
+    pub fn probed(&self) -> Option<&Probe> {
+        self.fs.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Does this device match `spec`?
+    pub fn matches(&mut self, spec: &Spec) -> bool {
+        match spec {
+            Spec::Name(n) => *n == self.dev.name,
+            Spec::Devno(a, b) => (*a, *b) == (self.dev.major, self.dev.minor),
+            Spec::Serial(s) => self.serial().is_some_and(|r| serial_matches(s, r)),
+            Spec::Uuid(u) => self
+                .fs()
+                .is_some_and(|p| !p.uuid.is_empty() && p.uuid.eq_ignore_ascii_case(u)),
+            Spec::Label(l) => self.fs().is_some_and(|p| p.label == *l),
+            Spec::PartUuid(u) => self.part().is_some_and(|p| p.uuid.eq_ignore_ascii_case(u)),
+            Spec::PartLabel(l) => self.part().is_some_and(|p| p.label.as_deref() == Some(l)),
+        }
+    }
+
+    /// One line with everything looked up so far: `nvme1n1 (259:2) serial X xfs LABEL=data`.
+    pub fn describe(&self) -> String {
+        let mut s = self.dev.describe();
+        if let Some(Some(serial)) = &self.serial {
+            s.push_str(&format!(" serial {serial}"));
+        }
+        match &self.fs {
+            Some(Some(p)) => {
+                s.push_str(&format!(" {}", p.fstype));
+                if !p.label.is_empty() {
+                    s.push_str(&format!(" LABEL={}", p.label));
+                }
+                if !p.uuid.is_empty() {
+                    s.push_str(&format!(" UUID={}", p.uuid));
+                }
+            }
+            Some(None) => s.push_str(" no known filesystem"),
+            None => {}
+        }
+        if let Some(Some(p)) = &self.part {
+            s.push_str(&format!(" PARTUUID={}", p.uuid));
+            if let Some(l) = &p.label {
+                s.push_str(&format!(" PARTLABEL={l}"));
+            }
+        }
+        s
+    }
+}
+
+/// Whether a probed type passes a `pivot.fstype` list. The ext4 driver also
+/// mounts ext2 and ext3, so `ext4` accepts them.
+pub fn fstype_allowed(allowed: &[String], probed: &str) -> bool {
+    allowed
+        .iter()
+        .any(|a| a == probed || (a == "ext4" && matches!(probed, "ext2" | "ext3")))
+}
+
+/// What the wait stage hands on: the device, and its probe if one was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub dev: Device,
+    pub fs: Option<Probe>,
 }
 
 /// Tracks what was seen, so each non-matching device is logged once and a
@@ -102,16 +276,12 @@ pub struct Seen {
 }
 
 impl Seen {
-    fn note(&mut self, dev: &Device, serial: Option<String>, spec: &Spec) {
-        if self.devices.contains_key(&dev.name) {
+    fn note(&mut self, name: &str, what: String, why: &str) {
+        if self.devices.contains_key(name) {
             return;
         }
-        let what = match serial {
-            Some(s) => format!("{} serial {s}", dev.describe()),
-            None => dev.describe(),
-        };
-        log::info!("saw {what}: not {spec}");
-        self.devices.insert(dev.name.clone(), what);
+        log::info!("saw {what}: {why}");
+        self.devices.insert(name.to_string(), what);
     }
 
     pub fn list(&self) -> String {
@@ -125,6 +295,12 @@ impl Seen {
                 .join(", ")
         }
     }
+}
+
+/// What to look for: the spec and, optionally, the accepted filesystem types.
+pub struct Want<'a> {
+    pub spec: &'a Spec,
+    pub fstypes: &'a [String],
 }
 
 /// Opens the kernel uevent socket (multicast group 1: kernel events).
@@ -148,36 +324,46 @@ pub fn subscribe() -> Result<OwnedFd> {
 }
 
 /// Checks one device; returns it when it is the one.
-fn check(sys: &SysBlock, spec: &Spec, dev: Device, seen: &mut Seen) -> Option<Device> {
-    let mut serial_read = None;
-    let hit = spec_matches(spec, &dev, || {
-        serial_read = sys.serial(&dev.name);
-        serial_read.clone()
-    });
-    if hit {
-        return Some(dev);
+fn check(sys: &SysBlock, want: &Want, dev: Device, seen: &mut Seen) -> Option<Found> {
+    let mut facts = Facts::new(sys, dev);
+    if !facts.matches(want.spec) {
+        seen.note(
+            &facts.dev.name.clone(),
+            facts.describe(),
+            &format!("not {}", want.spec),
+        );
+        return None;
     }
-    seen.note(&dev, serial_read, spec);
-    None
+    if !want.fstypes.is_empty()
+        && let Some(p) = facts.fs()
+        && !fstype_allowed(want.fstypes, p.fstype)
+    {
+        let why = format!("{}, expected {}", p.fstype, want.fstypes.join(" or "));
+        seen.note(&facts.dev.name.clone(), facts.describe(), &why);
+        return None;
+    }
+    let fs = facts.probed().cloned();
+    Some(Found { dev: facts.dev, fs })
 }
 
-fn scan(sys: &SysBlock, spec: &Spec, seen: &mut Seen) -> Option<Device> {
+fn scan(sys: &SysBlock, want: &Want, seen: &mut Seen) -> Option<Found> {
     sys.names()
         .into_iter()
         .filter_map(|n| sys.device(&n))
-        .find_map(|d| check(sys, spec, d, seen))
+        .find_map(|d| check(sys, want, d, seen))
 }
 
 /// Waits until a device matching `spec` exists; `timeout` of zero means forever.
-pub fn wait_for(spec: &Spec, sys: &SysBlock, timeout_secs: u64) -> Result<Device> {
+pub fn wait_for(want: &Want, sys: &SysBlock, timeout_secs: u64) -> Result<Found> {
+    let spec = want.spec;
     let start = Instant::now();
     let sock = subscribe()?;
     let mut seen = Seen {
         devices: BTreeMap::new(),
     };
-    if let Some(dev) = scan(sys, spec, &mut seen) {
-        log::info!("found {} already present", dev.describe());
-        return Ok(dev);
+    if let Some(found) = scan(sys, want, &mut seen) {
+        log::info!("found {} already present", found.dev.describe());
+        return Ok(found);
     }
     log::info!(
         "waiting for {spec} (uevents; timeout {})",
@@ -243,21 +429,21 @@ pub fn wait_for(spec: &Spec, sys: &SysBlock, timeout_secs: u64) -> Result<Device
                         },
                     };
                     log::debug!("uevent {} {}", ev.action, dev.describe());
-                    if let Some(dev) = check(sys, spec, dev, &mut seen) {
+                    if let Some(found) = check(sys, want, dev, &mut seen) {
                         log::info!(
                             "{} appeared after {} ms",
-                            dev.describe(),
+                            found.dev.describe(),
                             start.elapsed().as_millis()
                         );
-                        return Ok(dev);
+                        return Ok(found);
                     }
                 }
                 Err(Errno::AGAIN) => break,
                 Err(Errno::INTR) => continue,
                 Err(Errno::NOBUFS) => {
                     log::warn!("uevent queue overflowed; rescanning /sys/class/block");
-                    if let Some(dev) = scan(sys, spec, &mut seen) {
-                        return Ok(dev);
+                    if let Some(found) = scan(sys, want, &mut seen) {
+                        return Ok(found);
                     }
                     break;
                 }
@@ -328,19 +514,168 @@ mod tests {
         }
     }
 
+    fn tmp(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("pivot-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    }
+
+    /// A fake sysfs with devices whose contents are files in `files/`.
+    fn fake(root: &Path) -> SysBlock {
+        std::fs::create_dir_all(root.join("files")).unwrap();
+        SysBlock {
+            root: root.join("class"),
+            nodes: Nodes::Files(root.join("files")),
+        }
+    }
+
+    fn add(sys: &SysBlock, path: &str, devno: &str, serial: Option<&str>, content: &[u8]) {
+        let real = sys.root.join("../devices").join(path);
+        std::fs::create_dir_all(real.join("device")).unwrap();
+        std::fs::write(real.join("dev"), format!("{devno}\n")).unwrap();
+        if let Some(s) = serial {
+            std::fs::write(real.join("device/serial"), format!("{s}    \n")).unwrap();
+        }
+        let name = path.rsplit('/').next().unwrap();
+        if let Some(n) = name.rsplit('p').next().and_then(|n| n.parse::<u32>().ok())
+            && path.contains('/')
+        {
+            std::fs::write(real.join("partition"), format!("{n}\n")).unwrap();
+        }
+        std::fs::create_dir_all(&sys.root).unwrap();
+        std::os::unix::fs::symlink(&real, sys.root.join(name)).unwrap();
+        if let Nodes::Files(dir) = &sys.nodes {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
+    }
+
+    fn find(sys: &SysBlock, spec: Spec, fstypes: &[&str], seen: &mut Seen) -> Option<String> {
+        let fstypes: Vec<String> = fstypes.iter().map(|s| s.to_string()).collect();
+        let want = Want {
+            spec: &spec,
+            fstypes: &fstypes,
+        };
+        scan(sys, &want, seen).map(|f| f.dev.name)
+    }
+
+    fn ext4_sb(uuid: [u8; 16], label: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 8192];
+        b[1024 + 0x38..1024 + 0x3A].copy_from_slice(&0xEF53u16.to_le_bytes());
+        b[1024 + 0x60] = 0x42;
+        b[1024 + 0x68..1024 + 0x78].copy_from_slice(&uuid);
+        b[1024 + 0x78..1024 + 0x78 + label.len()].copy_from_slice(label.as_bytes());
+        b
+    }
+
     #[test]
-    fn matching() {
-        let sdp = dev("sdp", 8, 240);
-        assert!(spec_matches(&Spec::Devno(8, 240), &sdp, || None));
-        assert!(!spec_matches(&Spec::Devno(8, 241), &sdp, || None));
-        assert!(spec_matches(&Spec::Name("sdp".into()), &sdp, || None));
-        assert!(!spec_matches(&Spec::Name("sdp1".into()), &sdp, || None));
-        let s = Spec::Serial("vol-0abc".into());
-        assert!(spec_matches(&s, &sdp, || Some("vol0abc".into())));
-        assert!(spec_matches(&s, &sdp, || Some("vol-0abc  ".into())));
-        assert!(!spec_matches(&s, &sdp, || Some("vol0abcd".into())));
-        assert!(!spec_matches(&s, &sdp, || None));
+    fn matching_by_every_spec_form() {
+        let root = tmp("match");
+        let sys = fake(&root);
+        add(
+            &sys,
+            "nvme0/nvme0n1",
+            "259:0",
+            Some("boot"),
+            &ext4_sb([1; 16], "bootdisk"),
+        );
+        add(
+            &sys,
+            "nvme1/nvme1n1",
+            "259:1",
+            Some("vol0abc"),
+            &ext4_sb([0xab; 16], "data"),
+        );
+        // A GPT disk with one partition: header at LBA 1, entries at LBA 2.
+        let mut disk = vec![0u8; 4096];
+        disk[510] = 0x55;
+        disk[511] = 0xaa;
+        disk[446 + 4] = 0xee;
+        disk[512..520].copy_from_slice(b"EFI PART");
+        disk[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+        disk[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+        disk[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        disk[1024..1040].copy_from_slice(&[0x0f; 16]);
+        disk[1040..1056].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+        for (i, c) in "rootfs".encode_utf16().enumerate() {
+            disk[1024 + 56 + 2 * i..1024 + 58 + 2 * i].copy_from_slice(&c.to_le_bytes());
+        }
+        add(&sys, "nvme2/nvme2n1", "259:2", Some("gptdisk"), &disk);
+        add(
+            &sys,
+            "nvme2/nvme2n1/nvme2n1p1",
+            "259:3",
+            None,
+            &ext4_sb([0xcd; 16], "part1"),
+        );
+
+        let mut seen = Seen {
+            devices: BTreeMap::new(),
+        };
+        let cases = [
+            (Spec::Name("nvme1n1".into()), "nvme1n1"),
+            (Spec::Devno(259, 3), "nvme2n1p1"),
+            (Spec::Serial("vol-0abc".into()), "nvme1n1"),
+            (
+                Spec::Uuid("ABABABAB-ABAB-ABAB-ABAB-ABABABABABAB".into()),
+                "nvme1n1",
+            ),
+            (Spec::Label("part1".into()), "nvme2n1p1"),
+            (
+                Spec::PartUuid("04030201-0605-0807-090A-0B0C0D0E0F10".into()),
+                "nvme2n1p1",
+            ),
+            (Spec::PartLabel("rootfs".into()), "nvme2n1p1"),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(
+                find(&sys, spec.clone(), &[], &mut seen).as_deref(),
+                Some(want),
+                "{spec}"
+            );
+        }
+        assert_eq!(find(&sys, Spec::Label("nope".into()), &[], &mut seen), None);
+        assert_eq!(
+            find(&sys, Spec::Serial("vol0ab".into()), &[], &mut seen),
+            None
+        );
+        // The fstype check rejects a matching device of another type.
+        let mut seen2 = Seen {
+            devices: BTreeMap::new(),
+        };
+        assert_eq!(
+            find(&sys, Spec::Serial("vol0abc".into()), &["xfs"], &mut seen2),
+            None
+        );
+        assert_eq!(
+            seen2.devices.get("nvme1n1").map(String::as_str),
+            Some(
+                "nvme1n1 (259:1) serial vol0abc ext4 LABEL=data UUID=abababab-abab-abab-abab-abababababab"
+            )
+        );
+        assert_eq!(
+            find(
+                &sys,
+                Spec::Serial("vol0abc".into()),
+                &["xfs", "ext4"],
+                &mut seen2
+            )
+            .as_deref(),
+            Some("nvme1n1")
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn serials_and_fstype_lists() {
+        assert!(serial_matches("vol-0abc", "vol0abc"));
+        assert!(serial_matches("vol0abc", " vol0abc "));
+        assert!(!serial_matches("vol0abc", "vol0abcd"));
         assert!(!serial_matches("", ""));
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(fstype_allowed(&l(&["ext4"]), "ext3"));
+        assert!(!fstype_allowed(&l(&["ext3"]), "ext4"));
+        assert!(!fstype_allowed(&l(&["ext4"]), "xfs"));
     }
 
     #[test]
@@ -352,28 +687,24 @@ mod tests {
     }
 
     #[test]
-    fn sysfs_tree_is_read() {
-        let root = std::env::temp_dir().join(format!("pivot-sysfs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("nvme1n1/device")).unwrap();
-        std::fs::write(root.join("nvme1n1/dev"), "259:2\n").unwrap();
-        std::fs::write(root.join("nvme1n1/device/serial"), "vol0abc             \n").unwrap();
-        std::fs::create_dir_all(root.join("vda")).unwrap();
-        std::fs::write(root.join("vda/dev"), "254:0\n").unwrap();
-        std::fs::write(root.join("vda/serial"), "boot\n").unwrap();
-        let sys = SysBlock { root: root.clone() };
-        assert_eq!(sys.names(), vec!["nvme1n1", "vda"]);
-        assert_eq!(sys.device("nvme1n1"), Some(dev("nvme1n1", 259, 2)));
-        assert_eq!(sys.serial("nvme1n1").as_deref(), Some("vol0abc"));
-        assert_eq!(sys.serial("vda").as_deref(), Some("boot"));
+    fn seen_list_names_what_was_looked_up() {
+        let root = tmp("seen");
+        let sys = fake(&root);
+        add(&sys, "vda", "254:0", Some("boot"), b"");
+        add(&sys, "nvme1/nvme1n1", "259:2", None, &[0u8; 8192]);
         let mut seen = Seen {
             devices: BTreeMap::new(),
         };
-        let found = scan(&sys, &Spec::Serial("vol-0abc".into()), &mut seen);
-        assert_eq!(found, Some(dev("nvme1n1", 259, 2)));
-        assert_eq!(seen.list(), "none");
-        assert_eq!(scan(&sys, &Spec::Devno(8, 240), &mut seen), None);
+        assert_eq!(find(&sys, Spec::Devno(8, 240), &[], &mut seen), None);
         assert_eq!(seen.list(), "nvme1n1 (259:2), vda (254:0)");
+        let mut seen = Seen {
+            devices: BTreeMap::new(),
+        };
+        assert_eq!(find(&sys, Spec::Label("x".into()), &[], &mut seen), None);
+        assert_eq!(
+            seen.list(),
+            "nvme1n1 (259:2) no known filesystem, vda (254:0) no known filesystem"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 
