@@ -1,9 +1,8 @@
 //! The exec stage, and the fallback when the boot cannot go on.
 
-use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -82,14 +81,22 @@ pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
 /// Replaces this process with `path`, giving it the arguments PID 1 got from
 /// the kernel (argv[0] becomes the init's path). Returns only on failure.
 pub fn exec(path: &Path, args: &[OsString]) -> Error {
-    let err = Command::new(path)
-        .arg0(path)
-        .args(args.iter().skip(1))
-        .exec();
-    Error::Exec {
+    let fail = |err: String| Error::Exec {
         path: path.display().to_string(),
-        err: err.to_string(),
-    }
+        err,
+    };
+    let path_c = match crate::sys::cstring("the path", path.as_os_str().as_bytes()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut argv = vec![path_c.clone()];
+    argv.extend(
+        args.iter()
+            .skip(1)
+            .filter_map(|a| CString::new(a.as_bytes()).ok()),
+    );
+    let errno = crate::sys::execve(&path_c, &argv, &crate::sys::environ());
+    fail(crate::error::ErrnoText(errno).to_string())
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! The hook stage: run the volume's pre-pivot program, if it has one.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use rustix::fs::FileType;
+use rustix::process::WaitStatus;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -24,12 +25,30 @@ pub fn skip_reason(file_type: FileType, mode: u32) -> Option<&'static str> {
 }
 
 /// Describes how a child ended, for the log.
-pub fn status_text(st: std::process::ExitStatus) -> String {
-    match (st.code(), st.signal()) {
+pub fn status_text(st: WaitStatus) -> String {
+    match (st.exit_status(), st.terminating_signal()) {
         (Some(c), _) => format!("exit status {c}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "ended".into(),
     }
+}
+
+/// The hook's `KEY=VALUE` environment.
+fn hook_env(device: &Path, new_root: &Path, fstype: &str) -> Vec<CString> {
+    let mut env = Vec::new();
+    for (k, v) in [
+        ("PIVOT_DEVICE", device.as_os_str().as_bytes()),
+        ("PIVOT_NEW_ROOT", new_root.as_os_str().as_bytes()),
+        ("PIVOT_FSTYPE", fstype.as_bytes()),
+        ("PATH", HOOK_PATH_ENV.as_bytes()),
+    ] {
+        let mut kv = format!("{k}=").into_bytes();
+        kv.extend_from_slice(v);
+        if let Ok(c) = CString::new(kv) {
+            env.push(c);
+        }
+    }
+    env
 }
 
 /// Runs the hook with cwd = the new root; returns Ok when there is none, it
@@ -50,23 +69,27 @@ pub fn run(cfg: &Config, device: &Path, fstype: &str) -> Result<()> {
     }
     let started = Instant::now();
     log::info!("running hook {}", path.display());
-    let spawned = Command::new(&path)
-        .current_dir(&cfg.new_root)
-        .stdin(Stdio::null())
-        .env_clear()
-        .env("PIVOT_DEVICE", device)
-        .env("PIVOT_NEW_ROOT", &cfg.new_root)
-        .env("PIVOT_FSTYPE", fstype)
-        .env("PATH", HOOK_PATH_ENV)
-        .process_group(0)
-        .spawn();
-    let mut child = spawned.map_err(|e| Error::HookSpawn {
+    let spawn_err = |err: String| Error::HookSpawn {
         path: path.display().to_string(),
-        err: e.to_string(),
-    })?;
-    let status = child.wait().map_err(|e| Error::HookSpawn {
-        path: path.display().to_string(),
-        err: format!("waiting for it failed: {e}"),
+        err,
+    };
+    let path_c =
+        crate::sys::cstring("the hook path", path.as_os_str().as_bytes()).map_err(spawn_err)?;
+    let cwd = crate::sys::cstring("the new root", cfg.new_root.as_os_str().as_bytes())
+        .map_err(spawn_err)?;
+    let opts = crate::sys::SpawnOpts {
+        cwd: &cwd,
+        new_group: true,
+        stdin_null: true,
+    };
+    let env = hook_env(device, &cfg.new_root, fstype);
+    let pid = crate::sys::spawn(&path_c, std::slice::from_ref(&path_c), &env, &opts)
+        .map_err(|e| spawn_err(format!("fork failed: {}", crate::error::ErrnoText(e))))?;
+    let status = crate::sys::wait_child(pid).map_err(|e| {
+        spawn_err(format!(
+            "waiting for it failed: {}",
+            crate::error::ErrnoText(e)
+        ))
     })?;
     let text = status_text(status);
     log::info!(
@@ -74,7 +97,7 @@ pub fn run(cfg: &Config, device: &Path, fstype: &str) -> Result<()> {
         path.display(),
         started.elapsed().as_millis()
     );
-    if status.success() {
+    if status.exit_status() == Some(0) {
         return Ok(());
     }
     if cfg.hook_abort {

@@ -255,3 +255,111 @@ pub fn wait_forever() -> ! {
         }
     }
 }
+
+/// The errno a libc call just set.
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// A NUL-terminated copy of `s`, or an error naming it.
+pub fn cstring(what: &str, s: &[u8]) -> std::result::Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{what} contains a NUL byte"))
+}
+
+/// A NULL-terminated array of pointers into `items` (which must outlive it).
+fn ptr_array(items: &[CString]) -> Vec<*const libc::c_char> {
+    items
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// How a spawned child is set up between fork and exec.
+pub struct SpawnOpts<'a> {
+    pub cwd: &'a std::ffi::CStr,
+    /// Its own process group (so the whole group can be signalled).
+    pub new_group: bool,
+    /// stdin from /dev/null; stdout/stderr are inherited (the console).
+    pub stdin_null: bool,
+}
+
+/// Forks and execs `path` with exactly `argv` and `envp`. Returns the child's pid.
+/// Everything is prepared before fork; the child makes only raw syscalls.
+pub fn spawn(
+    path: &std::ffi::CStr,
+    argv: &[CString],
+    envp: &[CString],
+    opts: &SpawnOpts,
+) -> std::result::Result<rustix::process::Pid, Errno> {
+    let argv_p = ptr_array(argv);
+    let envp_p = ptr_array(envp);
+    let devnull = c"/dev/null";
+    // SAFETY: we are single-threaded, so the child is a faithful copy. Between
+    // fork and execve/_exit the child only calls async-signal-safe functions
+    // (setpgid, chdir, open, dup2, close, execve, _exit) on data prepared
+    // before the fork, whose pointers stay valid in the child's copy.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: see above; every pointer is a live NUL-terminated C string
+        // or a NULL-terminated pointer array built from them.
+        unsafe {
+            if opts.new_group {
+                libc::setpgid(0, 0);
+            }
+            if libc::chdir(opts.cwd.as_ptr()) != 0 {
+                libc::_exit(126);
+            }
+            if opts.stdin_null {
+                let fd = libc::open(devnull.as_ptr(), libc::O_RDONLY);
+                if fd > 0 {
+                    libc::dup2(fd, 0);
+                    libc::close(fd);
+                }
+            }
+            libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        return Err(last_errno());
+    }
+    rustix::process::Pid::from_raw(pid).ok_or(Errno::INVAL)
+}
+
+/// Replaces this process with `path`. Returns only on failure.
+pub fn execve(path: &std::ffi::CStr, argv: &[CString], envp: &[CString]) -> Errno {
+    let argv_p = ptr_array(argv);
+    let envp_p = ptr_array(envp);
+    // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated
+    // pointer arrays that live until execve returns (it only returns on error).
+    unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    last_errno()
+}
+
+/// Waits for one child; returns its wait status.
+pub fn wait_child(
+    pid: rustix::process::Pid,
+) -> std::result::Result<rustix::process::WaitStatus, Errno> {
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, st))) => return Ok(st),
+            Ok(None) => continue,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// This process's environment as `KEY=VALUE` C strings.
+pub fn environ() -> Vec<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect()
+}

@@ -201,8 +201,15 @@ impl Tree {
 
     /// Writes the ext4 image; returns its path.
     pub fn ext4(&self, img: &Path, size_mb: u32, label: &str) -> PathBuf {
+        self.ext4_args(img, size_mb, &["-L", label])
+    }
+
+    /// Writes the ext4 image with extra mkfs.ext4 arguments (`-L`, `-U`, ...).
+    pub fn ext4_args(&self, img: &Path, size_mb: u32, extra: &[&str]) -> PathBuf {
         let out = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d"])
+            .args(["-q", "-F", "-E", "root_owner=0:0"])
+            .args(extra)
+            .arg("-d")
             .arg(&self.dir)
             .arg(img)
             .arg(format!("{size_mb}M"))
@@ -264,6 +271,76 @@ pub fn mbr_disk(fs_img: &Path, disk: &Path, signature: u32) {
 }
 
 pub const BOOT_SIG: u32 = 0x5eed_b007;
+
+/// Runs a host tool, panicking with its stderr on failure.
+pub fn run_tool(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} cannot run ({e}); run scripts/setup"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A GPT disk: partition 1 "esp" (1 MiB, empty), partition 2 `name` with
+/// GUID `guid` holding the filesystem image `fs_img`.
+pub fn gpt_disk(fs_img: &Path, disk: &Path, guid: &str, name: &str) {
+    let fs = std::fs::read(fs_img).unwrap();
+    let p2_start: u64 = 4096;
+    let sectors = (fs.len() as u64).div_ceil(512);
+    let total = (p2_start + sectors + 2048) * 512;
+    std::fs::File::create(disk).unwrap().set_len(total).unwrap();
+    let d = disk.to_str().unwrap();
+    run_tool(
+        "sgdisk",
+        &[
+            "-n",
+            "1:2048:+1M",
+            "-c",
+            "1:esp",
+            "-n",
+            &format!("2:{p2_start}:+{sectors}"),
+            "-c",
+            &format!("2:{name}"),
+            "-u",
+            &format!("2:{guid}"),
+            d,
+        ],
+    );
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    f.seek(SeekFrom::Start(p2_start * 512)).unwrap();
+    f.write_all(&fs).unwrap();
+}
+
+/// A seed for test orderings: `$PIVOT_TEST_SEED` or the clock; printed so a
+/// failing order can be replayed.
+pub fn seed() -> u64 {
+    let s = std::env::var("PIVOT_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("PIVOT_TEST_SEED={s}");
+    s
+}
+
+/// Fisher-Yates with a small xorshift generator.
+pub fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
 
 /// What a boot disk holds besides pivot-init.
 pub struct BootDisk {

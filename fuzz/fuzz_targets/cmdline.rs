@@ -1,0 +1,20 @@
+#![no_main]
+//! The kernel command line parser on arbitrary text.
+
+use libfuzzer_sys::fuzz_target;
+use pivot_init::config;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let (cfg, warnings) = config::parse(&text);
+    // Every warning names a pivot.* key; the config is internally sane.
+    for w in &warnings {
+        assert!(w.starts_with("ignoring pivot."), "{w}");
+    }
+    assert!(cfg.new_root.is_absolute() && cfg.old_root.is_absolute());
+    assert!(cfg.loglevel <= 7);
+    if let Some(spec) = &cfg.root {
+        // What is displayed parses back to the same spec.
+        assert_eq!(config::Spec::parse(&spec.to_string()).as_ref(), Ok(spec));
+    }
+});
