@@ -120,8 +120,9 @@ fn wrong_fstype_rejected_then_right_one_used() {
     );
 }
 
-/// A GPT-partitioned volume; the filesystem on partition 2 is chosen by its
-/// PARTUUID (written in upper case).
+/// A GPT-partitioned volume hot-plugged after boot (the disk and each
+/// partition arrive as separate uevents); the filesystem on partition 2 is
+/// chosen by its PARTUUID (written in upper case).
 #[test]
 fn gpt_partition_by_partuuid() {
     let s = Scratch::new("gpt");
