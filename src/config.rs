@@ -96,6 +96,10 @@ pub struct Config {
     pub timeout_secs: u64,
     pub devtmpfs: bool,
     pub loglevel: u8,
+    /// Kernel modules to load (with dependencies) before waiting.
+    pub modules: Vec<String>,
+    /// Running as `/init` of an initramfs (the root is ramfs/tmpfs).
+    pub initramfs: bool,
 }
 
 impl Default for Config {
@@ -113,6 +117,8 @@ impl Default for Config {
             timeout_secs: 0,
             devtmpfs: true,
             loglevel: 6,
+            modules: Vec::new(),
+            initramfs: false,
         }
     }
 }
@@ -167,24 +173,101 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
-const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_failure, init, oldinit, timeout, devtmpfs, loglevel";
+const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_failure, init, oldinit, timeout, modules, devtmpfs, loglevel";
+
+/// The kernel's own root keys, used in initramfs mode where no `pivot.*` key
+/// sets the same thing.
+#[derive(Default)]
+struct KernelKeys<'a> {
+    root: Option<&'a str>,
+    rootfstype: Option<&'a str>,
+    rootflags: Option<&'a str>,
+    /// `ro` or `rw`, the last one given.
+    ro: Option<bool>,
+    rootwait: bool,
+    rootdelay: Option<&'a str>,
+    init: Option<&'a str>,
+}
 
 /// Parses the command line. Returns the config and one warning per problem.
-pub fn parse(cmdline: &str) -> (Config, Vec<String>) {
-    let mut cfg = Config::default();
+/// With `initramfs`, `root=`, `rootfstype=`, `rootflags=`, `ro`/`rw`,
+/// `rootwait`, `rootdelay=` and `init=` apply where no `pivot.*` key is given.
+pub fn parse(cmdline: &str, initramfs: bool) -> (Config, Vec<String>) {
+    let mut cfg = Config {
+        initramfs,
+        ..Config::default()
+    };
     let mut warnings = Vec::new();
-    for word in split_cmdline(cmdline) {
+    let mut set = std::collections::BTreeSet::new();
+    let words = split_cmdline(cmdline);
+    let mut k = KernelKeys::default();
+    for word in &words {
+        let (key, value) = word.split_once('=').unwrap_or((word, ""));
+        match key {
+            "root" => k.root = Some(value),
+            "rootfstype" => k.rootfstype = Some(value),
+            "rootflags" => k.rootflags = Some(value),
+            "ro" if word == "ro" => k.ro = Some(true),
+            "rw" if word == "rw" => k.ro = Some(false),
+            "rootwait" if word == "rootwait" => k.rootwait = true,
+            "rootdelay" => k.rootdelay = Some(value),
+            "init" => k.init = Some(value),
+            _ => {}
+        }
         let Some(rest) = word.strip_prefix("pivot.") else {
             continue;
         };
         let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
-        if let Err(why) = apply(&mut cfg, &key.replace('-', "_"), value) {
-            warnings.push(format!(
+        let norm = key.replace('-', "_");
+        match apply(&mut cfg, &norm, value) {
+            Ok(()) => {
+                set.insert(norm);
+            }
+            Err(why) => warnings.push(format!(
                 "ignoring pivot.{key}={value}: {why}; using the default"
-            ));
+            )),
         }
     }
+    if initramfs {
+        apply_kernel_keys(&mut cfg, &k, &set, &mut warnings);
+    }
     (cfg, warnings)
+}
+
+fn apply_kernel_keys(
+    cfg: &mut Config,
+    k: &KernelKeys,
+    set: &std::collections::BTreeSet<String>,
+    warnings: &mut Vec<String>,
+) {
+    let unset = |key: &str| !set.contains(key);
+    let mut kernel = |key: &str, value: Option<&str>, pivot_key: &str| {
+        if let Some(v) = value
+            && unset(pivot_key)
+            && let Err(why) = apply(cfg, pivot_key, v)
+        {
+            warnings.push(format!("ignoring {key}={v}: {why}; using the default"));
+        }
+    };
+    kernel("root", k.root, "root");
+    kernel("rootfstype", k.rootfstype, "fstype");
+    kernel("init", k.init, "init");
+    if unset("timeout") {
+        // rootwait: forever; rootdelay=N without it: wait up to N seconds.
+        if k.rootwait {
+            cfg.timeout_secs = 0;
+        } else {
+            kernel("rootdelay", k.rootdelay, "timeout");
+        }
+    }
+    if unset("flags") {
+        let mut opts = MountOpts::parse(k.rootflags.unwrap_or(""));
+        // Like the kernel, mount the root read-only unless `rw` is given.
+        if k.ro != Some(false) {
+            opts.flags |= rustix::mount::MountFlags::RDONLY;
+        }
+        cfg.mount_opts = opts;
+    }
 }
 
 fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
@@ -237,6 +320,20 @@ fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
             }
         }
         "init" => cfg.init = abs_path(v)?,
+        "modules" => {
+            let mods: Vec<String> = v
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect();
+            if let Some(bad) = mods.iter().find(|m| {
+                !m.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            }) {
+                return Err(format!("`{bad}` is not a module name"));
+            }
+            cfg.modules = mods;
+        }
         "oldinit" => cfg.old_init = abs_path(v)?,
         "timeout" => {
             cfg.timeout_secs = v
@@ -274,7 +371,7 @@ mod tests {
 
     #[test]
     fn defaults_without_pivot_keys() {
-        let (cfg, w) = parse("console=ttyS0 root=/dev/nvme0n1 rw quiet\n");
+        let (cfg, w) = parse("console=ttyS0 root=/dev/nvme0n1 rw quiet\n", false);
         assert_eq!(cfg, Config::default());
         assert!(w.is_empty());
     }
@@ -284,7 +381,8 @@ mod tests {
         let (cfg, w) = parse(
             "console=ttyS0 pivot.root=/dev/nvme1n1 pivot.fstype=ext4,xfs pivot.flags=ro,noatime,data=ordered \
              pivot.newroot=/mnt/vol pivot.oldroot=/boot-disk pivot.hook=none pivot.init=/lib/systemd/systemd \
-             pivot.oldinit=/sbin/init.orig pivot.devtmpfs=0 pivot.loglevel=7 pivot.timeout=30 pivot.hook-failure=continue",
+             pivot.oldinit=/sbin/init.orig pivot.devtmpfs=0 pivot.loglevel=7 pivot.timeout=30 pivot.hook-failure=continue pivot.modules=xfs,virtio-blk",
+            false,
         );
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(cfg.root, Some(Spec::Name("nvme1n1".into())));
@@ -300,6 +398,46 @@ mod tests {
         assert_eq!(cfg.loglevel, 7);
         assert_eq!(cfg.timeout_secs, 30);
         assert!(!cfg.hook_abort);
+        assert_eq!(cfg.modules, vec!["xfs", "virtio-blk"]);
+    }
+
+    #[test]
+    fn initramfs_mode_uses_kernel_keys() {
+        let (cfg, w) = parse(
+            "root=LABEL=data rootfstype=xfs rootflags=noatime,logbufs=8 rootdelay=7 init=/lib/systemd/systemd",
+            true,
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert!(cfg.initramfs);
+        assert_eq!(cfg.root, Some(Spec::Label("data".into())));
+        assert_eq!(cfg.fstypes, vec!["xfs"]);
+        assert_eq!(cfg.mount_opts.describe(), "ro,noatime,logbufs=8");
+        assert_eq!(cfg.timeout_secs, 7);
+        assert_eq!(cfg.init, PathBuf::from("/lib/systemd/systemd"));
+        // rw and rootwait.
+        let (cfg, _) = parse("root=8:240 ro rw rootwait rootdelay=3", true);
+        assert_eq!(cfg.root, Some(Spec::Devno(8, 240)));
+        assert!(!cfg.mount_opts.read_only());
+        assert_eq!(cfg.timeout_secs, 0);
+        // pivot.* keys win; kernel keys are ignored outside initramfs mode.
+        let (cfg, _) = parse(
+            "root=/dev/sda pivot.root=/dev/vdb rootfstype=xfs pivot.fstype=ext4 pivot.flags=rw pivot.timeout=9 rootdelay=3",
+            true,
+        );
+        assert_eq!(cfg.root, Some(Spec::Name("vdb".into())));
+        assert_eq!(cfg.fstypes, vec!["ext4"]);
+        assert!(!cfg.mount_opts.read_only());
+        assert_eq!(cfg.timeout_secs, 9);
+        let (cfg, _) = parse("root=/dev/sda rootfstype=xfs", false);
+        assert_eq!((cfg.root, cfg.fstypes.len()), (None, 0));
+        // A bad kernel value is reported with its own key.
+        let (_, w) = parse("root=/dev/disk/by-uuid/x", true);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("ignoring root=/dev/disk/by-uuid/x: "),
+            "{}",
+            w[0]
+        );
     }
 
     #[test]
@@ -334,6 +472,7 @@ mod tests {
         let (cfg, w) = parse(
             "pivot.root=sda pivot.loglevel=9 pivot.devtmpfs=maybe pivot.newroot=relative pivot.fstype=, \
              pivot.bogus=1 pivot.timeout=abc pivot.init=/../x pivot.hook_failure=explode pivot.newroot=/",
+            false,
         );
         assert_eq!(cfg, Config::default());
         assert_eq!(w.len(), 10, "{w:#?}");
@@ -354,8 +493,10 @@ mod tests {
 
     #[test]
     fn later_value_wins_and_bad_later_value_keeps_earlier() {
-        let (cfg, w) =
-            parse("pivot.root=8:240 pivot.root=/dev/vdb pivot.loglevel=3 pivot.loglevel=x");
+        let (cfg, w) = parse(
+            "pivot.root=8:240 pivot.root=/dev/vdb pivot.loglevel=3 pivot.loglevel=x",
+            false,
+        );
         assert_eq!(cfg.root, Some(Spec::Name("vdb".into())));
         assert_eq!(cfg.loglevel, 3);
         assert_eq!(w.len(), 1);

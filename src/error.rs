@@ -102,6 +102,14 @@ pub enum Error {
     MakePrivate {
         errno: Errno,
     },
+    Chroot {
+        path: String,
+        errno: Errno,
+    },
+    NotInitramfs,
+    Modules {
+        msg: String,
+    },
     Exec {
         path: String,
         err: String,
@@ -203,6 +211,12 @@ impl fmt::Display for Error {
                 ErrnoText(*errno)
             ),
             Exec { path, err } => write!(f, "exec of {path} failed: {err}"),
+            Chroot { path, errno } => write!(f, "chroot to {path} failed: {}", ErrnoText(*errno)),
+            NotInitramfs => write!(
+                f,
+                "/ is not a ramfs or tmpfs, so it is not an initramfs: refusing to delete its contents"
+            ),
+            Modules { msg } => write!(f, "loading kernel modules failed: {msg}"),
             Panic { msg } => write!(f, "internal error (panic): {msg}"),
             NoRootSpec => write!(
                 f,

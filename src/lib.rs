@@ -2,10 +2,12 @@
 //! pivots onto it and execs its init. The whole boot is [`run`].
 
 pub mod config;
+pub mod cpio;
 pub mod error;
 pub mod exec;
 pub mod hook;
 pub mod kmsg;
+pub mod modules;
 pub mod mount;
 pub mod mountopts;
 pub mod probe;
@@ -128,8 +130,10 @@ fn prepare() -> Config {
     let api = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     mount_api(&mut s, "proc", "/proc", "proc", api, "");
     enter(Stage::Config);
+    // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
+    let initramfs = s.root_is_ram();
     let (cfg, warnings) = match std::fs::read_to_string("/proc/cmdline") {
-        Ok(line) => config::parse(&line),
+        Ok(line) => config::parse(&line, initramfs),
         Err(e) => (
             Config::default(),
             vec![format!("cannot read /proc/cmdline: {e}; using defaults")],
@@ -156,9 +160,14 @@ fn prepare() -> Config {
     }
     kmsg::set_level(cfg.loglevel);
     log::info!(
-        "pivot-init {} starting as PID {}",
+        "pivot-init {} starting as PID {} ({} mode)",
         env!("CARGO_PKG_VERSION"),
-        rustix::process::getpid().as_raw_nonzero()
+        rustix::process::getpid().as_raw_nonzero(),
+        if cfg.initramfs {
+            "initramfs"
+        } else {
+            "machine image"
+        }
     );
     for w in &warnings {
         log::warn!("{w}");
@@ -212,6 +221,18 @@ fn ensure_console_fds() {
 
 /// The pipeline from the wait to the exec. Returns only on failure.
 fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
+    if !cfg.modules.is_empty() {
+        stage(Stage::Prepare, || {
+            let release = rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned();
+            let dir = Path::new("/lib/modules").join(release);
+            let n = modules::load(&dir, &cfg.modules).map_err(|msg| Error::Modules { msg })?;
+            log::info!("loaded {n} module(s) for {}", cfg.modules.join(","));
+            Ok(())
+        })?;
+    }
     let spec = cfg.root.as_ref().ok_or(Error::NoRootSpec)?;
     let sysfs = wait::SysBlock {
         root: PathBuf::from("/sys/class/block"),
@@ -242,14 +263,29 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
             .into_iter()
             .filter(|m| sys::is_mount_point(Path::new(m)))
             .collect();
-        switch::switch(&mut s, &cfg.new_root, &cfg.old_root, &moves)?;
-        SWITCHED.store(true, Ordering::SeqCst);
-        log::info!(
-            "pivot_root done: / is {} ({fstype}), the boot root is at {}; moved {}",
-            node.display(),
-            cfg.old_root.display(),
-            moves.join(" ")
-        );
+        if cfg.initramfs {
+            // A failure here runs the normal policy (a shell if one is left, else wait).
+            let how = switch::switch_initramfs(&mut s, &cfg.new_root, &cfg.old_root, &moves)?;
+            SWITCHED.store(true, Ordering::SeqCst);
+            log::info!(
+                "{} done: / is {} ({fstype}); moved {}",
+                match how {
+                    switch::How::PivotRoot => "pivot_root (initramfs detached)",
+                    switch::How::SwitchRoot => "switch_root",
+                },
+                node.display(),
+                moves.join(" ")
+            );
+        } else {
+            switch::switch(&mut s, &cfg.new_root, &cfg.old_root, &moves)?;
+            SWITCHED.store(true, Ordering::SeqCst);
+            log::info!(
+                "pivot_root done: / is {} ({fstype}), the boot root is at {}; moved {}",
+                node.display(),
+                cfg.old_root.display(),
+                moves.join(" ")
+            );
+        }
         Ok(init)
     })?;
     enter(Stage::Exec);

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use rustix::io::Errno;
+
+use crate::error::{ErrnoText, Error, Result};
 use crate::sys::Sys;
 
 /// The API mounts that move with us when they are mounted.
@@ -38,24 +40,111 @@ pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str])
     Ok(())
 }
 
+/// How the root was switched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    PivotRoot,
+    SwitchRoot,
+}
+
+/// Initramfs mode: try pivot_root first (newer kernels allow it on an
+/// initramfs; the old root is then detached to free its memory); when the
+/// kernel refuses (EINVAL on rootfs) or the volume has no room for the old
+/// root, use switch_root semantics.
+pub fn switch_initramfs(
+    s: &mut dyn Sys,
+    new_root: &Path,
+    old_root: &Path,
+    moves: &[&str],
+) -> Result<How> {
+    s.make_private()?;
+    for m in moves {
+        s.mkdir(&under(new_root, Path::new(m)))?;
+    }
+    let put_old = under(new_root, old_root);
+    match s.mkdir(&put_old) {
+        Ok(()) => {
+            s.chdir(new_root)?;
+            match s.pivot_root(new_root, &put_old) {
+                Ok(()) => {
+                    s.chdir(Path::new("/"))?;
+                    for m in moves {
+                        let m = Path::new(m);
+                        if let Err(e) = s.move_mount(&under(old_root, m), m) {
+                            log::warn!("{e}");
+                        }
+                    }
+                    if let Err(e) = s.unmount(old_root) {
+                        log::warn!("{e}; the initramfs stays at {}", old_root.display());
+                    }
+                    return Ok(How::PivotRoot);
+                }
+                Err(Error::PivotRoot { errno, .. }) if errno == Errno::INVAL => {
+                    log::info!(
+                        "pivot_root refused on the initramfs ({}); using switch_root",
+                        ErrnoText(errno)
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => log::info!("{e}; using switch_root"),
+    }
+    switch_root(s, new_root, moves)?;
+    Ok(How::SwitchRoot)
+}
+
+/// switch_root semantics: check that `/` is a ramfs/tmpfs, free its contents
+/// (not crossing mounts), move the API mounts and the new root onto `/`, chroot.
+/// The directories the moves need were created before this is called.
+pub fn switch_root(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<()> {
+    if !s.root_is_ram() {
+        return Err(Error::NotInitramfs);
+    }
+    let (entries, bytes) = s.free_initramfs();
+    log::info!(
+        "freed the initramfs: removed {entries} entries, {} KiB",
+        bytes / 1024
+    );
+    for m in moves {
+        let m = Path::new(m);
+        let to = under(new_root, m);
+        if let Err(e) = s.move_mount(m, &to) {
+            log::warn!("{e}; the new root keeps its own {}", m.display());
+        }
+    }
+    s.chdir(new_root)?;
+    s.move_mount(new_root, Path::new("/"))?;
+    s.chroot(Path::new("."))?;
+    s.chdir(Path::new("/"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 pub mod fake {
     use super::*;
-    use crate::error::Error;
-    use rustix::io::Errno;
     use rustix::mount::MountFlags;
 
-    /// Records every call; fails the call whose text starts with `fail_on`.
+    /// Records every call; fails the call whose text starts with `fail_on`
+    /// (pivot_root with EINVAL, as the kernel does on rootfs; others EROFS).
     #[derive(Default)]
     pub struct FakeSys {
         pub calls: Vec<String>,
         pub fail_on: Option<String>,
+        pub not_ram: bool,
     }
 
     impl FakeSys {
         fn rec(&mut self, call: String) -> Result<()> {
             let fail = self.fail_on.as_ref().is_some_and(|f| call.starts_with(f));
             self.calls.push(call.clone());
+            if fail && call.starts_with("pivot_root") {
+                return Err(Error::PivotRoot {
+                    new_root: call.clone(),
+                    put_old: call,
+                    errno: Errno::INVAL,
+                });
+            }
             if fail {
                 return Err(Error::Mkdir {
                     path: call,
@@ -87,6 +176,17 @@ pub mod fake {
         }
         fn move_mount(&mut self, f: &Path, t: &Path) -> Result<()> {
             self.rec(format!("move {} {}", f.display(), t.display()))
+        }
+        fn chroot(&mut self, p: &Path) -> Result<()> {
+            self.rec(format!("chroot {}", p.display()))
+        }
+        fn root_is_ram(&mut self) -> bool {
+            self.calls.push("statfs /".into());
+            !self.not_ram
+        }
+        fn free_initramfs(&mut self) -> (usize, u64) {
+            self.calls.push("free /".into());
+            (3, 4096)
         }
     }
 }
@@ -133,6 +233,81 @@ mod tests {
         let err = switch(&mut s, Path::new("/mnt/v"), Path::new("/boot"), &["/dev"]);
         assert!(err.is_err());
         assert!(!s.calls.iter().any(|c| c.starts_with("pivot_root")));
+    }
+
+    #[test]
+    fn initramfs_falls_back_to_switch_root_on_einval() {
+        let mut s = FakeSys {
+            fail_on: Some("pivot_root".into()),
+            ..FakeSys::default()
+        };
+        let how = switch_initramfs(
+            &mut s,
+            Path::new("/new-root"),
+            Path::new("/old-root"),
+            &["/dev", "/proc"],
+        )
+        .unwrap();
+        assert_eq!(how, How::SwitchRoot);
+        assert_eq!(
+            s.calls,
+            vec![
+                "private /",
+                "mkdir /new-root/dev",
+                "mkdir /new-root/proc",
+                "mkdir /new-root/old-root",
+                "chdir /new-root",
+                "pivot_root /new-root /new-root/old-root",
+                "statfs /",
+                "free /",
+                "move /dev /new-root/dev",
+                "move /proc /new-root/proc",
+                "chdir /new-root",
+                "move /new-root /",
+                "chroot .",
+                "chdir /",
+            ]
+        );
+    }
+
+    #[test]
+    fn initramfs_pivot_root_when_allowed_detaches_old_root() {
+        let mut s = FakeSys::default();
+        let how = switch_initramfs(
+            &mut s,
+            Path::new("/new-root"),
+            Path::new("/old-root"),
+            &["/dev"],
+        )
+        .unwrap();
+        assert_eq!(how, How::PivotRoot);
+        assert_eq!(
+            &s.calls[s.calls.len() - 3..],
+            &["chdir /", "move /old-root/dev /dev", "umount /old-root"]
+        );
+    }
+
+    #[test]
+    fn read_only_volume_goes_straight_to_switch_root() {
+        let mut s = FakeSys {
+            fail_on: Some("mkdir /new-root/old-root".into()),
+            ..FakeSys::default()
+        };
+        let how =
+            switch_initramfs(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[]).unwrap();
+        assert_eq!(how, How::SwitchRoot);
+        assert!(!s.calls.iter().any(|c| c.starts_with("pivot_root")));
+    }
+
+    #[test]
+    fn nothing_is_deleted_unless_root_is_ram() {
+        let mut s = FakeSys {
+            not_ram: true,
+            ..FakeSys::default()
+        };
+        let err = switch_root(&mut s, Path::new("/new-root"), &["/dev"]).unwrap_err();
+        assert!(matches!(err, Error::NotInitramfs));
+        assert_eq!(s.calls, vec!["statfs /"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
@@ -35,6 +35,12 @@ pub trait Sys {
     fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> Result<()>;
     fn chdir(&mut self, path: &Path) -> Result<()>;
     fn move_mount(&mut self, from: &Path, to: &Path) -> Result<()>;
+    fn chroot(&mut self, path: &Path) -> Result<()>;
+    /// Whether `/` is a ramfs or tmpfs (an initramfs) — checked before deleting anything.
+    fn root_is_ram(&mut self) -> bool;
+    /// Deletes the initramfs contents under `/` without crossing into other
+    /// mounts; returns (entries removed, bytes freed).
+    fn free_initramfs(&mut self) -> (usize, u64);
 }
 
 /// The real system.
@@ -127,6 +133,97 @@ impl Sys for RealSys {
             errno,
         })
     }
+
+    fn chroot(&mut self, path: &Path) -> Result<()> {
+        rustix::process::chroot(path).map_err(|errno| Error::Chroot {
+            path: path_str(path),
+            errno,
+        })
+    }
+
+    fn root_is_ram(&mut self) -> bool {
+        const RAMFS_MAGIC: u64 = 0x8584_58f6;
+        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        rustix::fs::statfs("/").is_ok_and(|st| {
+            let t = st.f_type as u64;
+            t == RAMFS_MAGIC || t == TMPFS_MAGIC
+        })
+    }
+
+    fn free_initramfs(&mut self) -> (usize, u64) {
+        let mut counts = (0, 0);
+        match rustix::fs::open(
+            "/",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(root) => match rustix::fs::fstat(&root) {
+                Ok(st) => remove_contents(&root, st.st_dev, &mut counts),
+                Err(e) => log::warn!("cannot stat /: {}", crate::error::ErrnoText(e)),
+            },
+            Err(e) => log::warn!("cannot open /: {}", crate::error::ErrnoText(e)),
+        }
+        counts
+    }
+}
+
+/// Removes everything in `dir` that lives on device `dev`; directories on
+/// other devices (mount points: the new root, /dev, /proc, ...) are left alone.
+/// Best effort: what cannot be removed is logged and skipped.
+fn remove_contents(dir: &std::os::fd::OwnedFd, dev: u64, counts: &mut (usize, u64)) {
+    use rustix::fs::AtFlags;
+    let names: Vec<CString> = match rustix::fs::Dir::read_from(dir) {
+        Ok(d) => d
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect(),
+        Err(e) => {
+            log::warn!(
+                "cannot list a directory of the initramfs: {}",
+                crate::error::ErrnoText(e)
+            );
+            return;
+        }
+    };
+    for name in names {
+        let Ok(st) = rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        if st.st_dev != dev {
+            continue;
+        }
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        if is_dir {
+            match rustix::fs::openat(
+                dir,
+                name.as_c_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(sub) => remove_contents(&sub, dev, counts),
+                Err(_) => continue,
+            }
+        }
+        let flags = if is_dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match rustix::fs::unlinkat(dir, name.as_c_str(), flags) {
+            Ok(()) => {
+                counts.0 += 1;
+                counts.1 += st.st_size as u64;
+            }
+            // A directory that still holds a mount point stays.
+            Err(Errno::NOTEMPTY) | Err(Errno::BUSY) => {}
+            Err(e) => log::warn!(
+                "cannot remove {} from the initramfs: {}",
+                name.to_string_lossy(),
+                crate::error::ErrnoText(e)
+            ),
+        }
+    }
 }
 
 pub fn is_dir(path: &Path) -> bool {
@@ -183,7 +280,7 @@ fn pread_full(
 }
 
 fn open_ro(path: &Path) -> Result<std::os::fd::OwnedFd> {
-    use rustix::fs::{OFlags, open};
+    use rustix::fs::open;
     open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| Error::Open {
         path: path_str(path),
         errno,

@@ -59,8 +59,44 @@ pub fn kernel() -> PathBuf {
     root().join("target/test-kernel/vmlinuz")
 }
 
+/// The test kernel's module tree (with the modules.dep scripts/setup made).
+pub fn modules_dir() -> PathBuf {
+    let ver =
+        std::fs::read_to_string(root().join("target/test-kernel/VERSION")).unwrap_or_default();
+    root()
+        .join("target/test-kernel/root/lib/modules")
+        .join(ver.trim())
+}
+
+/// An initramfs made by scripts/mkinitramfs with these modules and extra files.
+pub fn initramfs(scratch: &Scratch, modules: &[&str], extra: &[&str]) -> PathBuf {
+    prerequisites();
+    let out = scratch.0.join("initramfs.img");
+    let mut cmd = Command::new(root().join("scripts/mkinitramfs"));
+    cmd.env("PIVOT_INIT_BIN", pivot_init_bin())
+        .arg("-o")
+        .arg(&out);
+    if !modules.is_empty() {
+        cmd.arg("--modules")
+            .arg(modules.join(","))
+            .arg("--kernel-modules")
+            .arg(modules_dir());
+    }
+    for e in extra {
+        cmd.arg("--add").arg(e);
+    }
+    let o = cmd.output().expect("scripts/mkinitramfs runs");
+    assert!(
+        o.status.success(),
+        "mkinitramfs: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout).trim());
+    out
+}
+
 /// The static pivot-init binary: `$PIVOT_INIT_BIN` (set by scripts/test), or
-/// built here with cargo for the musl target.
+/// built here by scripts/build.
 pub fn pivot_init_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -72,13 +108,11 @@ pub fn pivot_init_bin() -> PathBuf {
             );
             return p;
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--release", "--target", MUSL])
+        let st = Command::new(root().join("scripts/build"))
             .current_dir(root())
             .status()
-            .expect("cargo runs");
-        assert!(st.success(), "building the musl release binary failed");
+            .expect("scripts/build runs");
+        assert!(st.success(), "scripts/build failed");
         root().join("target").join(MUSL).join("release/pivot-init")
     })
     .clone()
@@ -197,6 +231,76 @@ impl Tree {
             "cd /".to_string(),
         ]);
         self
+    }
+
+    /// Writes an xfs image of the tree (mkfs.xfs -p with a prototype file).
+    pub fn xfs(&self, img: &Path, size_mb: u64, label: &str) -> PathBuf {
+        fn walk(dir: &Path, out: &mut String, depth: usize) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for p in entries {
+                let name = p.file_name().unwrap().to_str().unwrap().to_string();
+                let md = std::fs::symlink_metadata(&p).unwrap();
+                let mode = md.permissions().mode() & 0o777;
+                let pad = " ".repeat(depth);
+                if md.file_type().is_symlink() {
+                    let t = std::fs::read_link(&p).unwrap();
+                    out.push_str(&format!("{pad}{name} l--{mode:03o} 0 0 {}\n", t.display()));
+                } else if md.is_dir() {
+                    out.push_str(&format!("{pad}{name} d--{mode:03o} 0 0\n"));
+                    walk(&p, out, depth + 1);
+                    out.push_str(&format!("{pad}$\n"));
+                } else {
+                    out.push_str(&format!("{pad}{name} ---{mode:03o} 0 0 {}\n", p.display()));
+                }
+            }
+        }
+        let mut proto = String::from("/dev/null\n0 0\nd--755 0 0\n");
+        walk(&self.dir, &mut proto, 1);
+        proto.push_str("$\n");
+        let proto_path = img.with_extension("proto");
+        std::fs::write(&proto_path, proto).unwrap();
+        std::fs::File::create(img)
+            .unwrap()
+            .set_len(size_mb << 20)
+            .unwrap();
+        run_tool(
+            "mkfs.xfs",
+            &[
+                "-q",
+                "-f",
+                "-L",
+                label,
+                "-p",
+                proto_path.to_str().unwrap(),
+                img.to_str().unwrap(),
+            ],
+        );
+        img.to_path_buf()
+    }
+
+    /// Writes a btrfs image of the tree (mkfs.btrfs --rootdir).
+    pub fn btrfs(&self, img: &Path, size_mb: u64, label: &str) -> PathBuf {
+        std::fs::File::create(img)
+            .unwrap()
+            .set_len(size_mb << 20)
+            .unwrap();
+        run_tool(
+            "mkfs.btrfs",
+            &[
+                "-q",
+                "-f",
+                "-L",
+                label,
+                "--rootdir",
+                self.dir.to_str().unwrap(),
+                img.to_str().unwrap(),
+            ],
+        );
+        img.to_path_buf()
     }
 
     /// Writes the ext4 image; returns its path.
@@ -426,13 +530,46 @@ pub struct Disk<'a> {
     pub serial: &'a str,
 }
 
+/// How a guest boots and what is attached from the start.
+#[derive(Default)]
+pub struct Boot<'a> {
+    /// Machine image mode: the boot disk (an NVMe disk, root=PARTUUID=...).
+    pub disk: Option<&'a Path>,
+    /// Initramfs mode: `-initrd`.
+    pub initrd: Option<&'a Path>,
+    /// NVMe volumes present at boot.
+    pub nvme: &'a [Disk<'a>],
+    /// More QEMU arguments (other controllers and disks).
+    pub qemu_args: Vec<String>,
+    /// Appended to the kernel command line.
+    pub cmdline: &'a str,
+}
+
 impl Vm {
     /// Boots the kernel with the boot disk and `at_boot` volumes attached.
     pub fn boot(scratch: &Scratch, boot: &Path, at_boot: &[Disk], extra_cmdline: &str) -> Vm {
+        Vm::start(
+            scratch,
+            &Boot {
+                disk: Some(boot),
+                nvme: at_boot,
+                cmdline: extra_cmdline,
+                ..Boot::default()
+            },
+        )
+    }
+
+    /// Boots the kernel as `b` says.
+    pub fn start(scratch: &Scratch, b: &Boot) -> Vm {
         prerequisites();
         let console = scratch.0.join("console.log");
         let markers = scratch.0.join("markers.log");
         let qmp = scratch.0.join("qmp.sock");
+        let base = if b.disk.is_some() {
+            base_cmdline()
+        } else {
+            "console=ttyS0 panic=-1".to_string()
+        };
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-M", "pc", "-m", "512", "-display", "none"])
             .args([
@@ -446,20 +583,25 @@ impl Vm {
             .arg("-kernel")
             .arg(kernel())
             .arg("-append")
-            .arg(format!("{} {extra_cmdline}", base_cmdline()))
+            .arg(format!("{base} {}", b.cmdline))
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
             .arg("-serial")
             .arg(format!("file:{}", markers.display()))
             .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-            .arg("-drive")
-            .arg(format!(
-                "if=none,id=boot,format=raw,file={}",
-                boot.display()
-            ))
-            .args(["-device", "nvme,drive=boot,serial=boot"]);
-        for (i, d) in at_boot.iter().enumerate() {
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+        if let Some(disk) = b.disk {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=none,id=boot,format=raw,file={}",
+                    disk.display()
+                ))
+                .args(["-device", "nvme,drive=boot,serial=boot"]);
+        }
+        if let Some(initrd) = b.initrd {
+            cmd.arg("-initrd").arg(initrd);
+        }
+        for (i, d) in b.nvme.iter().enumerate() {
             cmd.arg("-drive")
                 .arg(format!(
                     "if=none,id=vol{i},format=raw,file={}",
@@ -468,6 +610,7 @@ impl Vm {
                 .arg("-device")
                 .arg(format!("nvme,drive=vol{i},serial={}", d.serial));
         }
+        cmd.args(&b.qemu_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -532,6 +675,11 @@ impl Vm {
 
     /// Attaches an NVMe volume now, as a cloud would (QMP blockdev-add + device_add).
     pub fn hotplug_nvme(&mut self, d: &Disk) {
+        self.hotplug("nvme", d)
+    }
+
+    /// Attaches a volume with the given QEMU device driver (`nvme`, `virtio-blk-pci`).
+    pub fn hotplug(&mut self, driver: &str, d: &Disk) {
         self.next_id += 1;
         let n = self.next_id;
         let mut q = Qmp::connect(&self.qmp);
@@ -540,7 +688,7 @@ impl Vm {
             d.image.display()
         ));
         q.cmd(&format!(
-            r#"{{"execute":"device_add","arguments":{{"driver":"nvme","drive":"hp{n}","serial":"{}","id":"hpdev{n}"}}}}"#,
+            r#"{{"execute":"device_add","arguments":{{"driver":"{driver}","drive":"hp{n}","serial":"{}","id":"hpdev{n}"}}}}"#,
             d.serial
         ));
     }

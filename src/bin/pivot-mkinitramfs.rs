@@ -1,0 +1,196 @@
+//! pivot-mkinitramfs: builds a reproducible initramfs (newc cpio, sorted,
+//! mtime 0, root-owned) with pivot-init as /init, the skeleton of
+//! `initramfs/files.txt`, and optionally kernel modules with their
+//! dependencies and a `modules.dep` for them. `scripts/mkinitramfs` runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use pivot_init::cpio::{Archive, Entry, Kind};
+use pivot_init::modules::{self, DepMap};
+
+const USAGE: &str = "usage: pivot-mkinitramfs --init BIN --output FILE [--list FILE]... \
+[--modules M1,M2 --kernel-modules /lib/modules/VERSION] [--compress gzip|zstd|none] [--add SRC:DEST[:MODE]]...";
+
+struct Args {
+    init: PathBuf,
+    output: PathBuf,
+    lists: Vec<PathBuf>,
+    modules: Vec<String>,
+    kernel_modules: Option<PathBuf>,
+    compress: String,
+    add: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        init: PathBuf::new(),
+        output: PathBuf::new(),
+        lists: Vec::new(),
+        modules: Vec::new(),
+        kernel_modules: None,
+        compress: "gzip".into(),
+        add: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--init" => a.init = val()?.into(),
+            "--output" | "-o" => a.output = val()?.into(),
+            "--list" => a.lists.push(val()?.into()),
+            "--modules" => a.modules.extend(
+                val()?
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string),
+            ),
+            "--kernel-modules" => a.kernel_modules = Some(val()?.into()),
+            "--compress" => a.compress = val()?,
+            "--add" => a.add.push(val()?),
+            "--help" | "-h" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.init.as_os_str().is_empty() || a.output.as_os_str().is_empty() {
+        return Err("--init and --output are required".into());
+    }
+    if !matches!(a.compress.as_str(), "gzip" | "zstd" | "none") {
+        return Err(format!(
+            "--compress {}: expected gzip, zstd or none",
+            a.compress
+        ));
+    }
+    if !a.modules.is_empty() && a.kernel_modules.is_none() {
+        return Err("--modules needs --kernel-modules /lib/modules/VERSION".into());
+    }
+    Ok(a)
+}
+
+fn read(p: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+fn file(data: Vec<u8>, mode: u32) -> Entry {
+    Entry {
+        mode,
+        uid: 0,
+        gid: 0,
+        kind: Kind::File(data),
+    }
+}
+
+/// Adds the modules and their dependencies, with a modules.dep for them.
+fn add_modules(arc: &mut Archive, dir: &Path, wanted: &[String]) -> Result<usize, String> {
+    let version = dir.file_name().and_then(|v| v.to_str()).ok_or_else(|| {
+        format!(
+            "{}: cannot tell the kernel version from the name",
+            dir.display()
+        )
+    })?;
+    let dep_text = String::from_utf8_lossy(&read(&dir.join("modules.dep"))?).into_owned();
+    let deps = DepMap::parse(&dep_text);
+    let builtin_text = std::fs::read(dir.join("modules.builtin")).unwrap_or_default();
+    let builtin = modules::parse_builtin(&String::from_utf8_lossy(&builtin_text));
+    let files = deps.resolve(wanted, &builtin)?;
+    let base = format!("/lib/modules/{version}");
+    let mut dep_out = String::new();
+    for rel in &files {
+        arc.add(&format!("{base}/{rel}"), file(read(&dir.join(rel))?, 0o644));
+        if let Some((_, d)) = deps.modules.get(&modules::module_name(rel)) {
+            dep_out.push_str(&format!("{rel}: {}\n", d.join(" ")).replace(": \n", ":\n"));
+        }
+    }
+    arc.add(
+        &format!("{base}/modules.dep"),
+        file(dep_out.into_bytes(), 0o644),
+    );
+    arc.add(
+        &format!("{base}/modules.builtin"),
+        file(builtin_text, 0o644),
+    );
+    Ok(files.len())
+}
+
+fn compress(data: Vec<u8>, how: &str) -> Result<Vec<u8>, String> {
+    let args: &[&str] = match how {
+        "gzip" => &["gzip", "-n", "-9", "-c"],
+        "zstd" => &["zstd", "-q", "-19", "-c"],
+        _ => return Ok(data),
+    };
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e} (apt-get install {})", args[0], args[0]))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&data)
+    });
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    writer
+        .join()
+        .map_err(|_| "writer thread failed")?
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("{} failed", args[0]));
+    }
+    Ok(out.stdout)
+}
+
+fn run() -> Result<(), String> {
+    let a = parse_args()?;
+    let mut arc = Archive::default();
+    for list in &a.lists {
+        let text = String::from_utf8_lossy(&read(list)?).into_owned();
+        let base = list.parent().unwrap_or(Path::new(".")).to_path_buf();
+        arc.add_list(&text, &|src| read(&base.join(src)))
+            .map_err(|e| format!("{}: {e}", list.display()))?;
+    }
+    arc.add("/init", file(read(&a.init)?, 0o755));
+    for spec in &a.add {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (src, dest, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, 0o755),
+            [s, d, m] => (
+                *s,
+                *d,
+                u32::from_str_radix(m, 8).map_err(|_| format!("--add {spec}: bad mode"))?,
+            ),
+            _ => return Err(format!("--add {spec}: expected SRC:DEST[:MODE]")),
+        };
+        arc.add(dest, file(read(Path::new(src))?, mode));
+    }
+    let mut nmods = 0;
+    if let Some(dir) = &a.kernel_modules {
+        nmods = add_modules(&mut arc, dir, &a.modules)?;
+    }
+    let cpio = arc.write();
+    let raw = cpio.len();
+    let out = compress(cpio, &a.compress)?;
+    std::fs::write(&a.output, &out)
+        .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
+    println!(
+        "{}: {} bytes ({} KiB; {} uncompressed, {}), {} entries, {} module file(s)",
+        a.output.display(),
+        out.len(),
+        out.len().div_ceil(1024),
+        raw,
+        a.compress,
+        arc.entries.len(),
+        nmods
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pivot-mkinitramfs: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Initramfs mode under QEMU: pivot-init as /init of an initramfs built by
+//! scripts/mkinitramfs, with the Debian cloud kernel's modules.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+/// NVMe volume present at boot, chosen with the kernel's own `root=LABEL=`:
+/// switch_root frees the initramfs (the /init binary among what is removed)
+/// and the volume's init runs as PID 1 with /proc, /sys, /dev mounted.
+#[test]
+fn nvme_root_label_switch_root_frees_initramfs() {
+    let s = Scratch::new("ird-nvme");
+    let initrd = initramfs(&s, &[], &[]);
+    let vol = volume_tree(s.0.join("vol"), "i1").ext4(&s.0.join("vol.img"), 16, "ivol");
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            nvme: &[Disk {
+                image: &vol,
+                serial: "ivol",
+            }],
+            cmdline: "root=LABEL=ivol rw",
+            ..Boot::default()
+        },
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(console.contains("(initramfs mode)"), "{console}");
+    assert!(
+        console.contains("pivot-init: pivot_root refused on the initramfs (errno 22 (Invalid argument)); using switch_root"),
+        "{console}"
+    );
+    let freed = lines_with(&console, "pivot-init: freed the initramfs: removed ");
+    assert_eq!(freed.len(), 1, "{console}");
+    let kib: u64 = freed[0]
+        .trim_end()
+        .rsplit(", ")
+        .next()
+        .and_then(|t| t.strip_suffix(" KiB"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{}", freed[0]));
+    let init_kib = std::fs::metadata(pivot_init_bin()).unwrap().len() / 1024;
+    assert!(
+        kib >= init_kib,
+        "freed {kib} KiB, /init alone is {init_kib} KiB"
+    );
+    assert!(
+        console.contains("pivot-init: switch_root done: / is /dev/nvme0n1 (ext4)"),
+        "{console}"
+    );
+    assert_line(&m, "VOLUME-INIT id=i1 pid=1 args=", "volume init", &console);
+    for d in ["/proc", "/sys", "/dev"] {
+        assert_line(
+            &m,
+            &format!("MOUNT {d} 1"),
+            "mounts after switch_root",
+            &console,
+        );
+    }
+    assert_line(
+        &m,
+        "ROOTDEV /dev/nvme0n1 / ext4 rw,relatime 0 0",
+        "root",
+        &console,
+    );
+}
+
+/// virtio-blk volume hot-plugged 3 s after boot; its drivers are modules
+/// loaded by pivot-init (with their dependencies) before the wait.
+#[test]
+fn virtio_blk_hotplug_with_modules() {
+    let s = Scratch::new("ird-virtio");
+    let initrd = initramfs(&s, &["virtio_pci", "virtio_blk"], &[]);
+    let vol = volume_tree(s.0.join("vol"), "vb").ext4(&s.0.join("vol.img"), 16, "vbvol");
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            cmdline: "pivot.modules=virtio_pci,virtio_blk root=/dev/vda rw",
+            ..Boot::default()
+        },
+    );
+    vm.wait_console("pivot-init: waiting for /dev/vda");
+    std::thread::sleep(Duration::from_secs(3));
+    vm.hotplug(
+        "virtio-blk-pci",
+        &Disk {
+            image: &vol,
+            serial: "vbvol",
+        },
+    );
+    let (console, m) = vm.wait_exit();
+    for module in ["virtio", "virtio_ring", "virtio_pci", "virtio_blk"] {
+        assert!(
+            console.contains(&format!("pivot-init: loaded module {module}\n"))
+                || console.contains(&format!("pivot-init: loaded module {module}\r")),
+            "{module}: {console}"
+        );
+    }
+    assert!(
+        console.contains("pivot-init: vda (254:0) appeared after"),
+        "{console}"
+    );
+    assert_line(&m, "VOLUME-INIT id=vb pid=1 args=", "volume init", &console);
+}
+
+/// The classic setup: a virtio-scsi controller with 16 disks; `root=8:240`
+/// is /dev/sdp, found and booted.
+#[test]
+fn scsi_16_disks_root_8_240() {
+    let s = Scratch::new("ird-scsi");
+    let initrd = initramfs(&s, &["virtio_pci", "virtio_scsi", "sd_mod"], &[]);
+    let mut args = vec![
+        "-device".to_string(),
+        "virtio-scsi-pci,id=scsi0".to_string(),
+    ];
+    for i in 0..16 {
+        let img = volume_tree(s.0.join(format!("vol{i}")), &format!("scsi{i}")).ext4(
+            &s.0.join(format!("sd{i}.img")),
+            8,
+            &format!("sd{i}"),
+        );
+        args.push("-drive".into());
+        args.push(format!(
+            "if=none,id=sd{i},format=raw,file={}",
+            img.display()
+        ));
+        args.push("-device".into());
+        args.push(format!(
+            "scsi-hd,drive=sd{i},bus=scsi0.0,channel=0,scsi-id={i},lun=0"
+        ));
+    }
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            qemu_args: args,
+            cmdline: "pivot.modules=virtio_pci,virtio_scsi,sd_mod root=8:240 rootwait rw",
+            ..Boot::default()
+        },
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains("pivot-init: switch_root done: / is /dev/sdp (ext4)"),
+        "{console}"
+    );
+    let init = lines_with(&m, "VOLUME-INIT id=scsi");
+    assert_eq!(init.len(), 1, "{m}\n{console}");
+    assert!(init[0].contains(" pid=1 "), "{}", init[0]);
+    assert_line(
+        &m,
+        "ROOTDEV /dev/sdp / ext4 rw,relatime 0 0",
+        "root is sdp",
+        &console,
+    );
+}
+
+fn module_fs_boot(
+    name: &str,
+    module: &str,
+    make: impl Fn(&Tree, &std::path::Path) -> std::path::PathBuf,
+) {
+    let s = Scratch::new(name);
+    let initrd = initramfs(&s, &[module], &[]);
+    let tree = volume_tree(s.0.join("vol"), module);
+    let img = make(&tree, &s.0.join("vol.img"));
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            nvme: &[Disk {
+                image: &img,
+                serial: "fsvol",
+            }],
+            cmdline: &format!("pivot.modules={module} root=LABEL=modfs rw"),
+            ..Boot::default()
+        },
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains(&format!("pivot-init: loaded module {module}")),
+        "{console}"
+    );
+    assert!(
+        console.contains(&format!(
+            "pivot-init: mounted /dev/nvme0n1 on /new-root as {module} (rw)"
+        )),
+        "{console}"
+    );
+    assert_line(
+        &m,
+        &format!("VOLUME-INIT id={module} pid=1 args="),
+        "volume init",
+        &console,
+    );
+    let rootdev = lines_with(&m, "ROOTDEV ");
+    assert!(
+        rootdev.len() == 1 && rootdev[0].contains(&format!(" / {module} rw")),
+        "{rootdev:?}"
+    );
+}
+
+#[test]
+fn xfs_volume_module_by_name() {
+    module_fs_boot("ird-xfs", "xfs", |t, img| t.xfs(img, 300, "modfs"));
+}
+
+#[test]
+fn btrfs_volume_module_by_name() {
+    module_fs_boot("ird-btrfs", "btrfs", |t, img| t.btrfs(img, 128, "modfs"));
+}
+
+/// A module that does not exist: a clear error, and with no old init and no
+/// shell in the initramfs, PID 1 says so and waits.
+#[test]
+fn unknown_module_fails_and_waits() {
+    let s = Scratch::new("ird-nomod");
+    let initrd = initramfs(&s, &["virtio_blk"], &[]);
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            cmdline: "pivot.modules=no_such_module root=LABEL=x",
+            ..Boot::default()
+        },
+    );
+    vm.wait_console("pivot-init: nothing left to run; PID 1 waits");
+    let console = vm.console_text();
+    let failed = lines_with(&console, "pivot-init: FAILED at prepare: ");
+    assert_eq!(failed.len(), 1, "{console}");
+    assert!(
+        failed[0].trim_end().ends_with(
+            "loading kernel modules failed: module no_such_module not found in modules.dep; action: wait"
+        ),
+        "{}",
+        failed[0]
+    );
+    assert!(!console.contains("Kernel panic"), "{console}");
+}
