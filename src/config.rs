@@ -58,6 +58,9 @@ impl Spec {
     pub fn parse(s: &str) -> Result<Spec, String> {
         const ACCEPTED: &str =
             "expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=";
+        if s.is_empty() {
+            return Err(format!("empty volume spec; {ACCEPTED}"));
+        }
         if let Some(name) = s.strip_prefix("/dev/") {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                 return Err(format!("`{s}` is not a device name; {ACCEPTED}"));
@@ -81,6 +84,43 @@ impl Spec {
     }
 }
 
+/// What to do when the boot cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFail {
+    OldInit,
+    Shell,
+    Reboot,
+    PowerOff,
+    Wait,
+}
+
+impl OnFail {
+    pub fn parse(v: &str) -> Result<OnFail, String> {
+        Ok(match v {
+            "oldinit" => OnFail::OldInit,
+            "shell" => OnFail::Shell,
+            "reboot" => OnFail::Reboot,
+            "poweroff" => OnFail::PowerOff,
+            "wait" => OnFail::Wait,
+            _ => {
+                return Err(format!(
+                    "`{v}` is not one of oldinit, shell, reboot, poweroff, wait"
+                ));
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFail::OldInit => "oldinit",
+            OnFail::Shell => "shell",
+            OnFail::Reboot => "reboot",
+            OnFail::PowerOff => "poweroff",
+            OnFail::Wait => "wait",
+        }
+    }
+}
+
 /// Everything the boot needs to know, resolved once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -91,6 +131,12 @@ pub struct Config {
     pub old_root: PathBuf,
     pub hook: Option<PathBuf>,
     pub hook_abort: bool,
+    /// Kill the hook's process group after this many seconds (0: no limit).
+    pub hook_timeout_secs: u64,
+    /// `pivot.onfail`; `None` means the mode's default.
+    pub onfail: Option<OnFail>,
+    /// `pivot.debug_panic=STAGE`: panic when that stage starts (to test the panic path).
+    pub debug_panic: Option<String>,
     pub init: PathBuf,
     pub old_init: PathBuf,
     pub timeout_secs: u64,
@@ -112,6 +158,9 @@ impl Default for Config {
             old_root: PathBuf::from("/old-root"),
             hook: Some(PathBuf::from("/pre-pivot")),
             hook_abort: true,
+            hook_timeout_secs: 60,
+            onfail: None,
+            debug_panic: None,
             init: PathBuf::from("/sbin/init"),
             old_init: PathBuf::from("/sbin/init.old"),
             timeout_secs: 0,
@@ -173,7 +222,18 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
-const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_failure, init, oldinit, timeout, modules, devtmpfs, loglevel";
+const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_timeout, hook_failure, init, oldinit, timeout, onfail, modules, devtmpfs, loglevel, debug_panic";
+
+const STAGES: [&str; 8] = [
+    "prepare", "config", "wait", "node", "mount", "hook", "switch", "exec",
+];
+
+fn seconds(v: &str) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|s| *s <= 86_400 * 365)
+        .ok_or_else(|| format!("`{v}` is not a number of seconds"))
+}
 
 /// The kernel's own root keys, used in initramfs mode where no `pivot.*` key
 /// sets the same thing.
@@ -224,7 +284,12 @@ pub fn parse(cmdline: &str, initramfs: bool) -> (Config, Vec<String>) {
                 set.insert(norm);
             }
             Err(why) => warnings.push(format!(
-                "ignoring pivot.{key}={value}: {why}; using the default"
+                "ignoring pivot.{key}={value}: {why}; {}",
+                if set.contains(&norm) {
+                    "keeping the earlier value"
+                } else {
+                    "using the default"
+                }
             )),
         }
     }
@@ -335,12 +400,16 @@ fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
             cfg.modules = mods;
         }
         "oldinit" => cfg.old_init = abs_path(v)?,
-        "timeout" => {
-            cfg.timeout_secs = v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s <= 86_400 * 365)
-                .ok_or_else(|| format!("`{v}` is not a number of seconds (0 = forever)"))?
+        "timeout" => cfg.timeout_secs = seconds(v).map_err(|e| format!("{e} (0 = forever)"))?,
+        "hook_timeout" => {
+            cfg.hook_timeout_secs = seconds(v).map_err(|e| format!("{e} (0 = no limit)"))?
+        }
+        "onfail" => cfg.onfail = Some(OnFail::parse(v)?),
+        "debug_panic" => {
+            if !STAGES.contains(&v) {
+                return Err(format!("`{v}` is not a stage ({})", STAGES.join(", ")));
+            }
+            cfg.debug_panic = Some(v.to_string());
         }
         "devtmpfs" => cfg.devtmpfs = parse_bool(v)?,
         "loglevel" => {
@@ -381,7 +450,8 @@ mod tests {
         let (cfg, w) = parse(
             "console=ttyS0 pivot.root=/dev/nvme1n1 pivot.fstype=ext4,xfs pivot.flags=ro,noatime,data=ordered \
              pivot.newroot=/mnt/vol pivot.oldroot=/boot-disk pivot.hook=none pivot.init=/lib/systemd/systemd \
-             pivot.oldinit=/sbin/init.orig pivot.devtmpfs=0 pivot.loglevel=7 pivot.timeout=30 pivot.hook-failure=continue pivot.modules=xfs,virtio-blk",
+             pivot.oldinit=/sbin/init.orig pivot.devtmpfs=0 pivot.loglevel=7 pivot.timeout=30 pivot.hook-failure=continue pivot.modules=xfs,virtio-blk \
+             pivot.hook_timeout=5 pivot.onfail=poweroff pivot.debug_panic=mount",
             false,
         );
         assert!(w.is_empty(), "{w:?}");
@@ -399,6 +469,9 @@ mod tests {
         assert_eq!(cfg.timeout_secs, 30);
         assert!(!cfg.hook_abort);
         assert_eq!(cfg.modules, vec!["xfs", "virtio-blk"]);
+        assert_eq!(cfg.hook_timeout_secs, 5);
+        assert_eq!(cfg.onfail, Some(OnFail::PowerOff));
+        assert_eq!(cfg.debug_panic.as_deref(), Some("mount"));
     }
 
     #[test]
@@ -499,6 +572,30 @@ mod tests {
         );
         assert_eq!(cfg.root, Some(Spec::Name("vdb".into())));
         assert_eq!(cfg.loglevel, 3);
-        assert_eq!(w.len(), 1);
+        assert_eq!(
+            w,
+            vec![
+                "ignoring pivot.loglevel=x: `x` is not a log level 0..7; keeping the earlier value"
+            ]
+        );
+        // The fault-matrix line: each bad value is named with what is accepted.
+        let (cfg, w) = parse(
+            "pivot.root=SERIAL=good pivot.timeout=abc pivot.onfail=explode pivot.root= pivot.hook_timeout=-1",
+            false,
+        );
+        assert_eq!(cfg.root, Some(Spec::Serial("good".into())));
+        assert_eq!(
+            (cfg.timeout_secs, cfg.onfail, cfg.hook_timeout_secs),
+            (0, None, 60)
+        );
+        assert_eq!(
+            w,
+            vec![
+                "ignoring pivot.timeout=abc: `abc` is not a number of seconds (0 = forever); using the default",
+                "ignoring pivot.onfail=explode: `explode` is not one of oldinit, shell, reboot, poweroff, wait; using the default",
+                "ignoring pivot.root=: empty volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=; keeping the earlier value",
+                "ignoring pivot.hook_timeout=-1: `-1` is not a number of seconds (0 = no limit); using the default",
+            ]
+        );
     }
 }

@@ -81,6 +81,10 @@ pub enum Error {
         path: String,
         status: String,
     },
+    HookTimeout {
+        path: String,
+        secs: u64,
+    },
     NoInit {
         root: String,
         tried: String,
@@ -186,10 +190,11 @@ impl fmt::Display for Error {
             } => write!(f, "could not mount {device} on {target} as any of: {tried}"),
             HookSpawn { path, err } => write!(f, "cannot run hook {path}: {err}"),
             HookFailed { path, status } => write!(f, "hook {path} failed: {status}"),
-            NoInit { root, tried } => write!(
+            HookTimeout { path, secs } => write!(
                 f,
-                "no executable init on the new root {root} (tried {tried})"
+                "hook {path} did not finish within {secs} s (pivot.hook_timeout); its process group was killed"
             ),
+            NoInit { root, tried } => write!(f, "no usable init on the new root {root}: {tried}"),
             PivotRoot {
                 new_root,
                 put_old,

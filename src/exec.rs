@@ -4,42 +4,14 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
-
 use crate::error::{Error, Result};
 
 /// Inits tried after the configured one, in order.
 pub const FALLBACK_INITS: [&str; 4] = ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"];
 
-/// Whether `p` (absolute, as seen from inside `root`) is an executable
-/// regular file there. Symlinks are resolved inside `root` (RESOLVE_IN_ROOT),
-/// so `/sbin/init -> /lib/systemd/systemd` is checked on the volume, not on
-/// the root we run from.
+/// Whether `p` (absolute, as seen from inside `root`) can be run there.
 pub fn executable_in(root: &Path, p: &Path) -> bool {
-    let rel = p.strip_prefix("/").unwrap_or(p);
-    let st = match rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .and_then(|dir| {
-        rustix::fs::openat2(
-            &dir,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT,
-        )
-    }) {
-        Ok(fd) => rustix::fs::fstat(&fd),
-        // Kernels before 5.6 have no openat2: check the plain path.
-        Err(Errno::NOSYS) => rustix::fs::stat(root.join(rel)),
-        Err(e) => Err(e),
-    };
-    st.is_ok_and(|st| {
-        FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_mode & 0o111 != 0
-    })
+    crate::verify::init_problem(root, p).is_none()
 }
 
 /// The list of inits to try: the configured one, then the usual places.
@@ -55,27 +27,27 @@ pub fn candidates(wanted: &Path) -> Vec<PathBuf> {
 
 /// Picks the init to run on the new root before anything irreversible happens.
 pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
-    let list = candidates(wanted);
-    match list.iter().find(|c| executable_in(root, c)) {
-        Some(found) => {
-            if found != wanted {
-                log::warn!(
-                    "{} is not an executable file on the volume; using {}",
-                    wanted.display(),
-                    found.display()
-                );
+    let mut problems = Vec::new();
+    for c in candidates(wanted) {
+        match crate::verify::init_problem(root, &c) {
+            None => {
+                if c != wanted {
+                    log::warn!(
+                        "cannot use {} ({}); using {}",
+                        wanted.display(),
+                        problems.join("; "),
+                        c.display()
+                    );
+                }
+                return Ok(c);
             }
-            Ok(found.clone())
+            Some(why) => problems.push(format!("{}: {why}", c.display())),
         }
-        None => Err(Error::NoInit {
-            root: root.display().to_string(),
-            tried: list
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
     }
+    Err(Error::NoInit {
+        root: root.display().to_string(),
+        tried: problems.join("; "),
+    })
 }
 
 /// Replaces this process with `path`, giving it the arguments PID 1 got from
@@ -122,11 +94,15 @@ mod tests {
         // An absolute symlink pointing at something only the host has.
         std::os::unix::fs::symlink("/bin/true", root.join("sbin/init")).unwrap();
         assert!(!executable_in(&root, Path::new("/sbin/init")));
-        std::fs::write(root.join("bin/sh"), "#!/bin/sh\n").unwrap();
+        std::fs::write(root.join("bin/sh"), b"plain").unwrap();
         let err = choose_init(&root, Path::new("/sbin/init")).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("tried /sbin/init, /etc/init, /bin/init, /bin/sh")
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no usable init on the new root {}: /sbin/init: not found; /etc/init: not found; \
+                 /bin/init: not found; /bin/sh: not executable",
+                root.display()
+            )
         );
         std::fs::set_permissions(root.join("bin/sh"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
@@ -135,7 +111,7 @@ mod tests {
             PathBuf::from("/bin/sh")
         );
         // Now the symlink target exists inside the root.
-        std::fs::write(root.join("bin/true"), "x").unwrap();
+        std::fs::write(root.join("bin/true"), "plain").unwrap();
         std::fs::set_permissions(
             root.join("bin/true"),
             std::fs::Permissions::from_mode(0o755),

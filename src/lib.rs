@@ -14,12 +14,13 @@ pub mod probe;
 pub mod switch;
 pub mod sys;
 pub mod uevent;
+pub mod verify;
 pub mod wait;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use rustix::mount::MountFlags;
@@ -72,12 +73,23 @@ static STAGE: AtomicU8 = AtomicU8::new(Stage::Prepare as u8);
 /// Set once pivot_root succeeded: the boot root is no longer `/`.
 static SWITCHED: AtomicBool = AtomicBool::new(false);
 /// Set while the volume is mounted on the new root (to undo on failure).
-static MOUNTED: OnceLock<PathBuf> = OnceLock::new();
+static MOUNTED: Mutex<Option<PathBuf>> = Mutex::new(None);
 static CONFIG: OnceLock<Config> = OnceLock::new();
 static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
 
 fn enter(stage: Stage) {
     STAGE.store(stage as u8, Ordering::SeqCst);
+    if let Some(cfg) = CONFIG.get()
+        && cfg.debug_panic.as_deref() == Some(stage.name())
+    {
+        panic!("pivot.debug_panic={} asked for a panic here", stage.name());
+    }
+}
+
+fn set_mounted(p: Option<PathBuf>) {
+    if let Ok(mut m) = MOUNTED.lock() {
+        *m = p;
+    }
 }
 
 fn current_stage() -> Stage {
@@ -111,14 +123,24 @@ pub fn run() -> ! {
             Some(l) => format!("{info} at {}:{}", l.file(), l.line()),
             None => info.to_string(),
         };
-        fail(Error::Panic { msg })
+        fail(Error::Panic { msg });
+        // The shell was left: start over (this binary from the top) rather
+        // than return, which would abort PID 1.
+        let args = ARGS.get().map(Vec::as_slice).unwrap_or(&[]);
+        let e = exec::exec(Path::new("/proc/self/exe"), args);
+        log::error!("{e}; waiting forever");
+        sys::wait_forever()
     }));
     let _ = ARGS.set(std::env::args_os().collect());
     let cfg = prepare();
     let cfg = CONFIG.get_or_init(|| cfg);
-    match boot(cfg, t0) {
-        Ok(never) => match never {},
-        Err(e) => fail(e),
+    loop {
+        match boot(cfg, t0) {
+            Ok(never) => match never {},
+            Err(e) => fail(e),
+        }
+        // Only the shell action comes back here.
+        log::info!("the shell exited; retrying the boot from the wait stage");
     }
 }
 
@@ -254,7 +276,7 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
     let fstype = stage(Stage::Mount, || {
         mount::mount_volume(&mut s, cfg, &node, found.fs.clone())
     })?;
-    let _ = MOUNTED.set(cfg.new_root.clone());
+    set_mounted(Some(cfg.new_root.clone()));
     stage(Stage::Hook, || hook::run(cfg, &node, &fstype))?;
     let init = stage(Stage::Switch, || {
         // Everything that can make us fail over is checked before pivot_root.
@@ -313,9 +335,24 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
     Err(last)
 }
 
-/// The failure policy: log one status line, undo the mount, and hand the
-/// machine to the boot root's old init, else a shell, else wait forever.
-pub fn fail(err: Error) -> ! {
+/// The action `pivot.onfail` (or the mode's default) asks for.
+fn chosen_action(cfg: &Config) -> config::OnFail {
+    use config::OnFail;
+    cfg.onfail.unwrap_or(if !cfg.initramfs {
+        OnFail::OldInit
+    } else if exec::executable_in(Path::new("/"), Path::new("/bin/sh")) {
+        OnFail::Shell
+    } else {
+        OnFail::Wait
+    })
+}
+
+/// The failure policy: log one status line
+/// `FAILED at <stage>: <reason>; action: <action>`, undo the mount, then run
+/// the action. Returns only after the shell action's shell exits (the caller
+/// retries the boot); every other action never returns.
+pub fn fail(err: Error) {
+    use config::OnFail;
     let stage = current_stage();
     let default_cfg;
     let cfg = match CONFIG.get() {
@@ -332,30 +369,60 @@ pub fn fail(err: Error) -> ! {
         );
         sys::wait_forever();
     }
-    let old = cfg.old_init.clone();
-    let action = if exec::executable_in(Path::new("/"), &old) {
-        format!("oldinit {}", old.display())
-    } else if exec::executable_in(Path::new("/"), Path::new("/bin/sh")) {
-        "shell /bin/sh".to_string()
-    } else {
-        "wait".to_string()
+    let sh = Path::new("/bin/sh");
+    let root = Path::new("/");
+    // Walk down from the chosen action to one that can be carried out.
+    let mut action = chosen_action(cfg);
+    if action == OnFail::OldInit && !exec::executable_in(root, &cfg.old_init) {
+        log::warn!("no usable old init at {}", cfg.old_init.display());
+        action = OnFail::Shell;
+    }
+    if action == OnFail::Shell && !exec::executable_in(root, sh) {
+        log::warn!("no usable shell at /bin/sh");
+        action = OnFail::Wait;
+    }
+    let what = match action {
+        OnFail::OldInit => format!("oldinit {}", cfg.old_init.display()),
+        OnFail::Shell => "shell /bin/sh".to_string(),
+        other => other.name().to_string(),
     };
-    log::error!("FAILED at {}: {err}; action: {action}", stage.name());
-    if let Some(target) = MOUNTED.get() {
-        match RealSys.unmount(target) {
-            Ok(()) => log::info!("unmounted {}", target.display()),
+    log::error!("FAILED at {}: {err}; action: {what}", stage.name());
+    let mounted = MOUNTED.lock().ok().and_then(|mut m| m.take());
+    if let Some(target) = mounted {
+        match RealSys.unmount(&target) {
+            Ok(()) => log::info!(
+                "unmounted {} (the volume was not changed)",
+                target.display()
+            ),
             Err(e) => log::error!("{e}"),
         }
     }
     let args = ARGS.get().map(Vec::as_slice).unwrap_or(&[]);
-    if action != "wait" {
-        let target = if action.starts_with("oldinit") {
-            old
-        } else {
-            PathBuf::from("/bin/sh")
-        };
-        let e = exec::exec(&target, args);
-        log::error!("{e}; waiting forever");
+    match action {
+        OnFail::OldInit => {
+            let e = exec::exec(&cfg.old_init, args);
+            log::error!("{e}");
+        }
+        OnFail::Shell => match sys::run_console_shell(sh) {
+            Ok(status) => {
+                log::info!("/bin/sh ended: {}", hook::status_text(status));
+                sys::reap_children();
+                return;
+            }
+            Err(e) => log::error!("cannot run /bin/sh: {}", error::ErrnoText(e)),
+        },
+        OnFail::Reboot | OnFail::PowerOff => {
+            rustix::fs::sync();
+            let cmd = if action == OnFail::Reboot {
+                rustix::system::RebootCommand::Restart
+            } else {
+                rustix::system::RebootCommand::PowerOff
+            };
+            if let Err(e) = rustix::system::reboot(cmd) {
+                log::error!("{what} failed: {}", error::ErrnoText(e));
+            }
+        }
+        OnFail::Wait => {}
     }
     log::error!("nothing left to run; PID 1 waits");
     sys::wait_forever()

@@ -72,10 +72,11 @@ impl Sys for RealSys {
                 source: source.into(),
                 target: path_str(target),
                 fstype: fstype.into(),
-                flags: format!(
-                    "{flags:?}{}{data}",
-                    if data.is_empty() { "" } else { " data " }
-                ),
+                flags: crate::mountopts::MountOpts {
+                    flags,
+                    data: data.to_string(),
+                }
+                .describe(),
                 errno,
             }
         })
@@ -446,6 +447,81 @@ pub fn wait_child(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Waits for child `pid` for at most `timeout`; `None` when it is still running.
+/// Sleeps in poll() on a pidfd, so no time is spent while waiting.
+pub fn wait_child_for(
+    pid: rustix::process::Pid,
+    timeout: std::time::Duration,
+) -> std::result::Result<Option<rustix::process::WaitStatus>, Errno> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        // Kernels before 5.3: no timed wait; wait as long as it takes.
+        Err(Errno::NOSYS) => return wait_child(pid).map(Some),
+        Err(e) => return Err(e),
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return wait_child(pid).map(Some),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Kills process group `pgid`: SIGTERM, then SIGKILL after `grace`, and reaps
+/// every member that became our child. Returns when the group is gone (or
+/// after a bounded wait).
+pub fn kill_group(pgid: rustix::process::Pid, grace: std::time::Duration) {
+    use rustix::process::{
+        Signal, WaitOptions, kill_process_group, test_kill_process_group, waitpgid,
+    };
+    let _ = kill_process_group(pgid, Signal::TERM);
+    let deadline = std::time::Instant::now() + grace;
+    let gone = || test_kill_process_group(pgid).is_err();
+    while std::time::Instant::now() < deadline && !gone() {
+        // Reap what died; a short nap between checks (bounded by `grace`).
+        while let Ok(Some(_)) = waitpgid(pgid, WaitOptions::NOHANG) {}
+        let _ = rustix::thread::nanosleep(&rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        });
+    }
+    let _ = kill_process_group(pgid, Signal::KILL);
+    for _ in 0..250 {
+        while let Ok(Some(_)) = waitpgid(pgid, WaitOptions::NOHANG) {}
+        if gone() {
+            break;
+        }
+        let _ = rustix::thread::nanosleep(&rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        });
+    }
+    while let Ok(Some(_)) = waitpgid(pgid, WaitOptions::NOHANG) {}
+}
+
+/// Runs `sh` on the console (our stdin/stdout/stderr) and waits for it.
+pub fn run_console_shell(sh: &Path) -> std::result::Result<rustix::process::WaitStatus, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(sh.as_os_str().as_bytes()).map_err(|_| Errno::INVAL)?;
+    let opts = SpawnOpts {
+        cwd: c"/",
+        new_group: true,
+        stdin_null: false,
+    };
+    let pid = spawn(&path, std::slice::from_ref(&path), &environ(), &opts)?;
+    wait_child(pid)
 }
 
 /// This process's environment as `KEY=VALUE` C strings.

@@ -154,32 +154,6 @@ fn gpt_partition_by_partuuid() {
     );
 }
 
-/// No volume ever comes: after pivot.timeout the wait ends with a message that
-/// names the spec and lists the devices seen, and the old init runs.
-#[test]
-fn timeout_lists_devices_and_runs_old_init() {
-    let s = Scratch::new("timeout");
-    let boot = BootDisk::new(&s).image(&s);
-    let mut vm = Vm::boot(
-        &s,
-        &boot,
-        &[],
-        "pivot.root=SERIAL=vol-0nothere pivot.timeout=5",
-    );
-    let (console, m) = vm.wait_exit();
-    let failed = lines_with(&console, "pivot-init: FAILED at wait: ");
-    assert_eq!(failed.len(), 1, "{console}");
-    assert!(
-        failed[0].trim_end().ends_with(
-            "no device matching SERIAL=vol-0nothere appeared within 5 s; block devices seen: \
-             nvme0n1 (259:0) serial boot, nvme0n1p1 (259:1); action: oldinit /sbin/init.old"
-        ),
-        "{}",
-        failed[0]
-    );
-    assert_line(&m, "OLD-INIT pid=1 root=boot-disk", "old init", &console);
-}
-
 /// While waiting, a progress line every 10 s says what is awaited and what was seen.
 #[test]
 fn progress_line_every_10_s() {

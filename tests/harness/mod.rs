@@ -462,7 +462,8 @@ impl BootDisk {
                 "/sbin/init.old",
                 format!(
                     "{SCRIPT_HEAD}m \"OLD-INIT pid=$$ root=$(cat /etc/boot-id)\"\n\
-                     m \"OLD-INIT new-root-mounted=$(grep -c ' /new-root ' /proc/mounts)\"\nsync\npoweroff -f\n"
+                     m \"OLD-INIT new-root-mounted=$(grep -c ' /new-root ' /proc/mounts)\"\n\
+                     m \"OLD-INIT sleepers=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$')\"\nsync\npoweroff -f\n"
                 )
                 .as_bytes(),
                 0o755,

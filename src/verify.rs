@@ -1,0 +1,235 @@
+//! Checks of the volume made before anything irreversible: is the init there,
+//! executable, and is its interpreter (ELF PT_INTERP or `#!`) on the volume too?
+//! Parsing is pure code over bytes; file access resolves paths inside the root.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// What a program needs to start, read from its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Needs {
+    /// A static ELF, or a format we do not look into.
+    Nothing,
+    /// A dynamic ELF's PT_INTERP, or a script's `#!` interpreter.
+    Interpreter(String),
+    /// An ELF whose headers are cut short or inconsistent.
+    BrokenElf,
+}
+
+fn uint(b: &[u8], off: usize, len: usize, le: bool) -> Option<u64> {
+    let s = b.get(off..off.checked_add(len)?)?;
+    let mut v = 0u64;
+    for i in 0..len {
+        let byte = if le { s[len - 1 - i] } else { s[i] };
+        v = (v << 8) | u64::from(byte);
+    }
+    Some(v)
+}
+
+/// Reads what `head` (the start of a file, up to 64 KiB) needs to run.
+pub fn needs(head: &[u8]) -> Needs {
+    if let Some(rest) = head.strip_prefix(b"#!") {
+        let line = rest.split(|c| *c == b'\n').next().unwrap_or(&[]);
+        let text = String::from_utf8_lossy(line);
+        return match text.split_whitespace().next() {
+            Some(interp) => Needs::Interpreter(interp.to_string()),
+            None => Needs::BrokenElf,
+        };
+    }
+    if head.get(0..4) != Some(b"\x7fELF") {
+        return Needs::Nothing;
+    }
+    elf_interp(head).unwrap_or(Needs::BrokenElf)
+}
+
+fn elf_interp(b: &[u8]) -> Option<Needs> {
+    let class64 = match b.get(4)? {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let le = match b.get(5)? {
+        1 => true,
+        2 => false,
+        _ => return None,
+    };
+    let (phoff, phentsize, phnum) = if class64 {
+        (
+            uint(b, 0x20, 8, le)?,
+            uint(b, 0x36, 2, le)?,
+            uint(b, 0x38, 2, le)?,
+        )
+    } else {
+        (
+            uint(b, 0x1c, 4, le)?,
+            uint(b, 0x2a, 2, le)?,
+            uint(b, 0x2c, 2, le)?,
+        )
+    };
+    for i in 0..phnum {
+        let ph = usize::try_from(phoff.checked_add(i.checked_mul(phentsize)?)?).ok()?;
+        if uint(b, ph, 4, le)? != 3 {
+            continue; // not PT_INTERP
+        }
+        let (off, size) = if class64 {
+            (uint(b, ph + 8, 8, le)?, uint(b, ph + 32, 8, le)?)
+        } else {
+            (uint(b, ph + 4, 4, le)?, uint(b, ph + 16, 4, le)?)
+        };
+        let start = usize::try_from(off).ok()?;
+        let end = start.checked_add(usize::try_from(size).ok()?)?;
+        let raw = b.get(start..end)?;
+        let path = raw.split(|c| *c == 0).next().unwrap_or(raw);
+        return Some(Needs::Interpreter(
+            String::from_utf8_lossy(path).into_owned(),
+        ));
+    }
+    Some(Needs::Nothing)
+}
+
+/// Opens `p` (absolute as seen from inside `root`) resolving every symlink
+/// inside `root`, so `/sbin/init -> /lib/systemd/systemd` is checked on the
+/// volume, not on the root we run from.
+fn open_in(root: &Path, p: &Path, flags: OFlags) -> Result<std::os::fd::OwnedFd, Errno> {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    match rustix::fs::openat2(
+        &dir,
+        rel,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    ) {
+        // Kernels before 5.6 have no openat2: use the plain path.
+        Err(Errno::NOSYS) => {
+            rustix::fs::open(root.join(rel), flags | OFlags::CLOEXEC, Mode::empty())
+        }
+        r => r,
+    }
+}
+
+/// Why `p` cannot be run as an init inside `root`, or `None` when it can.
+pub fn init_problem(root: &Path, p: &Path) -> Option<String> {
+    problem(root, p, 0)
+}
+
+fn problem(root: &Path, p: &Path, depth: u32) -> Option<String> {
+    let fd = match open_in(root, p, OFlags::RDONLY) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Some("not found".into()),
+        Err(e) => return Some(format!("cannot open: {}", crate::error::ErrnoText(e))),
+    };
+    let st = match rustix::fs::fstat(&fd) {
+        Ok(st) => st,
+        Err(e) => return Some(format!("cannot stat: {}", crate::error::ErrnoText(e))),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Some("not a regular file".into());
+    }
+    if st.st_mode & 0o111 == 0 {
+        return Some("not executable".into());
+    }
+    let mut head = vec![0u8; 64 * 1024];
+    let n = rustix::io::pread(&fd, &mut head, 0).unwrap_or(0);
+    head.truncate(n);
+    match needs(&head) {
+        Needs::Nothing => None,
+        Needs::BrokenElf => Some("a truncated or malformed executable".into()),
+        Needs::Interpreter(i) => {
+            let interp = PathBuf::from(&i);
+            if !interp.is_absolute() {
+                return Some(format!("its interpreter {i} is not an absolute path"));
+            }
+            // The kernel follows up to 4 levels of interpreters.
+            if depth >= 4 {
+                return Some("too many levels of interpreters".into());
+            }
+            problem(root, &interp, depth + 1)
+                .map(|why| format!("its interpreter {i} is missing or unusable ({why})"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn scripts_and_garbage() {
+        assert_eq!(
+            needs(b"#!/bin/sh -e\necho"),
+            Needs::Interpreter("/bin/sh".into())
+        );
+        assert_eq!(
+            needs(b"#!  /usr/bin/env python3\n"),
+            Needs::Interpreter("/usr/bin/env".into())
+        );
+        assert_eq!(needs(b"#!\n"), Needs::BrokenElf);
+        assert_eq!(needs(b"plain data"), Needs::Nothing);
+        assert_eq!(needs(b"\x7fELF"), Needs::BrokenElf);
+        assert_eq!(needs(b"\x7fELF\x02\x01"), Needs::BrokenElf);
+    }
+
+    #[test]
+    fn real_elves() {
+        // A dynamic host binary names its loader; the static pivot-init test binary may not exist.
+        let sh = std::fs::read("/bin/sh").unwrap();
+        match needs(&sh[..sh.len().min(65536)]) {
+            Needs::Interpreter(i) => assert!(i.starts_with("/lib"), "{i}"),
+            other => panic!("/bin/sh: {other:?}"),
+        }
+        let bb = std::fs::read("/bin/busybox").expect("busybox-static (scripts/setup)");
+        assert_eq!(needs(&bb[..65536]), Needs::Nothing);
+        // Every cut of a real header is handled.
+        for cut in 0..300 {
+            let _ = needs(&sh[..cut]);
+        }
+    }
+
+    #[test]
+    fn problems_inside_a_root() {
+        let root = std::env::temp_dir().join(format!("pivot-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let exe = |p: &str, body: &[u8]| {
+            std::fs::write(root.join(p), body).unwrap();
+            std::fs::set_permissions(root.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        exe("sbin/init", b"#!/bin/nonexistent\n");
+        assert_eq!(
+            init_problem(&root, Path::new("/sbin/init")).unwrap(),
+            "its interpreter /bin/nonexistent is missing or unusable (not found)"
+        );
+        exe("bin/nonexistent", b"#!/bin/sh\n");
+        // /bin/sh exists on the host but not inside the root.
+        assert!(
+            init_problem(&root, Path::new("/sbin/init"))
+                .unwrap()
+                .contains("/bin/sh is missing")
+        );
+        exe("bin/sh", &std::fs::read("/bin/busybox").unwrap()[..4096]);
+        assert_eq!(init_problem(&root, Path::new("/sbin/init")), None);
+        std::fs::write(root.join("bin/data"), b"x").unwrap();
+        assert_eq!(
+            init_problem(&root, Path::new("/bin/data")).unwrap(),
+            "not executable"
+        );
+        assert_eq!(
+            init_problem(&root, Path::new("/nope")).unwrap(),
+            "not found"
+        );
+        assert_eq!(
+            init_problem(&root, Path::new("/bin")).unwrap(),
+            "not a regular file"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

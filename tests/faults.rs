@@ -1,0 +1,428 @@
+//! The fault matrix: every way the boot can go wrong ends in one status line
+//! `pivot-init: FAILED at <stage>: <reason>; action: <action>` and a machine
+//! that still runs something (the boot disk's old init, which prints
+//! `OLD-INIT ...` markers), with the volume untouched where that matters.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::*;
+
+/// The one FAILED line, which must end with `tail`.
+fn status_line(console: &str, stage: &str, tail: &str) {
+    let failed = lines_with(console, "pivot-init: FAILED at ");
+    assert_eq!(failed.len(), 1, "one status line expected:\n{console}");
+    let line = failed[0].trim_end();
+    let want = format!("pivot-init: FAILED at {stage}: {tail}");
+    assert!(
+        line.ends_with(&want),
+        "status line\n  got: {line}\n want: ...{want}"
+    );
+}
+
+fn old_init_ran(m: &str, console: &str) {
+    assert_line(
+        m,
+        "OLD-INIT pid=1 root=boot-disk",
+        "the old init ran",
+        console,
+    );
+    assert_line(
+        m,
+        "OLD-INIT new-root-mounted=0",
+        "the volume was unmounted",
+        console,
+    );
+    assert!(
+        !m.contains("VOLUME-INIT"),
+        "the volume's init must not run:\n{m}"
+    );
+}
+
+/// What debugfs lists in an image's root directory (names and modes).
+fn listing(img: &Path) -> String {
+    let out = Command::new("debugfs")
+        .args(["-R", "ls -p /"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Boots the boot disk with one NVMe volume present and returns (console, markers).
+fn boot_with(s: &Scratch, vol: Option<&Path>, cmdline: &str) -> (String, String) {
+    let boot = BootDisk::new(s).image(s);
+    let disks: Vec<Disk> = vol
+        .map(|image| Disk {
+            image,
+            serial: "vol0fault",
+        })
+        .into_iter()
+        .collect();
+    let mut vm = Vm::boot(s, &boot, &disks, cmdline);
+    vm.wait_exit()
+}
+
+const SPEC: &str = "pivot.root=SERIAL=vol-0fault";
+
+/// Case 1: no volume ever comes. After pivot.timeout the message names the
+/// spec and lists the devices seen; the old init runs.
+#[test]
+fn f01_timeout_no_volume() {
+    let s = Scratch::new("f01");
+    let (console, m) = boot_with(&s, None, "pivot.root=SERIAL=vol-0nothere pivot.timeout=5");
+    status_line(
+        &console,
+        "wait",
+        "no device matching SERIAL=vol-0nothere appeared within 5 s; block devices seen: \
+         nvme0n1 (259:0) serial boot, nvme0n1p1 (259:1); action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+}
+
+/// Case 2: A volume without a filesystem: the device is named; it is not written to.
+#[test]
+fn f02_no_filesystem() {
+    let s = Scratch::new("f02");
+    let vol = s.0.join("blank.img");
+    std::fs::write(&vol, vec![0u8; 8 << 20]).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    let dev = device_in(&console);
+    status_line(
+        &console,
+        "mount",
+        &format!(
+            "no filesystem found on {dev} (no known superblock); set pivot.fstype=TYPE to force one; \
+             action: oldinit /sbin/init.old"
+        ),
+    );
+    old_init_ran(&m, &console);
+    assert!(
+        std::fs::read(&vol).unwrap().iter().all(|b| *b == 0),
+        "the blank volume was written to"
+    );
+}
+
+/// The NVMe device pivot-init picked, from its "found ..." line.
+fn device_in(console: &str) -> String {
+    let found = lines_with(console, "pivot-init: found nvme");
+    let name = found
+        .first()
+        .and_then(|l| l.split("found ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no found line:\n{console}"));
+    format!("/dev/{name}")
+}
+
+/// Case 3: A corrupted ext4 superblock: the probe sees ext4 but the kernel refuses
+/// the mount (checksum); the image is byte-for-byte unchanged.
+#[test]
+fn f03_corrupted_superblock() {
+    let s = Scratch::new("f03");
+    let vol = volume_tree(s.0.join("vol"), "f3").ext4(&s.0.join("vol.img"), 16, "data");
+    let mut bytes = std::fs::read(&vol).unwrap();
+    // s_inodes_count: the metadata checksum no longer matches.
+    bytes[1024] ^= 0xff;
+    std::fs::write(&vol, &bytes).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    let dev = device_in(&console);
+    status_line(
+        &console,
+        "mount",
+        &format!(
+            "mounting {dev} on /new-root as ext4 (flags rw) failed: errno 74 (Bad message); \
+             action: oldinit /sbin/init.old"
+        ),
+    );
+    old_init_ran(&m, &console);
+    assert!(
+        std::fs::read(&vol).unwrap() == bytes,
+        "the volume was changed"
+    );
+}
+
+/// A volume tree without busybox: only what `files` lists.
+fn bare_volume(s: &Scratch, files: &[(&str, &[u8], u32)]) -> PathBuf {
+    let t = Tree::new(s.0.join("vol"));
+    t.mkdir("/etc").mkdir("/proc").mkdir("/sys").mkdir("/dev");
+    for (p, body, mode) in files {
+        t.file(p, body, *mode);
+    }
+    t.ext4(&s.0.join("vol.img"), 16, "data")
+}
+
+/// Case 4: A volume without any init: checked before the switch; nothing created on it.
+#[test]
+fn f04_no_init() {
+    let s = Scratch::new("f04");
+    let vol = bare_volume(&s, &[("/etc/hostname", b"vol\n", 0o644)]);
+    let before = listing(&vol);
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "switch",
+        "no usable init on the new root /new-root: /sbin/init: not found; /etc/init: not found; \
+         /bin/init: not found; /bin/sh: not found; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    assert_eq!(
+        listing(&vol),
+        before,
+        "the volume's root changed (an old-root dir?)"
+    );
+}
+
+/// Case 5: /sbin/init is a script whose interpreter is not on the volume.
+#[test]
+fn f05_missing_interpreter() {
+    let s = Scratch::new("f05");
+    let vol = bare_volume(
+        &s,
+        &[("/sbin/init", b"#!/bin/nonexistent\necho hi\n", 0o755)],
+    );
+    let before = listing(&vol);
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "switch",
+        "no usable init on the new root /new-root: /sbin/init: its interpreter /bin/nonexistent is \
+         missing or unusable (not found); /etc/init: not found; /bin/init: not found; /bin/sh: not found; \
+         action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    assert_eq!(listing(&vol), before);
+}
+
+fn volume_with_hook(s: &Scratch, id: &str, hook: &[u8], mode: u32) -> PathBuf {
+    let t = volume_tree(s.0.join("vol"), id);
+    t.file("/pre-pivot", hook, mode);
+    t.ext4(&s.0.join("vol.img"), 16, "data")
+}
+
+/// Case 6a: The hook exits 1: abort (the default), unmount, old init.
+#[test]
+fn f06a_hook_fails_abort() {
+    let s = Scratch::new("f06a");
+    let vol = volume_with_hook(&s, "f6", b"#!/bin/sh\nexit 1\n", 0o755);
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "hook",
+        "hook /new-root/pre-pivot failed: exit status 1; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+}
+
+/// Case 6b: The same hook with pivot.hook_failure=continue: the pivot goes on.
+#[test]
+fn f06b_hook_fails_continue() {
+    let s = Scratch::new("f06b");
+    let vol = volume_with_hook(&s, "f6b", b"#!/bin/sh\nexit 1\n", 0o755);
+    let (console, m) = boot_with(
+        &s,
+        Some(&vol),
+        &format!("{SPEC} pivot.hook_failure=continue"),
+    );
+    assert!(
+        console.contains(
+            "pivot-init: hook failed (exit status 1); going on as pivot.hook_failure=continue says"
+        ),
+        "{console}"
+    );
+    assert!(!console.contains("FAILED at"), "{console}");
+    assert_line(
+        &m,
+        "VOLUME-INIT id=f6b pid=1 args=",
+        "volume init",
+        &console,
+    );
+}
+
+/// Case 7: A hook that never ends, with pivot.hook_timeout=3: its process group
+/// (it and its background child) is killed, and the old init sees no sleeper.
+#[test]
+fn f07_hook_timeout_kills_group() {
+    let s = Scratch::new("f07");
+    let vol = volume_with_hook(&s, "f7", b"#!/bin/sh\nsleep 1000 &\nsleep 1000\n", 0o755);
+    let (console, m) = boot_with(&s, Some(&vol), &format!("{SPEC} pivot.hook_timeout=3"));
+    status_line(
+        &console,
+        "hook",
+        "hook /new-root/pre-pivot did not finish within 3 s (pivot.hook_timeout); its process group \
+         was killed; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    assert_line(
+        &m,
+        "OLD-INIT sleepers=0",
+        "no hook process survived",
+        &console,
+    );
+}
+
+/// Case 8: A world-writable hook is skipped; the pivot goes on without it.
+#[test]
+fn f08_world_writable_hook_skipped() {
+    let s = Scratch::new("f08");
+    let vol = volume_with_hook(&s, "f8", b"#!/bin/sh\necho ran > hook-ran\n", 0o777);
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    assert!(
+        console.contains(
+            "pivot-init: not running hook /new-root/pre-pivot: it is group- or world-writable (mode 0777)"
+        ),
+        "{console}"
+    );
+    assert_line(&m, "VOLUME-INIT id=f8 pid=1 args=", "volume init", &console);
+    assert!(!m.contains("HOOK "), "the hook must not have run:\n{m}");
+}
+
+/// Case 9: A hook that is a symlink (to the boot disk, via /old-root) is skipped.
+#[test]
+fn f09_symlink_hook_skipped() {
+    let s = Scratch::new("f09");
+    let t = volume_tree(s.0.join("vol"), "f9");
+    t.symlink("/pre-pivot", "/old-root/sbin/init.old");
+    let vol = t.ext4(&s.0.join("vol.img"), 16, "data");
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    assert!(
+        console.contains(
+            "pivot-init: not running hook /new-root/pre-pivot: it is a symlink (a hook must be a regular file on the volume)"
+        ),
+        "{console}"
+    );
+    assert_line(&m, "VOLUME-INIT id=f9 pid=1 args=", "volume init", &console);
+}
+
+/// Case 10: The kernel's default read-only root without /new-root on it.
+#[test]
+fn f10_read_only_root_without_new_root() {
+    let s = Scratch::new("f10");
+    let bd = BootDisk::new(&s);
+    std::fs::remove_dir(bd.tree.path("/new-root")).unwrap();
+    let boot = bd.image(&s);
+    let vol = volume_tree(s.0.join("vol"), "f10").ext4(&s.0.join("vol.img"), 16, "data");
+    // `ro` after the harness's `rw`: the last one wins, as in the kernel.
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "vol0fault",
+        }],
+        &format!("{SPEC} ro"),
+    );
+    let (console, m) = vm.wait_exit();
+    status_line(
+        &console,
+        "mount",
+        "cannot create directory /new-root: errno 30 (Read-only file system); create it in the image \
+         or boot with `rw`; action: oldinit /sbin/init.old",
+    );
+    assert_line(&m, "OLD-INIT pid=1 root=boot-disk", "old init", &console);
+}
+
+/// Case 11: pivot.onfail=poweroff: the message, then a clean power-off.
+#[test]
+fn f11_onfail_poweroff() {
+    let s = Scratch::new("f11");
+    let (console, m) = boot_with(
+        &s,
+        None,
+        "pivot.root=LABEL=none pivot.timeout=2 pivot.onfail=poweroff",
+    );
+    let failed = lines_with(&console, "pivot-init: FAILED at wait: ");
+    assert_eq!(failed.len(), 1, "{console}");
+    assert!(
+        failed[0].contains(
+            "no device matching LABEL=none appeared within 2 s; block devices seen: nvme0n1 (259:0) \
+             no known filesystem, nvme0n1p1 (259:1) ext4 LABEL=bootdisk UUID="
+        ) && failed[0].trim_end().ends_with("; action: poweroff"),
+        "{}",
+        failed[0]
+    );
+    assert!(console.contains("reboot: Power down"), "{console}");
+    assert!(m.is_empty(), "nothing else ran:\n{m}");
+}
+
+/// Case 12: Garbage on the command line: one warning each, defaults kept, and
+/// the boot still works with the valid volume.
+#[test]
+fn f12_garbage_cmdline() {
+    let s = Scratch::new("f12");
+    let vol = volume_tree(s.0.join("vol"), "f12").ext4(&s.0.join("vol.img"), 16, "data");
+    let (console, m) = boot_with(
+        &s,
+        Some(&vol),
+        &format!("{SPEC} pivot.timeout=abc pivot.onfail=explode pivot.root= pivot.bogus=1"),
+    );
+    for w in [
+        "pivot-init: ignoring pivot.timeout=abc: `abc` is not a number of seconds (0 = forever); using the default",
+        "pivot-init: ignoring pivot.onfail=explode: `explode` is not one of oldinit, shell, reboot, poweroff, wait; using the default",
+        "pivot-init: ignoring pivot.root=: empty volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=; keeping the earlier value",
+        "pivot-init: ignoring pivot.bogus=1: unknown key; known keys: ",
+    ] {
+        assert_eq!(
+            lines_with(&console, w).len(),
+            1,
+            "warning {w:?}:\n{console}"
+        );
+    }
+    assert_line(
+        &m,
+        "VOLUME-INIT id=f12 pid=1 args=",
+        "volume init",
+        &console,
+    );
+}
+
+/// A panic on the PID-1 path runs the failure policy, not a kernel panic.
+#[test]
+fn f13_panic_runs_failure_policy() {
+    let s = Scratch::new("f13");
+    let vol = volume_tree(s.0.join("vol"), "f13").ext4(&s.0.join("vol.img"), 16, "data");
+    let (console, m) = boot_with(&s, Some(&vol), &format!("{SPEC} pivot.debug_panic=mount"));
+    let failed = lines_with(
+        &console,
+        "pivot-init: FAILED at mount: internal error (panic): ",
+    );
+    assert_eq!(failed.len(), 1, "{console}");
+    assert!(
+        failed[0].contains("pivot.debug_panic=mount asked for a panic here"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        failed[0]
+            .trim_end()
+            .ends_with("; action: oldinit /sbin/init.old"),
+        "{}",
+        failed[0]
+    );
+    assert!(!console.contains("Kernel panic"), "{console}");
+    assert_line(&m, "OLD-INIT pid=1 root=boot-disk", "old init", &console);
+}
+
+/// pivot.onfail=shell: the boot disk's /bin/sh gets the console.
+#[test]
+fn f14_onfail_shell() {
+    let s = Scratch::new("f14");
+    let boot = BootDisk::new(&s).image(&s);
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[],
+        "pivot.root=LABEL=none pivot.timeout=2 pivot.onfail=shell",
+    );
+    vm.wait_console("; action: shell /bin/sh");
+    // busybox sh on a console prints its prompt.
+    vm.wait_console("/ # ");
+    let console = vm.console_text();
+    assert_eq!(
+        lines_with(&console, "pivot-init: FAILED at wait: ").len(),
+        1,
+        "{console}"
+    );
+}
