@@ -76,6 +76,8 @@ static SWITCHED: AtomicBool = AtomicBool::new(false);
 static MOUNTED: Mutex<Option<PathBuf>> = Mutex::new(None);
 static CONFIG: OnceLock<Config> = OnceLock::new();
 static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
+static PREPARE_MS: OnceLock<u128> = OnceLock::new();
+static CPU_AT_START: OnceLock<Option<u64>> = OnceLock::new();
 
 fn enter(stage: Stage) {
     STAGE.store(stage as u8, Ordering::SeqCst);
@@ -100,23 +102,39 @@ fn current_stage() -> Stage {
         .unwrap_or(Stage::Prepare)
 }
 
-/// Runs `f` as one stage and logs how long it took.
-fn stage<T>(s: Stage, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    enter(s);
-    let t = Instant::now();
-    let r = f();
-    log::info!(
-        "stage {} {} in {} ms",
-        s.name(),
-        if r.is_ok() { "done" } else { "failed" },
-        t.elapsed().as_millis()
-    );
-    r
+/// Stage durations, logged together in the summary line: every log line is
+/// a synchronous write to the console, which would slow the switch itself.
+#[derive(Default)]
+struct Timings(Vec<(&'static str, u128)>);
+
+impl Timings {
+    /// Runs `f` as one stage and records how long it took.
+    fn stage<T>(&mut self, s: Stage, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        enter(s);
+        let t = Instant::now();
+        let r = f();
+        let ms = t.elapsed().as_millis();
+        log::debug!("stage {} took {ms} ms", s.name());
+        self.0.push((s.name(), ms));
+        r
+    }
+
+    fn text(&self) -> String {
+        let parts: Vec<String> = self.0.iter().map(|(n, ms)| format!("{n} {ms}")).collect();
+        format!("{} ms", parts.join(", "))
+    }
+}
+
+/// Microseconds as `M.UUU` milliseconds, without float formatting code.
+fn ms3(us: u128) -> String {
+    format!("{}.{:03}", us / 1000, us % 1000)
 }
 
 /// PID 1's entry point. Never returns.
 pub fn run() -> ! {
     let t0 = Instant::now();
+    // PID 1's CPU counters include the kernel's own init work before exec.
+    let _ = CPU_AT_START.set(sys::cpu_us());
     kmsg::init();
     std::panic::set_hook(Box::new(|info| {
         let msg = match info.location() {
@@ -194,7 +212,7 @@ fn prepare() -> Config {
     for w in &warnings {
         log::warn!("{w}");
     }
-    log::info!("stage prepare done in {} ms", t.elapsed().as_millis());
+    let _ = PREPARE_MS.set(t.elapsed().as_millis());
     cfg
 }
 
@@ -243,8 +261,10 @@ fn ensure_console_fds() {
 
 /// The pipeline from the wait to the exec. Returns only on failure.
 fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
+    let mut tm = Timings::default();
+    tm.0.push(("prepare", PREPARE_MS.get().copied().unwrap_or(0)));
     if !cfg.modules.is_empty() {
-        stage(Stage::Prepare, || {
+        tm.stage(Stage::Prepare, || {
             let release = rustix::system::uname()
                 .release()
                 .to_string_lossy()
@@ -264,21 +284,24 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
         spec,
         fstypes: &cfg.fstypes,
     };
-    let t_wait = Instant::now();
-    let found = stage(Stage::Wait, || {
+    let cpu_before_wait = sys::cpu_us();
+    let found = tm.stage(Stage::Wait, || {
         wait::wait_for(&want, &sysfs, cfg.timeout_secs)
     })?;
-    let waited = t_wait.elapsed();
-    let node = stage(Stage::Node, || {
+    let cpu_waiting = sys::cpu_us()
+        .zip(cpu_before_wait)
+        .map(|(a, b)| a.saturating_sub(b));
+    let node = tm.stage(Stage::Node, || {
         wait::ensure_node(Path::new("/dev"), &found.dev)
     })?;
     let mut s = RealSys;
-    let fstype = stage(Stage::Mount, || {
+    let fstype = tm.stage(Stage::Mount, || {
         mount::mount_volume(&mut s, cfg, &node, found.fs.clone())
     })?;
     set_mounted(Some(cfg.new_root.clone()));
-    stage(Stage::Hook, || hook::run(cfg, &node, &fstype))?;
-    let init = stage(Stage::Switch, || {
+    tm.stage(Stage::Hook, || hook::run(cfg, &node, &fstype))?;
+    let mut how = String::new();
+    let init = tm.stage(Stage::Switch, || {
         // Everything that can make us fail over is checked before pivot_root.
         let init = exec::choose_init(&cfg.new_root, &cfg.init)?;
         let moves: Vec<&str> = switch::API_MOUNTS
@@ -287,27 +310,18 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
             .collect();
         if cfg.initramfs {
             // A failure here runs the normal policy (a shell if one is left, else wait).
-            let how = switch::switch_initramfs(&mut s, &cfg.new_root, &cfg.old_root, &moves)?;
+            let h = switch::switch_initramfs(&mut s, &cfg.new_root, &cfg.old_root, &moves)?;
             SWITCHED.store(true, Ordering::SeqCst);
-            log::info!(
-                "{} done: / is {} ({fstype}); moved {}",
-                match how {
-                    switch::How::PivotRoot => "pivot_root (initramfs detached)",
-                    switch::How::SwitchRoot => "switch_root",
-                },
-                node.display(),
-                moves.join(" ")
-            );
+            how = match h {
+                switch::How::PivotRoot => "pivot_root (initramfs detached)".to_string(),
+                switch::How::SwitchRoot => "switch_root".to_string(),
+            };
         } else {
             switch::switch(&mut s, &cfg.new_root, &cfg.old_root, &moves)?;
             SWITCHED.store(true, Ordering::SeqCst);
-            log::info!(
-                "pivot_root done: / is {} ({fstype}), the boot root is at {}; moved {}",
-                node.display(),
-                cfg.old_root.display(),
-                moves.join(" ")
-            );
+            how = format!("pivot_root, boot root at {}", cfg.old_root.display());
         }
+        how.push_str(&format!(", moved {}", moves.join(" ")));
         Ok(init)
     })?;
     enter(Stage::Exec);
@@ -316,11 +330,18 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
         log::info!("reaped {reaped} leftover child process(es)");
     }
     log::info!(
-        "switched to {} ({fstype}) after waiting {} ms; {} ms from start to exec (uptime {} ms); exec {}",
+        "switched to {} ({fstype}) by {how}; uevent to exec {} ms; start to exec {} ms (uptime {} ms); \
+         stages {}; cpu {} ms while waiting, {} ms since start; VmHWM {} KiB; exec {}",
         node.display(),
-        waited.as_millis(),
+        ms3(found.at.elapsed().as_micros()),
         t0.elapsed().as_millis(),
         sys::uptime_ms(),
+        tm.text(),
+        cpu_waiting.map_or("?".to_string(), |us| ms3(us.into())),
+        sys::cpu_us()
+            .zip(CPU_AT_START.get().copied().flatten())
+            .map_or("?".to_string(), |(a, b)| ms3(a.saturating_sub(b).into())),
+        sys::vm_hwm_kib().map_or("?".to_string(), |k| k.to_string()),
         init.display()
     );
     let args = ARGS.get().map(Vec::as_slice).unwrap_or(&[]);

@@ -47,15 +47,9 @@ pub fn mount_volume(
         None if cfg.fstypes.is_empty() => Some(probe_device(device)?),
         None => None,
     };
-    if let Some(p) = &probed {
-        log::info!(
-            "{}: {} UUID={} LABEL={}",
-            device.display(),
-            p.fstype,
-            p.uuid,
-            p.label
-        );
-    }
+    let what = probed.as_ref().map_or(String::new(), |p| {
+        format!(" (UUID={} LABEL={})", p.uuid, p.label)
+    });
     let types = types_to_try(
         probed.as_ref(),
         if probed.is_some() { &[] } else { &cfg.fstypes },
@@ -67,7 +61,7 @@ pub fn mount_volume(
         match s.mount(&source, target, t, opts.flags, &opts.data) {
             Ok(()) => {
                 log::info!(
-                    "mounted {source} on {} as {t} ({})",
+                    "mounted {source}{what} on {} as {t} ({})",
                     target.display(),
                     opts.describe()
                 );

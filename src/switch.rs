@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use rustix::io::Errno;
 
 use crate::error::{ErrnoText, Error, Result};
+
 use crate::sys::Sys;
 
 /// The API mounts that move with us when they are mounted.
@@ -80,10 +81,7 @@ pub fn switch_initramfs(
                     return Ok(How::PivotRoot);
                 }
                 Err(Error::PivotRoot { errno, .. }) if errno == Errno::INVAL => {
-                    log::info!(
-                        "pivot_root refused on the initramfs ({}); using switch_root",
-                        ErrnoText(errno)
-                    );
+                    log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
                 }
                 Err(e) => return Err(e),
             }
@@ -103,7 +101,7 @@ pub fn switch_root(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<(
     }
     let (entries, bytes) = s.free_initramfs();
     log::info!(
-        "freed the initramfs: removed {entries} entries, {} KiB",
+        "switch_root: freed the initramfs, removed {entries} entries, {} KiB",
         bytes / 1024
     );
     for m in moves {

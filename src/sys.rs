@@ -335,6 +335,20 @@ pub fn uptime_ms() -> u64 {
     clock_ms(rustix::time::ClockId::Boottime)
 }
 
+/// CPU time this process has used, in microseconds (/proc/self/schedstat).
+pub fn cpu_us() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1000)
+}
+
+/// Peak resident memory (VmHWM) in KiB.
+pub fn vm_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Reaps every exited child without blocking; returns how many.
 pub fn reap_children() -> usize {
     let mut n = 0;

@@ -267,6 +267,8 @@ pub fn fstype_allowed(allowed: &[String], probed: &str) -> bool {
 pub struct Found {
     pub dev: Device,
     pub fs: Option<Probe>,
+    /// When its uevent (or the sysfs scan) brought it to us.
+    pub at: Instant,
 }
 
 /// Tracks what was seen, so each non-matching device is logged once and a
@@ -325,6 +327,7 @@ pub fn subscribe() -> Result<OwnedFd> {
 
 /// Checks one device; returns it when it is the one.
 fn check(sys: &SysBlock, want: &Want, dev: Device, seen: &mut Seen) -> Option<Found> {
+    let at = Instant::now();
     let mut facts = Facts::new(sys, dev);
     if !facts.matches(want.spec) {
         seen.note(
@@ -343,7 +346,11 @@ fn check(sys: &SysBlock, want: &Want, dev: Device, seen: &mut Seen) -> Option<Fo
         return None;
     }
     let fs = facts.probed().cloned();
-    Some(Found { dev: facts.dev, fs })
+    Some(Found {
+        dev: facts.dev,
+        fs,
+        at,
+    })
 }
 
 fn scan(sys: &SysBlock, want: &Want, seen: &mut Seen) -> Option<Found> {

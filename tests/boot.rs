@@ -49,7 +49,7 @@ fn volume_attached_at_boot() {
     let summary = lines_with(&console, "pivot-init: switched to /dev/nvme");
     assert_eq!(summary.len(), 1, "one summary line:\n{console}");
     assert!(
-        summary[0].contains("(ext4) after waiting"),
+        summary[0].contains("(ext4) by pivot_root, boot root at /old-root, moved /dev /proc /sys;"),
         "{}",
         summary[0]
     );

@@ -115,7 +115,8 @@ fn wrong_fstype_rejected_then_right_one_used() {
         &console,
     );
     assert!(
-        console.contains("pivot-init: mounted /dev/nvme2n1 on /new-root as ext4"),
+        console.contains("pivot-init: mounted /dev/nvme2n1 (UUID=")
+            && console.contains("LABEL=data) on /new-root as ext4 (rw)"),
         "{console}"
     );
 }

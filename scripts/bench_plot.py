@@ -1,0 +1,25 @@
+#!/usr/bin/env python3
+"""Draws the lag distributions from scripts/bench's CSV: bench_plot.py LAGS.csv OUT.png"""
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+rows = list(csv.DictReader(open(sys.argv[1])))
+names = []
+for r in rows:
+    if r["scenario"] not in names:
+        names.append(r["scenario"])
+data = [[float(r["lag_ms"]) for r in rows if r["scenario"] == n] for n in names]
+fig, ax = plt.subplots(figsize=(9, 4.5))
+ax.boxplot(data, vert=False, labels=names, showfliers=True)
+for i, d in enumerate(data, start=1):
+    ax.scatter(d, [i] * len(d), s=14, alpha=0.6)
+ax.set_xscale("log")
+ax.set_xlabel("lag from NVMe namespace message to the volume's init, ms (log scale)")
+ax.set_title("Hot-plugged root volume: time to the real init (QEMU TCG)")
+fig.tight_layout()
+fig.savefig(sys.argv[2], dpi=110)
