@@ -8,7 +8,7 @@
 //! Identifiers", printed as the namespace is scanned, just before the disk is
 //! added). Both stamps come from the same clock in the same log.
 //!
-//! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S]
+//! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet]
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -91,7 +91,8 @@ fn volume(s: &Scratch) -> PathBuf {
             format!(
                 "#!/bin/sh\nexport PATH=/bin\nmountpoint -q /proc || mount -t proc proc /proc\n\
                  mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
-                 echo \"{INIT_LINE}, uptime $(cat /proc/uptime)\" > /dev/kmsg\npoweroff -f\n"
+                 echo \"{INIT_LINE}, uptime $(cat /proc/uptime)\" > /dev/kmsg\n\
+                 dmesg > /dev/ttyS1\npoweroff -f\n"
             )
             .as_bytes(),
             0o755,
@@ -140,7 +141,7 @@ struct Media {
 
 /// Boots one scenario, hot-plugs the volume `delay` after the guest started
 /// waiting, and reads the numbers off the console.
-fn one(kind: Kind, media: &Media, delay: Duration, n: usize) -> Result<Run, String> {
+fn one(kind: Kind, media: &Media, delay: Duration, n: usize, extra: &str) -> Result<Run, String> {
     let s = Scratch::new(&format!(
         "bench-{}-{n}",
         kind.name().replace([' ', '(', ')'], "")
@@ -150,7 +151,7 @@ fn one(kind: Kind, media: &Media, delay: Duration, n: usize) -> Result<Run, Stri
     let (boot, waiting) = match kind {
         Kind::KernelRootwait => (
             Boot {
-                cmdline: "root=/dev/nvme0n1 rootwait rw",
+                cmdline: &format!("root=/dev/nvme0n1 rootwait rw {extra}"),
                 ..Boot::default()
             },
             "Waiting for root device /dev/nvme0n1",
@@ -162,7 +163,7 @@ fn one(kind: Kind, media: &Media, delay: Duration, n: usize) -> Result<Run, Stri
                 } else {
                     &media.shell_10ms
                 }),
-                cmdline: "",
+                cmdline: extra,
                 ..Boot::default()
             },
             "shell-wait: waiting",
@@ -170,7 +171,7 @@ fn one(kind: Kind, media: &Media, delay: Duration, n: usize) -> Result<Run, Stri
         Kind::PivotImage => (
             Boot {
                 disk: Some(&media.boot_disk),
-                cmdline: "pivot.root=/dev/nvme1n1 pivot.hook=none",
+                cmdline: &format!("pivot.root=/dev/nvme1n1 pivot.hook=none {extra}"),
                 ..Boot::default()
             },
             "pivot-init: waiting for",
@@ -178,20 +179,26 @@ fn one(kind: Kind, media: &Media, delay: Duration, n: usize) -> Result<Run, Stri
         Kind::PivotInitramfs => (
             Boot {
                 initrd: Some(&media.pivot_initrd),
-                cmdline: "root=/dev/nvme0n1 rw pivot.hook=none",
+                cmdline: &format!("root=/dev/nvme0n1 rw pivot.hook=none {extra}"),
                 ..Boot::default()
             },
             "pivot-init: waiting for",
         ),
     };
     let mut vm = Vm::start(&s, &boot);
-    vm.wait_console(waiting);
-    std::thread::sleep(delay);
+    if extra.contains("quiet") {
+        // The waiting lines do not reach the console: allow 4 s to boot.
+        std::thread::sleep(Duration::from_secs(4) + delay);
+    } else {
+        vm.wait_console(waiting);
+        std::thread::sleep(delay);
+    }
     vm.hotplug_nvme(&Disk {
         image: &vol,
         serial: "benchvol",
     });
-    let (console, _) = vm.wait_exit();
+    // The kernel log as the volume's init dumped it (all levels, even with `quiet`).
+    let (_, console) = vm.wait_exit();
     let ready = last_stamp(&console, "Ignoring bogus Namespace Identifiers")
         .ok_or("no NVMe namespace message in the console")?;
     let init = last_stamp(&console, INIT_LINE).ok_or("the volume's init did not run")?;
@@ -217,6 +224,8 @@ fn main() {
     let mut jobs = 2usize;
     let mut plot: Option<PathBuf> = None;
     let mut idle_secs = 20u64;
+    // `--quiet`: kernel `quiet` for every scenario (no console printing cost).
+    let mut extra = String::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -225,6 +234,7 @@ fn main() {
             "--jobs" => jobs = val().parse().expect("--jobs N"),
             "--plot" => plot = Some(PathBuf::from(val())),
             "--idle-secs" => idle_secs = val().parse().expect("--idle-secs S"),
+            "--quiet" => extra = "quiet".to_string(),
             other => panic!(
                 "unknown argument {other}; usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S]"
             ),
@@ -258,7 +268,7 @@ fn main() {
                     let Some((k, n)) = queue.lock().unwrap().pop() else {
                         break;
                     };
-                    match one(k, &media, Duration::from_secs(3), n) {
+                    match one(k, &media, Duration::from_secs(3), n, &extra) {
                         Ok(r) => {
                             eprintln!("bench: {:<24} run {n}: lag {:.1} ms", k.name(), r.lag_ms);
                             results.lock().unwrap().push((k, r));
@@ -272,7 +282,14 @@ fn main() {
     let results = results.into_inner().unwrap();
     // The idle cost: pivot-init waiting for a volume that comes after `idle_secs`.
     eprintln!("bench: one pivot-init boot waiting {idle_secs} s for its volume");
-    let idle = one(Kind::PivotImage, &media, Duration::from_secs(idle_secs), 99).ok();
+    let idle = one(
+        Kind::PivotImage,
+        &media,
+        Duration::from_secs(idle_secs),
+        99,
+        &extra,
+    )
+    .ok();
 
     let lags = |k: Kind| -> Vec<f64> {
         results

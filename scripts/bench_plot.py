@@ -15,7 +15,9 @@ for r in rows:
         names.append(r["scenario"])
 data = [[float(r["lag_ms"]) for r in rows if r["scenario"] == n] for n in names]
 fig, ax = plt.subplots(figsize=(9, 4.5))
-ax.boxplot(data, vert=False, labels=names, showfliers=True)
+ax.boxplot(data, orientation="horizontal", showfliers=True)
+ax.set_yticks(range(1, len(names) + 1))
+ax.set_yticklabels(names)
 for i, d in enumerate(data, start=1):
     ax.scatter(d, [i] * len(d), s=14, alpha=0.6)
 ax.set_xscale("log")

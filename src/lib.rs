@@ -304,6 +304,7 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
     let init = tm.stage(Stage::Switch, || {
         // Everything that can make us fail over is checked before pivot_root.
         let init = exec::choose_init(&cfg.new_root, &cfg.init)?;
+        log::debug!("checked init {}", init.display());
         let moves: Vec<&str> = switch::API_MOUNTS
             .into_iter()
             .filter(|m| sys::is_mount_point(Path::new(m)))

@@ -10,10 +10,20 @@ use crate::sys::{self, Sys};
 
 /// Probes `device` for a filesystem we know.
 pub fn probe_device(device: &Path) -> Result<Probe> {
-    let buf = sys::read_regions(device, &probe::PROBE_REGIONS, probe::PROBE_BYTES)?;
-    probe::probe(&buf).ok_or_else(|| Error::NoFilesystem {
+    read_probe(device)?.ok_or_else(|| Error::NoFilesystem {
         device: sys::path_str(device),
     })
+}
+
+/// Reads the probe regions of `device` one at a time, stopping as soon as a
+/// filesystem is recognised (most are in the first 4 KiB; btrfs is at 64 KiB).
+pub fn read_probe(device: &Path) -> Result<Option<Probe>> {
+    let first = sys::read_regions(device, &probe::PROBE_REGIONS[..1], probe::PROBE_BYTES)?;
+    if let Some(p) = probe::probe(&first) {
+        return Ok(Some(p));
+    }
+    let all = sys::read_regions(device, &probe::PROBE_REGIONS, probe::PROBE_BYTES)?;
+    Ok(probe::probe(&all))
 }
 
 /// The types to try, in order: the probed one first, then the rest of
@@ -44,7 +54,11 @@ pub fn mount_volume(
     let probed = match probed {
         Some(p) => Some(p),
         // Without pivot.fstype the probe decides; it is an error not to know the type.
-        None if cfg.fstypes.is_empty() => Some(probe_device(device)?),
+        None if cfg.fstypes.is_empty() => {
+            let p = probe_device(device)?;
+            log::debug!("probed {}", device.display());
+            Some(p)
+        }
         None => None,
     };
     let what = probed.as_ref().map_or(String::new(), |p| {

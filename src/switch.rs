@@ -31,6 +31,7 @@ pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str])
     s.mkdir(&put_old)?;
     s.chdir(new_root)?;
     s.pivot_root(new_root, &put_old)?;
+    log::debug!("pivot_root done");
     s.chdir(Path::new("/"))?;
     for m in moves {
         let m = Path::new(m);

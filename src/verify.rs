@@ -135,10 +135,19 @@ fn problem(root: &Path, p: &Path, depth: u32) -> Option<String> {
     if st.st_mode & 0o111 == 0 {
         return Some("not executable".into());
     }
-    let mut head = vec![0u8; 64 * 1024];
-    let n = rustix::io::pread(&fd, &mut head, 0).unwrap_or(0);
-    head.truncate(n);
-    match needs(&head) {
+    // The first 4 KiB hold the ELF and program headers of any usual binary;
+    // read more only when they do not (a disk read costs on the boot path).
+    let read_head = |len: usize| {
+        let mut head = vec![0u8; len];
+        let n = rustix::io::pread(&fd, &mut head, 0).unwrap_or(0);
+        head.truncate(n);
+        head
+    };
+    let mut what = needs(&read_head(4096));
+    if what == Needs::BrokenElf {
+        what = needs(&read_head(64 * 1024));
+    }
+    match what {
         Needs::Nothing => None,
         Needs::BrokenElf => Some("a truncated or malformed executable".into()),
         Needs::Interpreter(i) => {

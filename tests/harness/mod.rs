@@ -584,7 +584,12 @@ impl Vm {
             .arg("-kernel")
             .arg(kernel())
             .arg("-append")
-            .arg(format!("{base} {}", b.cmdline))
+            // PIVOT_TEST_CMDLINE is appended to every boot, e.g. "pivot.loglevel=7 loglevel=8".
+            .arg(format!(
+                "{base} {} {}",
+                b.cmdline,
+                std::env::var("PIVOT_TEST_CMDLINE").unwrap_or_default()
+            ))
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
             .arg("-serial")
