@@ -14,9 +14,26 @@ use harness::*;
 fn main() {
     let s = Scratch::new("demo");
     println!(
-        "demo: building the boot disk (pivot-init as /sbin/init, the original init kept as /sbin/init.old)"
+        "demo: building a plain boot disk (its own /sbin/init), then scripts/install-image on it"
     );
-    let boot = BootDisk::new(&s).image(&s);
+    let fs =
+        plain_boot_tree(s.0.join("plain"), "/sbin/init").ext4(&s.0.join("boot.fs"), 16, "bootdisk");
+    let conf = s.0.join("pivot-init.conf");
+    std::fs::write(
+        &conf,
+        "# the cloud volume to boot from\nroot = SERIAL=vol-0demo\n",
+    )
+    .unwrap();
+    let st = std::process::Command::new(root().join("scripts/install-image"))
+        .env("PIVOT_INIT_BIN", pivot_init_bin())
+        .arg(&fs)
+        .arg("--config")
+        .arg(&conf)
+        .status()
+        .expect("scripts/install-image runs");
+    assert!(st.success(), "install-image failed");
+    let boot = s.0.join("boot.img");
+    mbr_disk(&fs, &boot, BOOT_SIG);
     println!("demo: building the volume (its own /sbin/init and a /pre-pivot hook)");
     let vol_tree = Tree::new(s.0.join("vol"));
     vol_tree
@@ -41,7 +58,8 @@ echo '=== volume init: powering off'; sync; poweroff -f\n",
         .mkdir("/dev")
         .mkdir("/old-root");
     let vol = vol_tree.ext4(&s.0.join("vol.img"), 16, "demo-vol");
-    let cmdline = "pivot.root=SERIAL=vol-0demo";
+    // Nothing pivot.* on the command line: /etc/pivot-init.conf says which volume.
+    let cmdline = "";
     println!("demo: booting QEMU (TCG): {} {cmdline}", base_cmdline());
     let mut vm = Vm::boot(&s, &boot, &[], cmdline);
     let mut shown = 0;

@@ -3,6 +3,7 @@
 //! Pure code: it takes the text of `/proc/cmdline` and returns the config and
 //! the warnings to log. A bad value is reported by key and the default is kept.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -172,6 +173,78 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Every setting as (key, value text), in the order of the reference table.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &Path| p.display().to_string();
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        vec![
+            (
+                "root",
+                self.root
+                    .as_ref()
+                    .map_or("(not set)".to_string(), |s| s.to_string()),
+            ),
+            (
+                "fstype",
+                if self.fstypes.is_empty() {
+                    "(probe)".to_string()
+                } else {
+                    self.fstypes.join(",")
+                },
+            ),
+            ("flags", self.mount_opts.describe()),
+            ("newroot", path(&self.new_root)),
+            ("oldroot", path(&self.old_root)),
+            (
+                "hook",
+                self.hook.as_deref().map_or("none".to_string(), path),
+            ),
+            ("hook_timeout", format!("{} s", self.hook_timeout_secs)),
+            (
+                "hook_failure",
+                if self.hook_abort { "abort" } else { "continue" }.to_string(),
+            ),
+            ("init", path(&self.init)),
+            ("oldinit", path(&self.old_init)),
+            (
+                "timeout",
+                if self.timeout_secs == 0 {
+                    "0 (forever)".to_string()
+                } else {
+                    format!("{} s", self.timeout_secs)
+                },
+            ),
+            (
+                "onfail",
+                match self.onfail {
+                    Some(a) => a.name().to_string(),
+                    None if self.initramfs => "shell if /bin/sh exists, else wait".to_string(),
+                    None => "oldinit".to_string(),
+                },
+            ),
+            ("modules", list(&self.modules)),
+            (
+                "devtmpfs",
+                if self.devtmpfs { "1" } else { "0" }.to_string(),
+            ),
+            ("loglevel", self.loglevel.to_string()),
+            (
+                "debug_panic",
+                self.debug_panic
+                    .clone()
+                    .unwrap_or_else(|| "(off)".to_string()),
+            ),
+        ]
+    }
+}
+
 /// Splits a kernel command line into words the way the kernel does:
 /// whitespace separates, double quotes group and are removed.
 pub fn split_cmdline(line: &str) -> Vec<String> {
@@ -249,15 +322,114 @@ struct KernelKeys<'a> {
     init: Option<&'a str>,
 }
 
+/// Where a setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    ConfigFile,
+    /// The kernel's own keys (`root=`, `rootfstype=`, ...) in initramfs mode.
+    KernelKey,
+    CommandLine,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::ConfigFile => "config file",
+            Source::KernelKey => "kernel command line (kernel key)",
+            Source::CommandLine => "kernel command line",
+        }
+    }
+}
+
+/// The result of reading the config file and the command line.
+#[derive(Debug)]
+pub struct Parsed {
+    pub cfg: Config,
+    pub warnings: Vec<String>,
+    /// Keys (normalized, without `pivot.`) set by something other than the default.
+    pub sources: BTreeMap<String, Source>,
+}
+
+impl Parsed {
+    pub fn source(&self, key: &str) -> Source {
+        self.sources.get(key).copied().unwrap_or(Source::Default)
+    }
+}
+
 /// Parses the command line. Returns the config and one warning per problem.
 /// With `initramfs`, `root=`, `rootfstype=`, `rootflags=`, `ro`/`rw`,
 /// `rootwait`, `rootdelay=` and `init=` apply where no `pivot.*` key is given.
 pub fn parse(cmdline: &str, initramfs: bool) -> (Config, Vec<String>) {
+    let p = parse_all(None, cmdline, initramfs);
+    (p.cfg, p.warnings)
+}
+
+/// Splits a config file line into key and value; `None` for blank lines and
+/// comments, `Err` for a malformed line.
+fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    // A ` #` starts a trailing comment.
+    let line = match line.find(" #").or_else(|| line.find("\t#")) {
+        Some(i) => line[..i].trim_end(),
+        None => line,
+    };
+    let Some((k, v)) = line.split_once('=') else {
+        return Some(Err(()));
+    };
+    let key = k.trim();
+    let key = key.strip_prefix("pivot.").unwrap_or(key).replace('-', "_");
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Some(Err(()));
+    }
+    let v = v.trim();
+    let v = v
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(v);
+    Some(Ok((key, v.to_string())))
+}
+
+/// Reads, in order of rising precedence: the defaults, the config file
+/// (`path`, `text`), the kernel's own keys (initramfs mode), and the
+/// `pivot.*` keys of the command line.
+pub fn parse_all(config_file: Option<(&str, &str)>, cmdline: &str, initramfs: bool) -> Parsed {
     let mut cfg = Config {
         initramfs,
         ..Config::default()
     };
     let mut warnings = Vec::new();
+    let mut sources = BTreeMap::new();
+    if let Some((path, text)) = config_file {
+        for (n, line) in text.lines().enumerate() {
+            match config_line(line) {
+                None => {}
+                Some(Err(())) => warnings.push(format!(
+                    "{path}:{}: ignoring `{}`: expected `key = value`",
+                    n + 1,
+                    line.trim()
+                )),
+                Some(Ok((key, value))) => match apply(&mut cfg, &key, &value) {
+                    Ok(()) => {
+                        sources.insert(key, Source::ConfigFile);
+                    }
+                    Err(why) => warnings.push(format!(
+                        "{path}:{}: ignoring {key} = {value}: {why}; {}",
+                        n + 1,
+                        if sources.contains_key(&key) {
+                            "keeping the earlier value"
+                        } else {
+                            "using the default"
+                        }
+                    )),
+                },
+            }
+        }
+    }
     let mut set = std::collections::BTreeSet::new();
     let words = split_cmdline(cmdline);
     let mut k = KernelKeys::default();
@@ -281,11 +453,12 @@ pub fn parse(cmdline: &str, initramfs: bool) -> (Config, Vec<String>) {
         let norm = key.replace('-', "_");
         match apply(&mut cfg, &norm, value) {
             Ok(()) => {
-                set.insert(norm);
+                set.insert(norm.clone());
+                sources.insert(norm, Source::CommandLine);
             }
             Err(why) => warnings.push(format!(
                 "ignoring pivot.{key}={value}: {why}; {}",
-                if set.contains(&norm) {
+                if sources.contains_key(&norm) {
                     "keeping the earlier value"
                 } else {
                     "using the default"
@@ -294,45 +467,65 @@ pub fn parse(cmdline: &str, initramfs: bool) -> (Config, Vec<String>) {
         }
     }
     if initramfs {
-        apply_kernel_keys(&mut cfg, &k, &set, &mut warnings);
+        for key in apply_kernel_keys(&mut cfg, &k, &set, &sources, &mut warnings) {
+            sources.insert(key.to_string(), Source::KernelKey);
+        }
     }
-    (cfg, warnings)
+    Parsed {
+        cfg,
+        warnings,
+        sources,
+    }
 }
 
+/// Applies the kernel's keys where the command line has no `pivot.*` key for
+/// the same setting; returns the settings they set.
 fn apply_kernel_keys(
     cfg: &mut Config,
     k: &KernelKeys,
     set: &std::collections::BTreeSet<String>,
+    sources: &BTreeMap<String, Source>,
     warnings: &mut Vec<String>,
-) {
+) -> Vec<&'static str> {
     let unset = |key: &str| !set.contains(key);
-    let mut kernel = |key: &str, value: Option<&str>, pivot_key: &str| {
+    let mut applied = Vec::new();
+    let mut kernel = |key: &str,
+                      value: Option<&str>,
+                      pivot_key: &'static str,
+                      applied: &mut Vec<&'static str>| {
         if let Some(v) = value
             && unset(pivot_key)
-            && let Err(why) = apply(cfg, pivot_key, v)
         {
-            warnings.push(format!("ignoring {key}={v}: {why}; using the default"));
+            match apply(cfg, pivot_key, v) {
+                Ok(()) => applied.push(pivot_key),
+                Err(why) => warnings.push(format!("ignoring {key}={v}: {why}; using the default")),
+            }
         }
     };
-    kernel("root", k.root, "root");
-    kernel("rootfstype", k.rootfstype, "fstype");
-    kernel("init", k.init, "init");
+    kernel("root", k.root, "root", &mut applied);
+    kernel("rootfstype", k.rootfstype, "fstype", &mut applied);
+    kernel("init", k.init, "init", &mut applied);
     if unset("timeout") {
         // rootwait: forever; rootdelay=N without it: wait up to N seconds.
         if k.rootwait {
             cfg.timeout_secs = 0;
+            applied.push("timeout");
         } else {
-            kernel("rootdelay", k.rootdelay, "timeout");
+            kernel("rootdelay", k.rootdelay, "timeout", &mut applied);
         }
     }
-    if unset("flags") {
+    // The kernel's mount options apply when it gives any, or when the config
+    // file gave none: then, like the kernel, read-only unless `rw`.
+    let kernel_flags = k.rootflags.is_some() || k.ro.is_some();
+    if unset("flags") && (kernel_flags || !sources.contains_key("flags")) {
         let mut opts = MountOpts::parse(k.rootflags.unwrap_or(""));
-        // Like the kernel, mount the root read-only unless `rw` is given.
         if k.ro != Some(false) {
             opts.flags |= rustix::mount::MountFlags::RDONLY;
         }
         cfg.mount_opts = opts;
+        applied.push("flags");
     }
+    applied
 }
 
 fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
@@ -472,6 +665,44 @@ mod tests {
         assert_eq!(cfg.hook_timeout_secs, 5);
         assert_eq!(cfg.onfail, Some(OnFail::PowerOff));
         assert_eq!(cfg.debug_panic.as_deref(), Some("mount"));
+    }
+
+    #[test]
+    fn config_file_then_command_line() {
+        let file = "# comment\n\nroot = LABEL=data\npivot.timeout = 30 # trailing comment\nflags = \"ro,noatime\"\n\
+                    no equals here\n = value\nhook-timeout = 5\nonfail = explode\n";
+        let p = parse_all(
+            Some(("/etc/pivot-init.conf", file)),
+            "pivot.timeout=7 quiet",
+            false,
+        );
+        assert_eq!(p.cfg.root, Some(Spec::Label("data".into())));
+        assert_eq!(p.cfg.timeout_secs, 7);
+        assert!(p.cfg.mount_opts.read_only());
+        assert_eq!(p.cfg.hook_timeout_secs, 5);
+        assert_eq!(p.source("root"), Source::ConfigFile);
+        assert_eq!(p.source("timeout"), Source::CommandLine);
+        assert_eq!(p.source("hook_timeout"), Source::ConfigFile);
+        assert_eq!(p.source("init"), Source::Default);
+        assert_eq!(
+            p.warnings,
+            vec![
+                "/etc/pivot-init.conf:6: ignoring `no equals here`: expected `key = value`",
+                "/etc/pivot-init.conf:7: ignoring `= value`: expected `key = value`",
+                "/etc/pivot-init.conf:9: ignoring onfail = explode: `explode` is not one of oldinit, shell, reboot, poweroff, wait; using the default",
+            ]
+        );
+        // In initramfs mode the kernel's root= beats the file; the file's flags stay
+        // when the kernel gives no ro/rw/rootflags.
+        let p = parse_all(
+            Some(("f", "root = LABEL=data\nflags = rw,noatime\n")),
+            "root=/dev/vda",
+            true,
+        );
+        assert_eq!(p.cfg.root, Some(Spec::Name("vda".into())));
+        assert_eq!(p.source("root"), Source::KernelKey);
+        assert_eq!(p.cfg.mount_opts.describe(), "rw,noatime");
+        assert_eq!(p.source("flags"), Source::ConfigFile);
     }
 
     #[test]

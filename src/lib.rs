@@ -1,6 +1,7 @@
 //! pivot-init: PID 1 that waits for a volume, mounts it, runs its hook,
 //! pivots onto it and execs its init. The whole boot is [`run`].
 
+pub mod cli;
 pub mod config;
 pub mod cpio;
 pub mod error;
@@ -133,8 +134,6 @@ fn ms3(us: u128) -> String {
 /// PID 1's entry point. Never returns.
 pub fn run() -> ! {
     let t0 = Instant::now();
-    // PID 1's CPU counters include the kernel's own init work before exec.
-    let _ = CPU_AT_START.set(sys::cpu_us());
     kmsg::init();
     std::panic::set_hook(Box::new(|info| {
         let msg = match info.location() {
@@ -169,16 +168,12 @@ fn prepare() -> Config {
     let mut s = RealSys;
     let api = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     mount_api(&mut s, "proc", "/proc", "proc", api, "");
+    // PID 1's CPU counters include the kernel's own init work before exec.
+    let _ = CPU_AT_START.set(sys::cpu_us());
     enter(Stage::Config);
     // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
     let initramfs = s.root_is_ram();
-    let (cfg, warnings) = match std::fs::read_to_string("/proc/cmdline") {
-        Ok(line) => config::parse(&line, initramfs),
-        Err(e) => (
-            Config::default(),
-            vec![format!("cannot read /proc/cmdline: {e}; using defaults")],
-        ),
-    };
+    let (cfg, warnings) = read_config(initramfs);
     enter(Stage::Prepare);
     mount_api(&mut s, "sysfs", "/sys", "sysfs", api, "");
     if cfg.devtmpfs {
@@ -214,6 +209,27 @@ fn prepare() -> Config {
     }
     let _ = PREPARE_MS.set(t.elapsed().as_millis());
     cfg
+}
+
+/// The config file of the boot image, then the kernel command line.
+pub const CONFIG_FILE: &str = "/etc/pivot-init.conf";
+
+fn read_config(initramfs: bool) -> (Config, Vec<String>) {
+    let file = std::fs::read_to_string(CONFIG_FILE).ok();
+    let mut early = Vec::new();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
+        early.push(format!(
+            "cannot read /proc/cmdline: {e}; using the config file and defaults"
+        ));
+        String::new()
+    });
+    let p = config::parse_all(
+        file.as_deref().map(|t| (CONFIG_FILE, t)),
+        &cmdline,
+        initramfs,
+    );
+    early.extend(p.warnings);
+    (p.cfg, early)
 }
 
 /// Mounts an API filesystem unless something is mounted there already.

@@ -61,6 +61,8 @@ pub enum Nodes {
     Dev(PathBuf),
     /// Tests: regular files named like the devices.
     Files(PathBuf),
+    /// `pivot-init plan`: existing block nodes only; nothing is created.
+    ReadOnly(PathBuf),
 }
 
 /// Reads block device facts from a sysfs tree (`/sys/class/block` at boot,
@@ -108,6 +110,20 @@ impl SysBlock {
         match &self.nodes {
             Nodes::Dev(dir) => ensure_node(dir, dev),
             Nodes::Files(dir) => Ok(dir.join(&dev.name)),
+            Nodes::ReadOnly(dir) => {
+                let path = dir.join(&dev.name);
+                match crate::sys::node_at(&path) {
+                    Some((rustix::fs::FileType::BlockDevice, rdev))
+                        if rdev == rustix::fs::makedev(dev.major, dev.minor) =>
+                    {
+                        Ok(path)
+                    }
+                    _ => Err(Error::NotBlockDevice {
+                        path: crate::sys::path_str(&path),
+                        what: "missing or not this device's node".into(),
+                    }),
+                }
+            }
         }
     }
 

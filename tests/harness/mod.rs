@@ -446,6 +446,28 @@ pub fn shuffle<T>(v: &mut [T], mut seed: u64) {
     }
 }
 
+/// The boot disk's own init: prints `OLD-INIT` markers and powers off.
+pub fn old_init_script() -> String {
+    format!(
+        "{SCRIPT_HEAD}m \"OLD-INIT pid=$$ root=$(cat /etc/boot-id)\"\n\
+         m \"OLD-INIT new-root-mounted=$(grep -c ' /new-root ' /proc/mounts)\"\n\
+         m \"OLD-INIT sleepers=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$')\"\nsync\npoweroff -f\n"
+    )
+}
+
+/// A boot disk before pivot-init: busybox, its init (the old-init script)
+/// at `init_path`, /etc/boot-id.
+pub fn plain_boot_tree(dir: PathBuf, init_path: &str) -> Tree {
+    let tree = Tree::new(dir);
+    tree.busybox()
+        .file(init_path, old_init_script().as_bytes(), 0o755)
+        .file("/etc/boot-id", b"boot-disk\n", 0o644)
+        .mkdir("/proc")
+        .mkdir("/sys")
+        .mkdir("/dev");
+    tree
+}
+
 /// What a boot disk holds besides pivot-init.
 pub struct BootDisk {
     pub tree: Tree,
@@ -455,23 +477,8 @@ impl BootDisk {
     /// A boot disk: pivot-init as /sbin/init, an old init that prints
     /// `OLD-INIT` and powers off, busybox, /etc/boot-id, /new-root.
     pub fn new(scratch: &Scratch) -> BootDisk {
-        let tree = Tree::new(scratch.0.join("boot-tree"));
-        tree.busybox()
-            .copy("/sbin/init", &pivot_init_bin(), 0o755)
-            .file(
-                "/sbin/init.old",
-                format!(
-                    "{SCRIPT_HEAD}m \"OLD-INIT pid=$$ root=$(cat /etc/boot-id)\"\n\
-                     m \"OLD-INIT new-root-mounted=$(grep -c ' /new-root ' /proc/mounts)\"\n\
-                     m \"OLD-INIT sleepers=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$')\"\nsync\npoweroff -f\n"
-                )
-                .as_bytes(),
-                0o755,
-            )
-            .file("/etc/boot-id", b"boot-disk\n", 0o644)
-            .mkdir("/proc")
-            .mkdir("/sys")
-            .mkdir("/dev")
+        let tree = plain_boot_tree(scratch.0.join("boot-tree"), "/sbin/init.old");
+        tree.copy("/sbin/init", &pivot_init_bin(), 0o755)
             .mkdir("/new-root");
         BootDisk { tree }
     }

@@ -1,0 +1,321 @@
+//! The command-line tool the binary is when it is not PID 1: `plan` shows how
+//! a boot would read its settings and which devices match now; `check`
+//! inspects a prepared volume tree the way the boot would. Both only read.
+
+use std::path::PathBuf;
+
+use crate::config::{self, Parsed};
+use crate::wait::{Facts, Nodes, SysBlock};
+
+pub const USAGE: &str = "\
+usage: pivot-init plan [--cmdline STRING] [--config FILE] [--initramfs] [--sysfs DIR]
+       pivot-init check VOLUME_DIR [--cmdline STRING] [--config FILE]
+       pivot-init --help | --version
+
+As PID 1, pivot-init waits for the volume named by pivot.root=, mounts it,
+runs its pre-pivot hook, pivots onto it and execs its init. Otherwise:
+
+  plan   parse the config file (default /etc/pivot-init.conf) and the kernel
+         command line (default /proc/cmdline) exactly as the boot would; print
+         every setting with where it came from, every warning, and the block
+         devices of this machine that match the volume spec now (read-only;
+         --sysfs reads another copy of /sys/class/block).
+         Exit status: 0 fine, 1 warnings or no volume spec, 2 bad arguments.
+  check  check a volume tree as the boot would before switching to it: the
+         init and its interpreter, the hook's permissions, the old-root
+         directory. Exit status: 0 fine, 1 problems found, 2 bad arguments.
+";
+
+/// Options shared by `plan` and `check`.
+struct Opts {
+    cmdline: Option<String>,
+    config: Option<PathBuf>,
+    initramfs: bool,
+    sysfs: Option<PathBuf>,
+    positional: Vec<String>,
+}
+
+fn parse_opts(args: &[String], allow_initramfs: bool) -> Result<Opts, String> {
+    let mut o = Opts {
+        cmdline: None,
+        config: None,
+        initramfs: false,
+        sysfs: None,
+        positional: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--cmdline" => o.cmdline = Some(it.next().ok_or("--cmdline needs a value")?.clone()),
+            "--config" => o.config = Some(it.next().ok_or("--config needs a file")?.into()),
+            "--initramfs" if allow_initramfs => o.initramfs = true,
+            "--sysfs" if allow_initramfs => {
+                o.sysfs = Some(it.next().ok_or("--sysfs needs a directory")?.into())
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => o.positional.push(s.to_string()),
+        }
+    }
+    Ok(o)
+}
+
+/// Reads the config file and command line the way the boot does.
+fn load(o: &Opts, out: &mut String) -> Result<Parsed, String> {
+    let (cmdline, from) = match &o.cmdline {
+        Some(c) => (c.clone(), "--cmdline"),
+        None => (
+            std::fs::read_to_string("/proc/cmdline")
+                .map_err(|e| format!("cannot read /proc/cmdline: {e}"))?,
+            "/proc/cmdline",
+        ),
+    };
+    let path = o
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::CONFIG_FILE));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            out.push_str(&format!("config file: {} (read)\n", path.display()));
+            Some(t)
+        }
+        Err(e) if o.config.is_some() => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(_) => {
+            out.push_str(&format!("config file: {} (not present)\n", path.display()));
+            None
+        }
+    };
+    out.push_str(&format!("command line ({from}): {}\n", cmdline.trim()));
+    let p = config::parse_all(
+        text.as_deref()
+            .map(|t| (path.to_str().unwrap_or("config"), t)),
+        &cmdline,
+        o.initramfs,
+    );
+    Ok(p)
+}
+
+/// `plan`: returns (output, exit status).
+pub fn plan(args: &[String]) -> Result<(String, i32), String> {
+    let o = parse_opts(args, true)?;
+    let sysfs = o
+        .sysfs
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/sys/class/block"));
+    if let Some(extra) = o.positional.first() {
+        return Err(format!("plan takes no argument `{extra}`"));
+    }
+    let mut out = format!(
+        "pivot-init {} plan ({} mode)\n",
+        env!("CARGO_PKG_VERSION"),
+        if o.initramfs {
+            "initramfs"
+        } else {
+            "machine image"
+        }
+    );
+    let p = load(&o, &mut out)?;
+    out.push_str("\nsettings:\n");
+    for (key, value) in p.cfg.settings() {
+        out.push_str(&format!(
+            "  {key:<13} {value:<40} {}\n",
+            p.source(key).name()
+        ));
+    }
+    out.push_str("\nwarnings:\n");
+    if p.warnings.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for w in &p.warnings {
+        out.push_str(&format!("  {w}\n"));
+    }
+    let mut status = if p.warnings.is_empty() { 0 } else { 1 };
+    match &p.cfg.root {
+        None => {
+            out.push_str("\nno volume spec: set root in the config file or pivot.root= on the command line\n");
+            status = 1;
+        }
+        Some(spec) => {
+            out.push_str(&format!(
+                "\nblock devices on this machine and {spec} now:\n"
+            ));
+            let sys = SysBlock {
+                root: sysfs.clone(),
+                nodes: Nodes::ReadOnly(PathBuf::from("/dev")),
+            };
+            let names = sys.names();
+            if names.is_empty() {
+                out.push_str(&format!("  (no block devices under {})\n", sysfs.display()));
+            }
+            let mut matched = 0;
+            for name in names {
+                let Some(dev) = sys.device(&name) else {
+                    continue;
+                };
+                let mut f = Facts::new(&sys, dev);
+                let hit = f.matches(spec);
+                let verdict = if !hit {
+                    "no match".to_string()
+                } else {
+                    match f.fs().map(|p| p.fstype) {
+                        Some(t)
+                            if !p.cfg.fstypes.is_empty()
+                                && !crate::wait::fstype_allowed(&p.cfg.fstypes, t) =>
+                        {
+                            format!(
+                                "matches, but would be skipped: {t}, expected {}",
+                                p.cfg.fstypes.join(" or ")
+                            )
+                        }
+                        _ => {
+                            matched += 1;
+                            "MATCH".to_string()
+                        }
+                    }
+                };
+                out.push_str(&format!("  {:<60} {verdict}\n", f.describe()));
+            }
+            if matched == 0 {
+                out.push_str("  nothing matches now: the boot would wait for it\n");
+            }
+        }
+    }
+    Ok((out, status))
+}
+
+/// `check VOLUME_DIR`: returns (output, exit status).
+pub fn check(args: &[String]) -> Result<(String, i32), String> {
+    let o = parse_opts(args, false)?;
+    let dir = match o.positional.as_slice() {
+        [d] => PathBuf::from(d),
+        [] => return Err("check needs a VOLUME_DIR".into()),
+        [_, extra, ..] => return Err(format!("check takes one VOLUME_DIR, not also `{extra}`")),
+    };
+    if !crate::sys::is_dir(&dir) {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let mut out = String::new();
+    let cfg = if o.cmdline.is_some() || o.config.is_some() {
+        let mut header = String::new();
+        load(&o, &mut header)?.cfg
+    } else {
+        config::Config::default()
+    };
+    out.push_str(&format!(
+        "checking {} as pivot-init would (init {}, hook {}, old root {})\n",
+        dir.display(),
+        cfg.init.display(),
+        cfg.hook
+            .as_deref()
+            .map_or("none".to_string(), |h| h.display().to_string()),
+        cfg.old_root.display()
+    ));
+    let mut problems = 0;
+    // The init, with the fallbacks the boot would try.
+    match crate::exec::choose_init(&dir, &cfg.init) {
+        Ok(init) if init == cfg.init => {
+            out.push_str(&format!("ok: init {} can be executed\n", init.display()))
+        }
+        Ok(init) => {
+            problems += 1;
+            let why = crate::verify::init_problem(&dir, &cfg.init).unwrap_or_default();
+            out.push_str(&format!(
+                "problem: init {}: {why}; the boot would fall back to {}\n",
+                cfg.init.display(),
+                init.display()
+            ));
+        }
+        Err(e) => {
+            problems += 1;
+            out.push_str(&format!("problem: {e}\n"));
+        }
+    }
+    // The hook.
+    match &cfg.hook {
+        None => out.push_str("ok: hooks are disabled\n"),
+        Some(h) => {
+            let path = dir.join(h.strip_prefix("/").unwrap_or(h));
+            match rustix::fs::lstat(&path) {
+                Err(_) => out.push_str(&format!("ok: no hook at {}\n", h.display())),
+                Ok(st) => match crate::hook::skip_reason(
+                    rustix::fs::FileType::from_raw_mode(st.st_mode),
+                    st.st_mode,
+                    st.st_uid,
+                ) {
+                    None => out.push_str(&format!("ok: hook {} would run\n", h.display())),
+                    Some(why) => {
+                        problems += 1;
+                        out.push_str(&format!(
+                            "problem: hook {} would be skipped: {why}\n",
+                            h.display()
+                        ));
+                    }
+                },
+            }
+        }
+    }
+    // The directory the boot root moves to.
+    let old = dir.join(cfg.old_root.strip_prefix("/").unwrap_or(&cfg.old_root));
+    if crate::sys::is_dir(&old) {
+        out.push_str(&format!("ok: {} exists\n", cfg.old_root.display()));
+    } else if old.exists() {
+        problems += 1;
+        out.push_str(&format!(
+            "problem: {} exists but is not a directory\n",
+            cfg.old_root.display()
+        ));
+    } else {
+        let parent = old.parent().unwrap_or(&dir);
+        if !crate::sys::is_dir(parent) {
+            problems += 1;
+            out.push_str(&format!(
+                "problem: {} is missing and so is its parent directory\n",
+                cfg.old_root.display()
+            ));
+        } else if rustix::fs::access(parent, rustix::fs::Access::WRITE_OK).is_ok() {
+            out.push_str(&format!(
+                "ok: {} is missing and will be created (the volume must be mounted rw)\n",
+                cfg.old_root.display()
+            ));
+        } else {
+            problems += 1;
+            out.push_str(&format!(
+                "problem: {} is missing and {} is not writable\n",
+                cfg.old_root.display(),
+                parent.display()
+            ));
+        }
+    }
+    out.push_str(&if problems == 0 {
+        "result: the volume looks bootable\n".to_string()
+    } else {
+        format!("result: {problems} problem(s)\n")
+    });
+    Ok((out, if problems == 0 { 0 } else { 1 }))
+}
+
+/// Entry point when not PID 1; returns the exit status.
+pub fn main(args: &[String]) -> i32 {
+    let result = match args.first().map(String::as_str) {
+        None | Some("--help") | Some("-h") | Some("help") => {
+            print!("{USAGE}");
+            return if args.is_empty() { 2 } else { 0 };
+        }
+        Some("--version") | Some("-V") => {
+            println!("pivot-init {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Some("plan") => plan(&args[1..]),
+        Some("check") => check(&args[1..]),
+        Some(other) => Err(format!("unknown command `{other}`")),
+    };
+    match result {
+        Ok((out, status)) => {
+            print!("{out}");
+            status
+        }
+        Err(e) => {
+            eprintln!("pivot-init: {e}\n{USAGE}");
+            2
+        }
+    }
+}

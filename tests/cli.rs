@@ -1,0 +1,302 @@
+//! pivot-init as an ordinary command (not PID 1): plan and check outputs and
+//! exit codes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn pivot_init(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pivot-init"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pivot-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The settings line for `key`: (value, source).
+fn setting(out: &str, key: &str) -> (String, String) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("  {key} ")))
+        .unwrap_or_else(|| panic!("no {key} line:\n{out}"));
+    let rest = line[2 + key.len()..].trim_start();
+    let (value, source) = rest.split_at(rest.find("  ").unwrap_or(rest.len()));
+    (value.trim().to_string(), source.trim().to_string())
+}
+
+#[test]
+fn version_help_and_bad_arguments() {
+    let (code, out, _) = pivot_init(&["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, concat!("pivot-init ", env!("CARGO_PKG_VERSION")))
+    );
+    let (code, out, _) = pivot_init(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("usage: pivot-init plan "), "{out}");
+    for (args, msg) in [
+        (
+            &["frobnicate"][..],
+            "pivot-init: unknown command `frobnicate`",
+        ),
+        (
+            &["plan", "--bogus"][..],
+            "pivot-init: unknown option --bogus",
+        ),
+        (
+            &["plan", "--cmdline"][..],
+            "pivot-init: --cmdline needs a value",
+        ),
+        (
+            &["plan", "extra"][..],
+            "pivot-init: plan takes no argument `extra`",
+        ),
+        (&["check"][..], "pivot-init: check needs a VOLUME_DIR"),
+        (
+            &["check", "/nonexistent-dir"][..],
+            "pivot-init: /nonexistent-dir is not a directory",
+        ),
+        (
+            &["plan", "--config", "/nonexistent.conf", "--cmdline", ""][..],
+            "pivot-init: cannot read /nonexistent.conf: ",
+        ),
+    ] {
+        let (code, _, err) = pivot_init(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.starts_with(msg), "{args:?}: {err}");
+    }
+    let (code, out, _) = pivot_init(&[]);
+    assert_eq!(code, 2);
+    assert!(out.starts_with("usage:"));
+}
+
+/// A fake /sys/class/block with one NVMe disk whose serial is vol0abc.
+fn fake_sysfs(dir: &Path) -> PathBuf {
+    let sys = dir.join("class-block");
+    for (name, devno, serial) in [
+        ("nvme0n1", "259:0", "boot"),
+        ("nvme1n1", "259:2", "vol0abc"),
+    ] {
+        std::fs::create_dir_all(sys.join(name).join("device")).unwrap();
+        std::fs::write(sys.join(name).join("dev"), format!("{devno}\n")).unwrap();
+        std::fs::write(
+            sys.join(name).join("device/serial"),
+            format!("{serial}   \n"),
+        )
+        .unwrap();
+    }
+    sys
+}
+
+#[test]
+fn plan_shows_sources_warnings_and_matches() {
+    let d = scratch("plan");
+    let conf = d.join("pivot-init.conf");
+    std::fs::write(
+        &conf,
+        "# image defaults\nroot = SERIAL=vol-0abc\ntimeout = 30  # seconds\nthis line is wrong\nloglevel = 9\nhook-failure = continue\n",
+    )
+    .unwrap();
+    let sys = fake_sysfs(&d);
+    let (code, out, _) = pivot_init(&[
+        "plan",
+        "--config",
+        conf.to_str().unwrap(),
+        "--cmdline",
+        "console=ttyS0 pivot.timeout=5 pivot.onfail=poweroff",
+        "--sysfs",
+        sys.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "warnings give exit status 1:\n{out}");
+    assert_eq!(
+        setting(&out, "root"),
+        ("SERIAL=vol-0abc".into(), "config file".into())
+    );
+    assert_eq!(
+        setting(&out, "timeout"),
+        ("5 s".into(), "kernel command line".into())
+    );
+    assert_eq!(
+        setting(&out, "onfail"),
+        ("poweroff".into(), "kernel command line".into())
+    );
+    assert_eq!(
+        setting(&out, "hook_failure"),
+        ("continue".into(), "config file".into())
+    );
+    assert_eq!(setting(&out, "loglevel"), ("6".into(), "default".into()));
+    let c = conf.display();
+    assert!(
+        out.contains(&format!(
+            "  {c}:4: ignoring `this line is wrong`: expected `key = value`\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "  {c}:5: ignoring loglevel = 9: `9` is not a log level 0..7; using the default\n"
+        )),
+        "{out}"
+    );
+    let nvme1 = out
+        .lines()
+        .find(|l| l.contains("nvme1n1 (259:2) serial vol0abc"))
+        .unwrap();
+    assert!(nvme1.ends_with("MATCH"), "{nvme1}");
+    let nvme0 = out
+        .lines()
+        .find(|l| l.contains("nvme0n1 (259:0) serial boot"))
+        .unwrap();
+    assert!(nvme0.ends_with("no match"), "{nvme0}");
+
+    // Clean input: exit 0; nothing matching: the boot would wait.
+    std::fs::write(&conf, "root = /dev/sdp\n").unwrap();
+    let (code, out, _) = pivot_init(&[
+        "plan",
+        "--config",
+        conf.to_str().unwrap(),
+        "--cmdline",
+        "",
+        "--sysfs",
+        sys.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warnings:\n  (none)\n"), "{out}");
+    assert!(
+        out.contains("  nothing matches now: the boot would wait for it\n"),
+        "{out}"
+    );
+
+    // No spec at all.
+    let (code, out, _) = pivot_init(&[
+        "plan",
+        "--cmdline",
+        "quiet",
+        "--sysfs",
+        sys.to_str().unwrap(),
+        "--config",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(
+            "no volume spec: set root in the config file or pivot.root= on the command line"
+        ),
+        "{out}"
+    );
+
+    // Initramfs mode reads the kernel's own keys.
+    let (_, out, _) = pivot_init(&[
+        "plan",
+        "--initramfs",
+        "--config",
+        "/dev/null",
+        "--cmdline",
+        "root=8:240 rootwait",
+        "--sysfs",
+        sys.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        setting(&out, "root"),
+        ("8:240".into(), "kernel command line (kernel key)".into())
+    );
+    assert_eq!(
+        setting(&out, "flags"),
+        ("ro".into(), "kernel command line (kernel key)".into())
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+fn exe(root: &Path, p: &str, body: &[u8], mode: u32) {
+    let path = root.join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn check_a_good_and_a_bad_volume() {
+    let d = scratch("check");
+    let good = d.join("good");
+    exe(
+        &good,
+        "/bin/sh",
+        &std::fs::read("/bin/busybox").expect("busybox-static"),
+        0o755,
+    );
+    exe(&good, "/sbin/init", b"#!/bin/sh\nexec /bin/sh\n", 0o755);
+    exe(&good, "/pre-pivot", b"#!/bin/sh\ntrue\n", 0o750);
+    let (code, out, _) = pivot_init(&["check", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>(),
+        vec![
+            "ok: init /sbin/init can be executed",
+            "ok: hook /pre-pivot would run",
+            "ok: /old-root is missing and will be created (the volume must be mounted rw)",
+            "result: the volume looks bootable",
+        ]
+    );
+
+    let bad = d.join("bad");
+    exe(&bad, "/sbin/init", b"#!/bin/nonexistent\n", 0o755);
+    exe(&bad, "/pre-pivot", b"#!/bin/sh\ntrue\n", 0o777);
+    exe(&bad, "/old-root", b"not a dir", 0o644);
+    let (code, out, _) = pivot_init(&["check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>(),
+        vec![
+            format!(
+                "problem: no usable init on the new root {}: /sbin/init: its interpreter /bin/nonexistent is missing \
+                 or unusable (not found); /etc/init: not found; /bin/init: not found; /bin/sh: not found",
+                bad.display()
+            )
+            .as_str(),
+            "problem: hook /pre-pivot would be skipped: it is group- or world-writable (mode 0777)",
+            "problem: /old-root exists but is not a directory",
+            "result: 3 problem(s)",
+        ]
+    );
+
+    // Settings from a command line apply: another init, hooks off.
+    exe(&bad, "/lib/systemd/systemd", b"plain", 0o755);
+    let (code, out, _) = pivot_init(&[
+        "check",
+        bad.to_str().unwrap(),
+        "--cmdline",
+        "pivot.init=/lib/systemd/systemd pivot.hook=none pivot.oldroot=/boot-disk",
+        "--config",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok: init /lib/systemd/systemd can be executed\nok: hooks are disabled\n"),
+        "{out}"
+    );
+    let (code, out, _) = pivot_init(&[
+        "check",
+        bad.to_str().unwrap(),
+        "--cmdline",
+        "pivot.init=/lib/systemd/systemd pivot.oldroot=/mnt/boot",
+        "--config",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("problem: /mnt/boot is missing and so is its parent directory\n"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
