@@ -24,14 +24,7 @@ fn main() {
         "# the cloud volume to boot from\nroot = SERIAL=vol-0demo\n",
     )
     .unwrap();
-    let st = std::process::Command::new(root().join("scripts/install-image"))
-        .env("PIVOT_INIT_BIN", pivot_init_bin())
-        .arg(&fs)
-        .arg("--config")
-        .arg(&conf)
-        .status()
-        .expect("scripts/install-image runs");
-    assert!(st.success(), "install-image failed");
+    print!("{}", install_image(&fs, &conf));
     let boot = s.0.join("boot.img");
     mbr_disk(&fs, &boot, BOOT_SIG);
     println!("demo: building the volume (its own /sbin/init and a /pre-pivot hook)");

@@ -7,23 +7,6 @@ use std::process::Command;
 
 use harness::*;
 
-fn install(img: &std::path::Path, conf: &std::path::Path) -> String {
-    let out = Command::new(root().join("scripts/install-image"))
-        .env("PIVOT_INIT_BIN", pivot_init_bin())
-        .arg(img)
-        .arg("--config")
-        .arg(conf)
-        .output()
-        .expect("scripts/install-image runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "install-image failed:\n{text}");
-    text
-}
-
 fn debugfs_cat(img: &std::path::Path, path: &str) -> String {
     let out = Command::new("debugfs")
         .args(["-R", &format!("cat {path}")])
@@ -45,12 +28,12 @@ fn image_from_install_image_boots_with_config_file_only() {
         "# written by the test\nroot = SERIAL=vol-0cfg   # the cloud volume id\nhook = none\n",
     )
     .unwrap();
-    let first = install(&fs, &conf);
+    let first = install_image(&fs, &conf);
     assert!(
         first.contains("moving /sbin/init to /sbin/init.old"),
         "{first}"
     );
-    let second = install(&fs, &conf);
+    let second = install_image(&fs, &conf);
     assert!(
         second.contains("/sbin/init.old is there already: keeping it"),
         "{second}"

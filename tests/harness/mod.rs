@@ -446,6 +446,25 @@ pub fn shuffle<T>(v: &mut [T], mut seed: u64) {
     }
 }
 
+/// Runs scripts/install-image on a filesystem image with a config file;
+/// returns what it printed.
+pub fn install_image(img: &Path, conf: &Path) -> String {
+    let out = Command::new(root().join("scripts/install-image"))
+        .env("PIVOT_INIT_BIN", pivot_init_bin())
+        .arg(img)
+        .arg("--config")
+        .arg(conf)
+        .output()
+        .expect("scripts/install-image runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "install-image failed:\n{text}");
+    text
+}
+
 /// The boot disk's own init: prints `OLD-INIT` markers and powers off.
 pub fn old_init_script() -> String {
     format!(
