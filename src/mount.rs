@@ -18,12 +18,10 @@ pub fn probe_device(device: &Path) -> Result<Probe> {
 /// Reads the probe regions of `device` one at a time, stopping as soon as a
 /// filesystem is recognised (most are in the first 4 KiB; btrfs is at 64 KiB).
 pub fn read_probe(device: &Path) -> Result<Option<Probe>> {
-    let first = sys::read_regions(device, &probe::PROBE_REGIONS[..1], probe::PROBE_BYTES)?;
-    if let Some(p) = probe::probe(&first) {
-        return Ok(Some(p));
-    }
-    let all = sys::read_regions(device, &probe::PROBE_REGIONS, probe::PROBE_BYTES)?;
-    Ok(probe::probe(&all))
+    let buf = sys::read_regions(device, &probe::PROBE_REGIONS, probe::PROBE_BYTES, |b| {
+        probe::probe(b).is_some()
+    })?;
+    Ok(probe::probe(&buf))
 }
 
 /// The types to try, in order: the probed one first, then the rest of

@@ -338,9 +338,7 @@ mod tests {
 
     /// Reads an image the way the boot reads a device.
     fn probe_file(img: &str) -> Option<Probe> {
-        let buf = crate::sys::read_regions(std::path::Path::new(img), &PROBE_REGIONS, PROBE_BYTES)
-            .unwrap();
-        probe(&buf)
+        crate::mount::read_probe(std::path::Path::new(img)).unwrap()
     }
 
     /// Images made by the real tools agree with `blkid -p` on type, UUID, label.
@@ -436,9 +434,13 @@ mod tests {
         }
         // Truncating any of them anywhere gives "unknown" or a result, never a panic.
         for (_, path, _) in &cases {
-            let full =
-                crate::sys::read_regions(std::path::Path::new(path), &PROBE_REGIONS, PROBE_BYTES)
-                    .unwrap();
+            let full = crate::sys::read_regions(
+                std::path::Path::new(path),
+                &PROBE_REGIONS,
+                PROBE_BYTES,
+                |_| false,
+            )
+            .unwrap();
             for cut in (0..PROBE_BYTES).step_by(97) {
                 let _ = probe(&full[..cut]);
             }

@@ -18,19 +18,28 @@ fn under(base: &Path, p: &Path) -> PathBuf {
     base.join(p.strip_prefix("/").unwrap_or(p))
 }
 
-/// Runs the switch. `moves` are the API mounts that are mounted now.
-/// Everything that can fail in a way we can undo happens before
-/// `pivot_root`: the directories the moves need are created first.
-/// A move that fails after the pivot is logged; the boot goes on.
-pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Result<()> {
+/// What both modes do first: make the tree private, create the directories
+/// the moves need in the new root. Nothing here is irreversible.
+fn prepare(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<()> {
     s.make_private()?;
     for m in moves {
         s.mkdir(&under(new_root, Path::new(m)))?;
     }
-    let put_old = under(new_root, old_root);
-    s.mkdir(&put_old)?;
+    Ok(())
+}
+
+/// pivot_root into `new_root` with the old root at `put_old`, then move the
+/// API mounts over. A move that fails after the pivot is logged; the boot
+/// goes on.
+fn pivot(
+    s: &mut dyn Sys,
+    new_root: &Path,
+    old_root: &Path,
+    put_old: &Path,
+    moves: &[&str],
+) -> Result<()> {
     s.chdir(new_root)?;
-    s.pivot_root(new_root, &put_old)?;
+    s.pivot_root(new_root, put_old)?;
     log::debug!("pivot_root done");
     s.chdir(Path::new("/"))?;
     for m in moves {
@@ -40,6 +49,16 @@ pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str])
         }
     }
     Ok(())
+}
+
+/// Runs the switch. `moves` are the API mounts that are mounted now.
+/// Everything that can fail in a way we can undo happens before
+/// `pivot_root`: the directories the moves need are created first.
+pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Result<()> {
+    prepare(s, new_root, moves)?;
+    let put_old = under(new_root, old_root);
+    s.mkdir(&put_old)?;
+    pivot(s, new_root, old_root, &put_old, moves)
 }
 
 /// How the root was switched.
@@ -59,34 +78,21 @@ pub fn switch_initramfs(
     old_root: &Path,
     moves: &[&str],
 ) -> Result<How> {
-    s.make_private()?;
-    for m in moves {
-        s.mkdir(&under(new_root, Path::new(m)))?;
-    }
+    prepare(s, new_root, moves)?;
     let put_old = under(new_root, old_root);
     match s.mkdir(&put_old) {
-        Ok(()) => {
-            s.chdir(new_root)?;
-            match s.pivot_root(new_root, &put_old) {
-                Ok(()) => {
-                    s.chdir(Path::new("/"))?;
-                    for m in moves {
-                        let m = Path::new(m);
-                        if let Err(e) = s.move_mount(&under(old_root, m), m) {
-                            log::warn!("{e}");
-                        }
-                    }
-                    if let Err(e) = s.unmount(old_root) {
-                        log::warn!("{e}; the initramfs stays at {}", old_root.display());
-                    }
-                    return Ok(How::PivotRoot);
+        Ok(()) => match pivot(s, new_root, old_root, &put_old, moves) {
+            Ok(()) => {
+                if let Err(e) = s.unmount(old_root) {
+                    log::warn!("{e}; the initramfs stays at {}", old_root.display());
                 }
-                Err(Error::PivotRoot { errno, .. }) if errno == Errno::INVAL => {
-                    log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
-                }
-                Err(e) => return Err(e),
+                return Ok(How::PivotRoot);
             }
-        }
+            Err(Error::PivotRoot { errno, .. }) if errno == Errno::INVAL => {
+                log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
+            }
+            Err(e) => return Err(e),
+        },
         Err(e) => log::info!("{e}; using switch_root"),
     }
     switch_root(s, new_root, moves)?;

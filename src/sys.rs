@@ -290,14 +290,23 @@ fn open_ro(path: &Path) -> Result<std::os::fd::OwnedFd> {
 
 /// Reads the given (offset, length) regions of a file or device into a
 /// zeroed buffer of `total` bytes, each at its own offset; what lies past the
-/// end of the device stays zero.
-pub fn read_regions(path: &Path, regions: &[(u64, usize)], total: usize) -> Result<Vec<u8>> {
+/// end of the device stays zero. Stops early, after any region, once
+/// `enough(buffer)` says so.
+pub fn read_regions(
+    path: &Path,
+    regions: &[(u64, usize)],
+    total: usize,
+    enough: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>> {
     let fd = open_ro(path)?;
     let mut buf = vec![0u8; total];
     for (off, len) in regions {
         let start = usize::try_from(*off).unwrap_or(usize::MAX);
         if let Some(region) = buf.get_mut(start..start.saturating_add(*len).min(total)) {
             pread_full(&fd, path, region, *off)?;
+        }
+        if enough(&buf) {
+            break;
         }
     }
     Ok(buf)
