@@ -145,6 +145,8 @@ pub struct Config {
     pub loglevel: u8,
     /// Kernel modules to load (with dependencies) before waiting.
     pub modules: Vec<String>,
+    /// `pivot.coldplug`: load drivers by modalias (`None`: on in initramfs mode).
+    pub coldplug: Option<bool>,
     /// Running as `/init` of an initramfs (the root is ramfs/tmpfs).
     pub initramfs: bool,
 }
@@ -168,12 +170,18 @@ impl Default for Config {
             devtmpfs: true,
             loglevel: 6,
             modules: Vec::new(),
+            coldplug: None,
             initramfs: false,
         }
     }
 }
 
 impl Config {
+    /// Whether drivers are loaded by modalias (default: in initramfs mode).
+    pub fn coldplug_on(&self) -> bool {
+        self.coldplug.unwrap_or(self.initramfs)
+    }
+
     /// Every setting as (key, value text), in the order of the reference table.
     pub fn settings(&self) -> Vec<(&'static str, String)> {
         let path = |p: &Path| p.display().to_string();
@@ -230,6 +238,10 @@ impl Config {
                 },
             ),
             ("modules", list(&self.modules)),
+            (
+                "coldplug",
+                if self.coldplug_on() { "1" } else { "0" }.to_string(),
+            ),
             (
                 "devtmpfs",
                 if self.devtmpfs { "1" } else { "0" }.to_string(),
@@ -295,7 +307,7 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
-const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_timeout, hook_failure, init, oldinit, timeout, onfail, modules, devtmpfs, loglevel, debug_panic";
+const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_timeout, hook_failure, init, oldinit, timeout, onfail, modules, coldplug, devtmpfs, loglevel, debug_panic";
 
 const STAGES: [&str; 8] = [
     "prepare", "config", "wait", "node", "mount", "hook", "switch", "exec",
@@ -605,6 +617,7 @@ fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
             cfg.debug_panic = Some(v.to_string());
         }
         "devtmpfs" => cfg.devtmpfs = parse_bool(v)?,
+        "coldplug" => cfg.coldplug = Some(parse_bool(v)?),
         "loglevel" => {
             cfg.loglevel = v
                 .parse::<u8>()

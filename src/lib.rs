@@ -279,18 +279,11 @@ fn ensure_console_fds() {
 fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
     let mut tm = Timings::default();
     tm.0.push(("prepare", PREPARE_MS.get().copied().unwrap_or(0)));
-    if !cfg.modules.is_empty() {
-        tm.stage(Stage::Prepare, || {
-            let release = rustix::system::uname()
-                .release()
-                .to_string_lossy()
-                .into_owned();
-            let dir = Path::new("/lib/modules").join(release);
-            let n = modules::load(&dir, &cfg.modules).map_err(|msg| Error::Modules { msg })?;
-            log::info!("loaded {n} module(s) for {}", cfg.modules.join(","));
-            Ok(())
-        })?;
-    }
+    let loader = if !cfg.modules.is_empty() || cfg.coldplug_on() {
+        tm.stage(Stage::Prepare, || load_modules(cfg))?
+    } else {
+        None
+    };
     let spec = cfg.root.as_ref().ok_or(Error::NoRootSpec)?;
     let sysfs = wait::SysBlock {
         root: PathBuf::from("/sys/class/block"),
@@ -302,7 +295,12 @@ fn boot(cfg: &Config, t0: Instant) -> Result<std::convert::Infallible> {
     };
     let cpu_before_wait = sys::cpu_us();
     let found = tm.stage(Stage::Wait, || {
-        wait::wait_for(&want, &sysfs, cfg.timeout_secs)
+        let mut hotplug = |modalias: &str| {
+            if let Some(l) = &loader {
+                l.load_for(modalias);
+            }
+        };
+        wait::wait_for(&want, &sysfs, cfg.timeout_secs, &mut hotplug)
     })?;
     let cpu_waiting = sys::cpu_us()
         .zip(cpu_before_wait)
@@ -383,6 +381,38 @@ fn chosen_action(cfg: &Config) -> config::OnFail {
     } else {
         OnFail::Wait
     })
+}
+
+/// Loads `pivot.modules` (an error is fatal) and, with coldplug, the drivers
+/// of the devices present; returns the loader for drivers of devices that
+/// come later. Without a module tree, coldplug alone is quietly skipped.
+fn load_modules(cfg: &Config) -> Result<Option<modules::Loader>> {
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let dir = Path::new("/lib/modules").join(release);
+    let loader = match modules::Loader::open(&dir) {
+        Ok(l) => l,
+        Err(msg) if cfg.modules.is_empty() => {
+            log::debug!("no coldplug: {msg}");
+            return Ok(None);
+        }
+        Err(msg) => return Err(Error::Modules { msg }),
+    };
+    if !cfg.modules.is_empty() {
+        let n = loader
+            .load(&cfg.modules)
+            .map_err(|msg| Error::Modules { msg })?;
+        log::info!("loaded {n} module(s) for {}", cfg.modules.join(","));
+    }
+    if cfg.coldplug_on() {
+        let n = loader.coldplug(Path::new("/sys/bus"));
+        if n > 0 {
+            log::info!("coldplug: loaded {n} module(s) for the devices present");
+        }
+    }
+    Ok(Some(loader))
 }
 
 /// The failure policy: log one status line

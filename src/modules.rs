@@ -98,31 +98,198 @@ pub fn parse_builtin(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Loads `wanted` and their dependencies from `dir` (`/lib/modules/$(uname -r)`).
-/// Returns how many were loaded; an error names the module and the reason.
-pub fn load(dir: &Path, wanted: &[String]) -> Result<usize, String> {
-    let dep_path = dir.join("modules.dep");
-    let dep_text = std::fs::read_to_string(&dep_path)
-        .map_err(|e| format!("cannot read {}: {e}", dep_path.display()))?;
-    let deps = DepMap::parse(&dep_text);
-    let builtin = std::fs::read_to_string(dir.join("modules.builtin"))
-        .map(|t| parse_builtin(&t))
-        .unwrap_or_default();
-    let order = deps.resolve(wanted, &builtin)?;
-    let mut loaded = 0;
-    for rel in order {
-        let name = module_name(&rel);
-        if Path::new("/sys/module").join(&name).exists() {
-            log::debug!("module {name} is already loaded");
-            continue;
+/// Shell-style matching as modules.alias uses it: `*`, `?`, `[abc]`,
+/// `[a-z]`, `[!x]`.
+pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
+    // Iterative with one backtrack point for the last `*`.
+    let (mut p, mut i) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        match pat.get(p) {
+            Some(b'*') => {
+                star = Some((p, i));
+                p += 1;
+                continue;
+            }
+            Some(b'?') => {
+                p += 1;
+                i += 1;
+                continue;
+            }
+            Some(b'[') => {
+                if let Some((hit, next)) = class(pat, p, s[i])
+                    && hit
+                {
+                    p = next;
+                    i += 1;
+                    continue;
+                }
+            }
+            Some(c) if *c == s[i] => {
+                p += 1;
+                i += 1;
+                continue;
+            }
+            _ => {}
         }
-        load_one(&dir.join(&rel), &name)?;
-        loaded += 1;
+        match star {
+            Some((sp, si)) => {
+                p = sp + 1;
+                i = si + 1;
+                star = Some((sp, si + 1));
+            }
+            None => return false,
+        }
     }
-    Ok(loaded)
+    pat[p.min(pat.len())..].iter().all(|c| *c == b'*')
 }
 
-fn load_one(path: &PathBuf, name: &str) -> Result<(), String> {
+/// Matches `c` against the class starting at `pat[p] == b'['`; returns
+/// (matched, index after the class), or `None` for an unterminated class.
+fn class(pat: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+    let mut k = p + 1;
+    let negate = matches!(pat.get(k), Some(b'!') | Some(b'^'));
+    if negate {
+        k += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        let b = *pat.get(k)?;
+        if b == b']' && !first {
+            return Some((hit != negate, k + 1));
+        }
+        first = false;
+        if pat.get(k + 1) == Some(&b'-') && pat.get(k + 2).is_some_and(|e| *e != b']') {
+            let e = *pat.get(k + 2)?;
+            hit |= b <= c && c <= e;
+            k += 3;
+        } else {
+            hit |= b == c;
+            k += 1;
+        }
+    }
+}
+
+/// `modules.alias`: (pattern, module name) pairs.
+#[derive(Debug, Default)]
+pub struct Aliases(pub Vec<(String, String)>);
+
+impl Aliases {
+    pub fn parse(text: &str) -> Aliases {
+        Aliases(
+            text.lines()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    match (w.next(), w.next(), w.next()) {
+                        (Some("alias"), Some(p), Some(m)) => {
+                            Some((p.to_string(), m.replace('-', "_")))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The modules whose aliases match a device's modalias.
+    pub fn modules_for(&self, modalias: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (p, m) in &self.0 {
+            if glob_match(p.as_bytes(), modalias.as_bytes()) && !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Loads modules from one module tree (`/lib/modules/$(uname -r)`).
+pub struct Loader {
+    dir: PathBuf,
+    deps: DepMap,
+    builtin: BTreeSet<String>,
+    aliases: Aliases,
+}
+
+impl Loader {
+    pub fn open(dir: &Path) -> Result<Loader, String> {
+        let dep_path = dir.join("modules.dep");
+        let dep_text = std::fs::read_to_string(&dep_path)
+            .map_err(|e| format!("cannot read {}: {e}", dep_path.display()))?;
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        Ok(Loader {
+            dir: dir.to_path_buf(),
+            deps: DepMap::parse(&dep_text),
+            builtin: parse_builtin(&read("modules.builtin")),
+            aliases: Aliases::parse(&read("modules.alias")),
+        })
+    }
+
+    /// Loads `wanted` and their dependencies; returns how many were loaded.
+    /// An error names the module and the reason.
+    pub fn load(&self, wanted: &[String]) -> Result<usize, String> {
+        let order = self.deps.resolve(wanted, &self.builtin)?;
+        let mut loaded = 0;
+        for rel in order {
+            let name = module_name(&rel);
+            if Path::new("/sys/module").join(&name).exists() {
+                log::debug!("module {name} is already loaded");
+                continue;
+            }
+            load_one(&self.dir.join(&rel), &name)?;
+            loaded += 1;
+        }
+        Ok(loaded)
+    }
+
+    /// Loads the drivers a device's modalias asks for, when this tree has
+    /// them (best effort: a failure is a warning). Returns how many loaded.
+    pub fn load_for(&self, modalias: &str) -> usize {
+        let wanted: Vec<String> = self
+            .aliases
+            .modules_for(modalias)
+            .into_iter()
+            .filter(|m| self.deps.modules.contains_key(m))
+            .collect();
+        if wanted.is_empty() {
+            return 0;
+        }
+        match self.load(&wanted) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("{e} (for device {modalias})");
+                0
+            }
+        }
+    }
+
+    /// Coldplug: loads drivers for every device present now
+    /// (`/sys/bus/*/devices/*/modalias`). Returns how many modules loaded.
+    pub fn coldplug(&self, sys_bus: &Path) -> usize {
+        if self.aliases.0.is_empty() {
+            log::debug!("no modules.alias in {}: no coldplug", self.dir.display());
+            return 0;
+        }
+        let mut n = 0;
+        let buses = std::fs::read_dir(sys_bus)
+            .map(|r| r.filter_map(|e| e.ok()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for bus in buses {
+            let Ok(devices) = std::fs::read_dir(bus.path().join("devices")) else {
+                continue;
+            };
+            for dev in devices.filter_map(|e| e.ok()) {
+                if let Ok(alias) = std::fs::read_to_string(dev.path().join("modalias")) {
+                    n += self.load_for(alias.trim());
+                }
+            }
+        }
+        n
+    }
+}
+
+fn load_one(path: &Path, name: &str) -> Result<(), String> {
     use rustix::fs::{Mode, OFlags};
     use rustix::io::Errno;
     let fd =
@@ -224,6 +391,42 @@ garbage line\n";
             m.resolve(&["no_such_mod".into()], &builtin).unwrap_err(),
             "module no_such_mod not found in modules.dep"
         );
+    }
+
+    #[test]
+    fn globs_as_modules_alias_uses_them() {
+        let g = |p: &str, s: &str| glob_match(p.as_bytes(), s.as_bytes());
+        assert!(g(
+            "pci:v00001AF4d*sv*sd*bc*sc*i*",
+            "pci:v00001AF4d00001004sv00001AF4sd00000008bc01sc00i00"
+        ));
+        assert!(!g(
+            "pci:v00001AF4d*sv*sd*bc*sc*i*",
+            "pci:v00008086d00001004sv00001AF4sd00000008bc01sc00i00"
+        ));
+        assert!(g("virtio:d00000008v*", "virtio:d00000008v00001AF4"));
+        assert!(!g("virtio:d00000008v*", "virtio:d00000002v00001AF4"));
+        assert!(g("scsi:t-0x0[0e]*", "scsi:t-0x0e"));
+        assert!(g("a[!b]c", "axc") && !g("a[!b]c", "abc"));
+        assert!(g("a[0-9]?", "a7z") && !g("a[0-9]?", "aqz"));
+        assert!(g("*", "") && g("**", "x") && !g("a", "") && !g("", "a"));
+        assert!(g("a*b*c", "aXbYbZc") && !g("a*b*c", "aXbY"));
+        assert!(!g("[", "[") && !g("x[", "x"));
+    }
+
+    #[test]
+    fn aliases_pick_modules() {
+        let a = Aliases::parse(
+            "# comment\nalias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\nalias virtio:d00000002v* virtio-blk\n\
+             alias virtio:d00000002v* virtio_blk\nalias scsi:t-0x00* sd_mod\nbogus line\n",
+        );
+        assert_eq!(a.0.len(), 4);
+        assert_eq!(
+            a.modules_for("virtio:d00000002v00001AF4"),
+            vec!["virtio_blk"]
+        );
+        assert_eq!(a.modules_for("scsi:t-0x00"), vec!["sd_mod"]);
+        assert!(a.modules_for("acpi:LNXSYBUS:").is_empty());
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Uevent {
     pub devtype: String,
     pub major: Option<u32>,
     pub minor: Option<u32>,
+    /// The device's modalias, for loading its driver.
+    pub modalias: String,
 }
 
 impl Uevent {
@@ -51,6 +53,7 @@ pub fn parse(msg: &[u8]) -> Option<Uevent> {
             "DEVTYPE" => ev.devtype = v.to_string(),
             "MAJOR" => ev.major = v.parse().ok(),
             "MINOR" => ev.minor = v.parse().ok(),
+            "MODALIAS" => ev.modalias = v.to_string(),
             _ => {}
         }
     }
@@ -93,6 +96,9 @@ DEVNAME=nvme1n1\0DEVTYPE=disk\0DISKSEQ=3\0SEQNUM=1234\0";
 
     #[test]
     fn non_block_and_remove_are_not_arrivals() {
+        let ev = parse(b"add@/devices/pci0000:00/0000:00:03.0/virtio1\0ACTION=add\0SUBSYSTEM=virtio\0MODALIAS=virtio:d00000002v00001AF4\0").unwrap();
+        assert!(!ev.is_block_arrival());
+        assert_eq!(ev.modalias, "virtio:d00000002v00001AF4");
         let ev = parse(b"add@/devices/virtual/net/lo\0ACTION=add\0SUBSYSTEM=net\0").unwrap();
         assert!(!ev.is_block_arrival());
         assert_eq!(ev.devname, "lo");

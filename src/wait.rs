@@ -374,7 +374,13 @@ fn scan(sys: &SysBlock, want: &Want, seen: &mut Seen) -> Option<Found> {
 }
 
 /// Waits until a device matching `spec` exists; `timeout` of zero means forever.
-pub fn wait_for(want: &Want, sys: &SysBlock, timeout_secs: u64) -> Result<Found> {
+/// `on_modalias` is called for each device added while waiting (hotplug driver loading).
+pub fn wait_for(
+    want: &Want,
+    sys: &SysBlock,
+    timeout_secs: u64,
+    on_modalias: &mut dyn FnMut(&str),
+) -> Result<Found> {
     let spec = want.spec;
     let start = Instant::now();
     let sock = subscribe()?;
@@ -434,7 +440,13 @@ pub fn wait_for(want: &Want, sys: &SysBlock, timeout_secs: u64) -> Result<Found>
                     let Some(ev) = buf.get(..n).and_then(uevent::parse) else {
                         continue;
                     };
-                    if !from_kernel || !ev.is_block_arrival() {
+                    if !from_kernel {
+                        continue;
+                    }
+                    if ev.action == "add" && !ev.modalias.is_empty() {
+                        on_modalias(&ev.modalias);
+                    }
+                    if !ev.is_block_arrival() {
                         continue;
                     }
                     let dev = match (ev.major, ev.minor) {

@@ -115,6 +115,45 @@ fn virtio_blk_hotplug_with_modules() {
     assert_line(&m, "VOLUME-INIT id=vb pid=1 args=", "volume init", &console);
 }
 
+/// No module named at all: the virtio-blk disk hot-plugged later gets its
+/// drivers (virtio_pci, then virtio_blk) loaded from its uevents' MODALIAS.
+#[test]
+fn virtio_blk_hotplug_drivers_by_modalias() {
+    let s = Scratch::new("ird-modalias");
+    let initrd = initramfs(&s, &["virtio_pci", "virtio_blk"], &[]);
+    let vol = volume_tree(s.0.join("vol"), "ma").ext4(&s.0.join("vol.img"), 16, "mavol");
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            cmdline: "root=LABEL=mavol rw",
+            ..Boot::default()
+        },
+    );
+    vm.wait_console("pivot-init: waiting for LABEL=mavol");
+    let before = vm.console_text();
+    assert!(
+        !before.contains("loaded module"),
+        "nothing to load before the disk:\n{before}"
+    );
+    vm.hotplug(
+        "virtio-blk-pci",
+        &Disk {
+            image: &vol,
+            serial: "mavol",
+        },
+    );
+    let (console, m) = vm.wait_exit();
+    let pci = console
+        .find("pivot-init: loaded module virtio_pci")
+        .unwrap_or_else(|| panic!("{console}"));
+    let blk = console
+        .find("pivot-init: loaded module virtio_blk")
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(pci < blk, "the transport first");
+    assert_line(&m, "VOLUME-INIT id=ma pid=1 args=", "volume init", &console);
+}
+
 /// The classic setup: a virtio-scsi controller with 16 disks; `root=8:240`
 /// is /dev/sdp, found and booted.
 #[test]
@@ -146,11 +185,21 @@ fn scsi_16_disks_root_8_240() {
         &Boot {
             initrd: Some(&initrd),
             qemu_args: args,
-            cmdline: "pivot.modules=virtio_pci,virtio_scsi,sd_mod root=8:240 rootwait rw",
+            // virtio_pci, the PCI transport, is in the image but not named:
+            // coldplug loads it for the virtio-scsi controller.
+            cmdline: "pivot.modules=virtio_scsi,sd_mod root=8:240 rootwait rw",
             ..Boot::default()
         },
     );
     let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains("pivot-init: loaded module virtio_pci"),
+        "{console}"
+    );
+    assert!(
+        console.contains("pivot-init: coldplug: loaded "),
+        "{console}"
+    );
     assert!(
         console.contains("pivot-init: switched to /dev/sdp (ext4) by switch_root"),
         "{console}"

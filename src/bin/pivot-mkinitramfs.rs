@@ -105,6 +105,23 @@ fn add_modules(arc: &mut Archive, dir: &Path, wanted: &[String]) -> Result<usize
         &format!("{base}/modules.dep"),
         file(dep_out.into_bytes(), 0o644),
     );
+    // The aliases of the included modules, so pivot-init can load them by
+    // device (coldplug, hotplug).
+    let included: std::collections::BTreeSet<String> =
+        files.iter().map(|f| modules::module_name(f)).collect();
+    let alias_text =
+        String::from_utf8_lossy(&std::fs::read(dir.join("modules.alias")).unwrap_or_default())
+            .into_owned();
+    let aliases: String = modules::Aliases::parse(&alias_text)
+        .0
+        .iter()
+        .filter(|(_, m)| included.contains(m))
+        .map(|(p, m)| format!("alias {p} {m}\n"))
+        .collect();
+    arc.add(
+        &format!("{base}/modules.alias"),
+        file(aliases.into_bytes(), 0o644),
+    );
     arc.add(
         &format!("{base}/modules.builtin"),
         file(builtin_text, 0o644),
