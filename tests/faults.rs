@@ -405,24 +405,47 @@ fn f13_panic_runs_failure_policy() {
     assert_line(&m, "OLD-INIT pid=1 root=boot-disk", "old init", &console);
 }
 
-/// pivot.onfail=shell: the boot disk's /bin/sh gets the console.
+/// pivot.onfail=shell: the boot disk's /bin/sh gets the console; the
+/// operator attaches the volume and leaves the shell, and the boot is retried
+/// from the wait stage and succeeds.
 #[test]
-fn f14_onfail_shell() {
+fn f14_onfail_shell_then_retry() {
     let s = Scratch::new("f14");
     let boot = BootDisk::new(&s).image(&s);
-    let mut vm = Vm::boot(
+    let vol = volume_tree(s.0.join("vol"), "f14").ext4(&s.0.join("vol.img"), 16, "later");
+    let mut vm = Vm::start(
         &s,
-        &boot,
-        &[],
-        "pivot.root=LABEL=none pivot.timeout=2 pivot.onfail=shell",
+        &Boot {
+            disk: Some(&boot),
+            cmdline: "pivot.root=LABEL=later pivot.timeout=2 pivot.onfail=shell",
+            console_input: true,
+            ..Boot::default()
+        },
     );
     vm.wait_console("; action: shell /bin/sh");
-    // busybox sh on a console prints its prompt.
+    // busybox sh on a console prints its prompt; show that it takes input.
     vm.wait_console("/ # ");
-    let console = vm.console_text();
+    vm.type_console("echo typed-$((40+2))\n");
+    vm.wait_console("typed-42");
+    vm.hotplug_nvme(&Disk {
+        image: &vol,
+        serial: "later",
+    });
+    vm.type_console("exit\n");
+    let (console, m) = vm.wait_exit();
     assert_eq!(
         lines_with(&console, "pivot-init: FAILED at wait: ").len(),
         1,
         "{console}"
+    );
+    assert!(
+        console.contains("pivot-init: the shell exited; retrying the boot from the wait stage"),
+        "{console}"
+    );
+    assert_line(
+        &m,
+        "VOLUME-INIT id=f14 pid=1 args=",
+        "the retried boot",
+        &console,
     );
 }

@@ -549,6 +549,8 @@ pub struct Vm {
     pub qmp: PathBuf,
     pub started: Instant,
     next_id: u32,
+    /// With `Boot::console_input`: the FIFO QEMU reads ttyS0 input from.
+    console_in: Option<PathBuf>,
 }
 
 /// A disk to attach: image, NVMe serial.
@@ -570,6 +572,8 @@ pub struct Boot<'a> {
     pub qemu_args: Vec<String>,
     /// Appended to the kernel command line.
     pub cmdline: &'a str,
+    /// ttyS0 through FIFOs, so that tests can type on the console (`Vm::type_console`).
+    pub console_input: bool,
 }
 
 impl Vm {
@@ -617,7 +621,11 @@ impl Vm {
                 std::env::var("PIVOT_TEST_CMDLINE").unwrap_or_default()
             ))
             .arg("-serial")
-            .arg(format!("file:{}", console.display()))
+            .arg(if b.console_input {
+                format!("pipe:{}", scratch.0.join("con").display())
+            } else {
+                format!("file:{}", console.display())
+            })
             .arg("-serial")
             .arg(format!("file:{}", markers.display()))
             .arg("-qmp")
@@ -646,6 +654,39 @@ impl Vm {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        let mut console_in = None;
+        if b.console_input {
+            // QEMU's pipe chardev: PATH.in (guest input) and PATH.out (output),
+            // opened read-write by QEMU; a thread copies the output to console.log.
+            let base = scratch.0.join("con");
+            for end in ["in", "out"] {
+                let p = base.with_extension(end);
+                let _ = std::fs::remove_file(&p);
+                let st = Command::new("mkfifo")
+                    .arg(&p)
+                    .status()
+                    .expect("mkfifo runs");
+                assert!(st.success(), "mkfifo {}", p.display());
+            }
+            let out = base.with_extension("out");
+            let log = console.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let Ok(mut src) = std::fs::File::open(&out) else {
+                    return;
+                };
+                let Ok(mut dst) = std::fs::File::create(&log) else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = src.read(&mut buf) {
+                    if n == 0 || dst.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            console_in = Some(base.with_extension("in"));
+        }
         let child = cmd.spawn().expect("qemu-system-x86_64 starts");
         Vm {
             child,
@@ -654,6 +695,7 @@ impl Vm {
             qmp,
             started: Instant::now(),
             next_id: 100,
+            console_in,
         }
     }
 
@@ -703,6 +745,16 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Types `text` on the guest's console (needs `Boot::console_input`).
+    pub fn type_console(&self, text: &str) {
+        let path = self.console_in.as_ref().expect("booted with console_input");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("console FIFO opens");
+        f.write_all(text.as_bytes()).expect("typing on the console");
     }
 
     /// Attaches an NVMe volume now, as a cloud would (QMP blockdev-add + device_add).
