@@ -72,48 +72,34 @@ impl Archive {
             let err = |why: &str| format!("line {}: {why}: {line}", i + 1);
             let num =
                 |s: &str, radix: u32| u32::from_str_radix(s, radix).map_err(|_| err("bad number"));
-            let (name, entry) = match f.as_slice() {
-                ["dir", name, mode, uid, gid] => (
+            // Each form ends in (or, for nod, continues after) MODE UID GID.
+            let (name, owner, kind) = match f.as_slice() {
+                ["dir", name, owner @ ..] if owner.len() == 3 => (name, owner, Kind::Dir),
+                ["nod", name, m, u, g, t @ ("c" | "b"), maj, min] => (
                     name,
-                    Entry {
-                        mode: num(mode, 8)?,
-                        uid: num(uid, 10)?,
-                        gid: num(gid, 10)?,
-                        kind: Kind::Dir,
-                    },
+                    &[*m, *u, *g][..],
+                    Kind::Node(
+                        t.chars().next().unwrap_or('c'),
+                        num(maj, 10)?,
+                        num(min, 10)?,
+                    ),
                 ),
-                ["nod", name, mode, uid, gid, t @ ("c" | "b"), maj, min] => (
-                    name,
-                    Entry {
-                        mode: num(mode, 8)?,
-                        uid: num(uid, 10)?,
-                        gid: num(gid, 10)?,
-                        kind: Kind::Node(
-                            t.chars().next().unwrap_or('c'),
-                            num(maj, 10)?,
-                            num(min, 10)?,
-                        ),
-                    },
-                ),
-                ["slink", name, target, mode, uid, gid] => (
-                    name,
-                    Entry {
-                        mode: num(mode, 8)?,
-                        uid: num(uid, 10)?,
-                        gid: num(gid, 10)?,
-                        kind: Kind::Symlink(target.to_string()),
-                    },
-                ),
-                ["file", name, src, mode, uid, gid] => (
-                    name,
-                    Entry {
-                        mode: num(mode, 8)?,
-                        uid: num(uid, 10)?,
-                        gid: num(gid, 10)?,
-                        kind: Kind::File(read(src).map_err(|e| err(&e))?),
-                    },
-                ),
+                ["slink", name, target, owner @ ..] if owner.len() == 3 => {
+                    (name, owner, Kind::Symlink(target.to_string()))
+                }
+                ["file", name, src, owner @ ..] if owner.len() == 3 => {
+                    (name, owner, Kind::File(read(src).map_err(|e| err(&e))?))
+                }
                 _ => return Err(err("not one of dir, nod, slink, file with their fields")),
+            };
+            let [mode, uid, gid] = owner else {
+                return Err(err("expected MODE UID GID"));
+            };
+            let entry = Entry {
+                mode: num(mode, 8)?,
+                uid: num(uid, 10)?,
+                gid: num(gid, 10)?,
+                kind,
             };
             self.add(name, entry);
         }
