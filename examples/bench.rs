@@ -10,14 +10,11 @@
 //!
 //! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet]
 
-#[path = "../tests/harness/mod.rs"]
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use harness::*;
+use pivot_harness::*;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {

@@ -3,13 +3,10 @@
 //! QMP, as a cloud attaches a disk; pivot-init pivots onto it and the volume's
 //! own init runs, with the boot disk at /old-root.
 
-#[path = "../tests/harness/mod.rs"]
-mod harness;
-
 use std::io::Write;
 use std::time::Duration;
 
-use harness::*;
+use pivot_harness::*;
 
 fn main() {
     let s = Scratch::new("demo");

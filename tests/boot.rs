@@ -1,11 +1,9 @@
 //! Full boots under QEMU (TCG, Debian cloud kernel, NVMe disks): pivot-init
 //! is /sbin/init of the boot disk ("machine image" mode).
 
-mod harness;
-
 use std::time::Duration;
 
-use harness::*;
+use pivot_harness::*;
 
 /// The volume is there at boot: pivot-init finds it by serial (cloud volume id
 /// with a dash, device serial without), pivots, and the volume's init runs as

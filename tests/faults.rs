@@ -3,12 +3,10 @@
 //! that still runs something (the boot disk's old init, which prints
 //! `OLD-INIT ...` markers), with the volume untouched where that matters.
 
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::*;
+use pivot_harness::*;
 
 /// The one FAILED line, which must end with `tail`.
 fn status_line(console: &str, stage: &str, tail: &str) {

@@ -1,11 +1,9 @@
 //! Finding the right volume under QEMU: identity specs among several disks,
 //! a wrong disk rejected by its filesystem type, a GPT partition, a deadline.
 
-mod harness;
-
 use std::time::Duration;
 
-use harness::*;
+use pivot_harness::*;
 
 /// Three volumes attached at boot in a random order; `pick` returns the spec
 /// that should select volume "b". The volume's init must be b's.

@@ -1,11 +1,9 @@
 //! Initramfs mode under QEMU: pivot-init as /init of an initramfs built by
 //! scripts/mkinitramfs, with the Debian cloud kernel's modules.
 
-mod harness;
-
 use std::time::Duration;
 
-use harness::*;
+use pivot_harness::*;
 
 /// NVMe volume present at boot, chosen with the kernel's own `root=LABEL=`:
 /// switch_root frees the initramfs (the /init binary among what is removed)

@@ -1,11 +1,9 @@
 //! scripts/install-image: an image prepared only by it (twice), configured
 //! only by its /etc/pivot-init.conf, boots onto the volume under QEMU.
 
-mod harness;
-
 use std::process::Command;
 
-use harness::*;
+use pivot_harness::*;
 
 fn debugfs_cat(img: &std::path::Path, path: &str) -> String {
     let out = Command::new("debugfs")

@@ -4,7 +4,6 @@
 //! markers the guest writes to its second serial port.
 //!
 //! Missing prerequisites are errors that say how to fix them; nothing skips.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -19,7 +18,9 @@ pub const MUSL: &str = "x86_64-unknown-linux-musl";
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // This crate sits in the project's workspace, one level down.
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map_or(here.clone(), Path::to_path_buf)
 }
 
 fn need(cond: bool, what: &str) {
