@@ -2,10 +2,11 @@
 //! a boot would read its settings and which devices match now; `check`
 //! inspects a prepared volume tree the way the boot would. Both only read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{self, Parsed};
-use crate::wait::{Facts, Nodes, SysBlock};
+use crate::preflight::{self, HookCheck, OldRootCheck};
+use crate::wait::{self, Facts, Nodes, SysBlock, Verdict, Want};
 
 pub const USAGE: &str = "\
 usage: pivot-init plan [--cmdline STRING] [--config FILE] [--initramfs] [--sysfs DIR]
@@ -72,7 +73,7 @@ fn load(o: &Opts, out: &mut String) -> Result<Parsed, String> {
     let path = o
         .config
         .clone()
-        .unwrap_or_else(|| PathBuf::from(crate::CONFIG_FILE));
+        .unwrap_or_else(|| PathBuf::from(config::CONFIG_FILE));
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => {
             out.push_str(&format!("config file: {} (read)\n", path.display()));
@@ -152,24 +153,20 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
                     continue;
                 };
                 let mut f = Facts::new(&sys, dev);
-                let hit = f.matches(spec);
-                let verdict = if !hit {
-                    "no match".to_string()
-                } else {
-                    match f.fs().map(|p| p.fstype) {
-                        Some(t)
-                            if !p.cfg.fstypes.is_empty()
-                                && !crate::wait::fstype_allowed(&p.cfg.fstypes, t) =>
-                        {
-                            format!(
-                                "matches, but would be skipped: {t}, expected {}",
-                                p.cfg.fstypes.join(" or ")
-                            )
-                        }
-                        _ => {
-                            matched += 1;
-                            "MATCH".to_string()
-                        }
+                let want = Want {
+                    spec,
+                    fstypes: &p.cfg.fstypes,
+                };
+                let v = wait::verdict(&mut f, &want);
+                let verdict = match v {
+                    Verdict::NoMatch => "no match".to_string(),
+                    Verdict::WrongFs(_) => format!(
+                        "matches, but would be skipped: {}",
+                        v.why_not(&want).unwrap_or_default()
+                    ),
+                    Verdict::Match => {
+                        matched += 1;
+                        "MATCH".to_string()
                     }
                 };
                 out.push_str(&format!("  {:<60} {verdict}\n", f.describe()));
@@ -209,81 +206,57 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
             .map_or("none".to_string(), |h| h.display().to_string()),
         cfg.old_root.display()
     ));
+    let pf = preflight::preflight(&dir, &cfg);
     let mut problems = 0;
+    let mut problem = |out: &mut String, text: String| {
+        problems += 1;
+        out.push_str(&format!("problem: {text}\n"));
+    };
     // The init, with the fallbacks the boot would try.
-    match crate::exec::choose_init(&dir, &cfg.init) {
+    match pf.init {
         Ok(init) if init == cfg.init => {
             out.push_str(&format!("ok: init {} can be executed\n", init.display()))
         }
         Ok(init) => {
-            problems += 1;
-            let why = crate::verify::init_problem(&dir, &cfg.init).unwrap_or_default();
-            out.push_str(&format!(
-                "problem: init {}: {why}; the boot would fall back to {}\n",
+            let why = crate::verify::init_problem(&dir, &cfg.init)
+                .map(|w| w.to_string())
+                .unwrap_or_default();
+            let text = format!(
+                "init {}: {why}; the boot would fall back to {}",
                 cfg.init.display(),
                 init.display()
-            ));
+            );
+            problem(&mut out, text);
         }
-        Err(e) => {
-            problems += 1;
-            out.push_str(&format!("problem: {e}\n"));
-        }
+        Err(e) => problem(&mut out, e.to_string()),
     }
-    // The hook.
-    match &cfg.hook {
-        None => out.push_str("ok: hooks are disabled\n"),
-        Some(h) => {
-            let path = dir.join(h.strip_prefix("/").unwrap_or(h));
-            match rustix::fs::lstat(&path) {
-                Err(_) => out.push_str(&format!("ok: no hook at {}\n", h.display())),
-                Ok(st) => match crate::hook::skip_reason(
-                    rustix::fs::FileType::from_raw_mode(st.st_mode),
-                    st.st_mode,
-                    st.st_uid,
-                ) {
-                    None => out.push_str(&format!("ok: hook {} would run\n", h.display())),
-                    Some(why) => {
-                        problems += 1;
-                        out.push_str(&format!(
-                            "problem: hook {} would be skipped: {why}\n",
-                            h.display()
-                        ));
-                    }
-                },
-            }
+    let hook = cfg.hook.as_deref().unwrap_or(Path::new("")).display();
+    match pf.hook {
+        HookCheck::Disabled => out.push_str("ok: hooks are disabled\n"),
+        HookCheck::Absent => out.push_str(&format!("ok: no hook at {hook}\n")),
+        HookCheck::Run(_) => out.push_str(&format!("ok: hook {hook} would run\n")),
+        HookCheck::Skip(_, why) => {
+            problem(&mut out, format!("hook {hook} would be skipped: {why}"))
         }
     }
     // The directory the boot root moves to.
-    let old = dir.join(cfg.old_root.strip_prefix("/").unwrap_or(&cfg.old_root));
-    if crate::sys::is_dir(&old) {
-        out.push_str(&format!("ok: {} exists\n", cfg.old_root.display()));
-    } else if old.exists() {
-        problems += 1;
-        out.push_str(&format!(
-            "problem: {} exists but is not a directory\n",
-            cfg.old_root.display()
-        ));
-    } else {
-        let parent = old.parent().unwrap_or(&dir);
-        if !crate::sys::is_dir(parent) {
-            problems += 1;
-            out.push_str(&format!(
-                "problem: {} is missing and so is its parent directory\n",
-                cfg.old_root.display()
-            ));
-        } else if rustix::fs::access(parent, rustix::fs::Access::WRITE_OK).is_ok() {
-            out.push_str(&format!(
-                "ok: {} is missing and will be created (the volume must be mounted rw)\n",
-                cfg.old_root.display()
-            ));
-        } else {
-            problems += 1;
-            out.push_str(&format!(
-                "problem: {} is missing and {} is not writable\n",
-                cfg.old_root.display(),
-                parent.display()
-            ));
+    let old = cfg.old_root.display();
+    match pf.old_root {
+        OldRootCheck::Exists => out.push_str(&format!("ok: {old} exists\n")),
+        OldRootCheck::WillCreate => out.push_str(&format!(
+            "ok: {old} is missing and will be created (the volume must be mounted rw)\n"
+        )),
+        OldRootCheck::NotADirectory => {
+            problem(&mut out, format!("{old} exists but is not a directory"))
         }
+        OldRootCheck::ParentMissing => problem(
+            &mut out,
+            format!("{old} is missing and so is its parent directory"),
+        ),
+        OldRootCheck::ParentNotWritable(parent) => problem(
+            &mut out,
+            format!("{old} is missing and {} is not writable", parent.display()),
+        ),
     }
     out.push_str(&if problems == 0 {
         "result: the volume looks bootable\n".to_string()
@@ -293,11 +266,28 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
     Ok((out, if problems == 0 { 0 } else { 1 }))
 }
 
+/// The settings, one line each with the default: the tail of `--help`.
+fn settings_help() -> String {
+    let defaults = config::Config::default();
+    let mut out = String::from(
+        "\nsettings (pivot.KEY=VALUE on the kernel command line, KEY = VALUE in /etc/pivot-init.conf):\n",
+    );
+    for s in &config::SETTINGS {
+        out.push_str(&format!(
+            "  {:<13} {} (default: {})\n",
+            s.key,
+            s.doc,
+            (s.show)(&defaults)
+        ));
+    }
+    out
+}
+
 /// Entry point when not PID 1; returns the exit status.
 pub fn main(args: &[String]) -> i32 {
     let result = match args.first().map(String::as_str) {
         None | Some("--help") | Some("-h") | Some("help") => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", settings_help());
             return if args.is_empty() { 2 } else { 0 };
         }
         Some("--version") | Some("-V") => {

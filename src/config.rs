@@ -1,12 +1,15 @@
-//! The kernel command line, turned into one immutable [`Config`].
+//! The settings: the config file and the kernel command line, turned into
+//! one immutable [`Config`] through one table ([`SETTINGS`]).
 //!
-//! Pure code: it takes the text of `/proc/cmdline` and returns the config and
+//! Pure code but for [`read_boot_config`]: it takes the text of the config
+//! file and `/proc/cmdline` and returns the config and
 //! the warnings to log. A bad value is reported by key and the default is kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::Stage;
 use crate::mountopts::MountOpts;
 
 /// Which volume to pivot onto.
@@ -137,7 +140,7 @@ pub struct Config {
     /// `pivot.onfail`; `None` means the mode's default.
     pub onfail: Option<OnFail>,
     /// `pivot.debug_panic=STAGE`: panic when that stage starts (to test the panic path).
-    pub debug_panic: Option<String>,
+    pub debug_panic: Option<Stage>,
     pub init: PathBuf,
     pub old_init: PathBuf,
     pub timeout_secs: u64,
@@ -182,79 +185,33 @@ impl Config {
         self.coldplug.unwrap_or(self.initramfs)
     }
 
-    /// Every setting as (key, value text), in the order of the reference table.
+    /// Every setting as (key, value text), in the order of [`SETTINGS`].
     pub fn settings(&self) -> Vec<(&'static str, String)> {
-        let path = |p: &Path| p.display().to_string();
-        let list = |v: &[String]| {
-            if v.is_empty() {
-                "(none)".to_string()
-            } else {
-                v.join(",")
-            }
-        };
-        vec![
-            (
-                "root",
-                self.root
-                    .as_ref()
-                    .map_or("(not set)".to_string(), |s| s.to_string()),
-            ),
-            (
-                "fstype",
-                if self.fstypes.is_empty() {
-                    "(probe)".to_string()
-                } else {
-                    self.fstypes.join(",")
-                },
-            ),
-            ("flags", self.mount_opts.describe()),
-            ("newroot", path(&self.new_root)),
-            ("oldroot", path(&self.old_root)),
-            (
-                "hook",
-                self.hook.as_deref().map_or("none".to_string(), path),
-            ),
-            ("hook_timeout", format!("{} s", self.hook_timeout_secs)),
-            (
-                "hook_failure",
-                if self.hook_abort { "abort" } else { "continue" }.to_string(),
-            ),
-            ("init", path(&self.init)),
-            ("oldinit", path(&self.old_init)),
-            (
-                "timeout",
-                if self.timeout_secs == 0 {
-                    "0 (forever)".to_string()
-                } else {
-                    format!("{} s", self.timeout_secs)
-                },
-            ),
-            (
-                "onfail",
-                match self.onfail {
-                    Some(a) => a.name().to_string(),
-                    None if self.initramfs => "shell if /bin/sh exists, else wait".to_string(),
-                    None => "oldinit".to_string(),
-                },
-            ),
-            ("modules", list(&self.modules)),
-            (
-                "coldplug",
-                if self.coldplug_on() { "1" } else { "0" }.to_string(),
-            ),
-            (
-                "devtmpfs",
-                if self.devtmpfs { "1" } else { "0" }.to_string(),
-            ),
-            ("loglevel", self.loglevel.to_string()),
-            (
-                "debug_panic",
-                self.debug_panic
-                    .clone()
-                    .unwrap_or_else(|| "(off)".to_string()),
-            ),
-        ]
+        SETTINGS.iter().map(|s| (s.key, (s.show)(self))).collect()
     }
+}
+
+/// The config file of the boot image, read before the kernel command line.
+pub const CONFIG_FILE: &str = "/etc/pivot-init.conf";
+
+/// The boot's settings: [`CONFIG_FILE`] if present, then `/proc/cmdline`.
+/// Returns the config and the warnings to log once the log is open.
+pub fn read_boot_config(initramfs: bool) -> (Config, Vec<String>) {
+    let file = std::fs::read_to_string(CONFIG_FILE).ok();
+    let mut early = Vec::new();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
+        early.push(format!(
+            "cannot read /proc/cmdline: {e}; using the config file and defaults"
+        ));
+        String::new()
+    });
+    let p = parse_all(
+        file.as_deref().map(|t| (CONFIG_FILE, t)),
+        &cmdline,
+        initramfs,
+    );
+    early.extend(p.warnings);
+    (p.cfg, early)
 }
 
 /// Splits a kernel command line into words the way the kernel does:
@@ -293,6 +250,12 @@ fn abs_path(v: &str) -> Result<PathBuf, String> {
     if !v.starts_with('/') {
         return Err(format!("`{v}` is not an absolute path"));
     }
+    if v.contains('\0') {
+        return Err(format!(
+            "`{}` must not contain a NUL byte",
+            v.escape_debug()
+        ));
+    }
     if v.split('/').any(|c| c == "..") {
         return Err(format!("`{v}` must not contain `..`"));
     }
@@ -306,12 +269,6 @@ fn parse_bool(v: &str) -> Result<bool, String> {
         _ => Err(format!("`{v}` is not a boolean; expected 0 or 1")),
     }
 }
-
-const KNOWN_KEYS: &str = "root, fstype, flags, newroot, oldroot, hook, hook_timeout, hook_failure, init, oldinit, timeout, onfail, modules, coldplug, devtmpfs, loglevel, debug_panic";
-
-const STAGES: [&str; 8] = [
-    "prepare", "config", "wait", "node", "mount", "hook", "switch", "exec",
-];
 
 fn seconds(v: &str) -> Result<u64, String> {
     v.parse::<u64>()
@@ -370,14 +327,6 @@ impl Parsed {
     }
 }
 
-/// Parses the command line. Returns the config and one warning per problem.
-/// With `initramfs`, `root=`, `rootfstype=`, `rootflags=`, `ro`/`rw`,
-/// `rootwait`, `rootdelay=` and `init=` apply where no `pivot.*` key is given.
-pub fn parse(cmdline: &str, initramfs: bool) -> (Config, Vec<String>) {
-    let p = parse_all(None, cmdline, initramfs);
-    (p.cfg, p.warnings)
-}
-
 /// Splits a config file line into key and value; `None` for blank lines and
 /// comments, `Err` for a malformed line.
 fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
@@ -410,83 +359,95 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
 /// (`path`, `text`), the kernel's own keys (initramfs mode), and the
 /// `pivot.*` keys of the command line.
 pub fn parse_all(config_file: Option<(&str, &str)>, cmdline: &str, initramfs: bool) -> Parsed {
-    let mut cfg = Config {
-        initramfs,
-        ..Config::default()
+    let mut p = Parsed {
+        cfg: Config {
+            initramfs,
+            ..Config::default()
+        },
+        warnings: Vec::new(),
+        sources: BTreeMap::new(),
     };
-    let mut warnings = Vec::new();
-    let mut sources = BTreeMap::new();
     if let Some((path, text)) = config_file {
+        p.apply_file(path, text);
+    }
+    let words = split_cmdline(cmdline);
+    let (k, set) = p.apply_cmdline(&words);
+    if initramfs {
+        let applied = apply_kernel_keys(&mut p.cfg, &k, &set, &p.sources, &mut p.warnings);
+        for key in applied {
+            p.sources.insert(key.to_string(), Source::KernelKey);
+        }
+    }
+    p
+}
+
+impl Parsed {
+    /// The config file's `key = value` lines.
+    fn apply_file(&mut self, path: &str, text: &str) {
         for (n, line) in text.lines().enumerate() {
             match config_line(line) {
                 None => {}
-                Some(Err(())) => warnings.push(format!(
+                Some(Err(())) => self.warnings.push(format!(
                     "{path}:{}: ignoring `{}`: expected `key = value`",
                     n + 1,
                     line.trim()
                 )),
-                Some(Ok((key, value))) => match apply(&mut cfg, &key, &value) {
+                Some(Ok((key, value))) => match apply(&mut self.cfg, &key, &value) {
                     Ok(()) => {
-                        sources.insert(key, Source::ConfigFile);
+                        self.sources.insert(key, Source::ConfigFile);
                     }
-                    Err(why) => warnings.push(format!(
+                    Err(why) => self.warnings.push(format!(
                         "{path}:{}: ignoring {key} = {value}: {why}; {}",
                         n + 1,
-                        if sources.contains_key(&key) {
-                            "keeping the earlier value"
-                        } else {
-                            "using the default"
-                        }
+                        kept(&self.sources, &key)
                     )),
                 },
             }
         }
     }
-    let mut set = std::collections::BTreeSet::new();
-    let words = split_cmdline(cmdline);
-    let mut k = KernelKeys::default();
-    for word in &words {
+
+    /// The `pivot.*` words of the command line; returns the kernel's own
+    /// root keys and the settings `pivot.*` keys set.
+    fn apply_cmdline<'w>(&mut self, words: &'w [String]) -> (KernelKeys<'w>, BTreeSet<String>) {
+        let mut set = BTreeSet::new();
+        let mut k = KernelKeys::default();
+        for word in words {
+            k.note(word);
+            let Some(rest) = word.strip_prefix("pivot.") else {
+                continue;
+            };
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            let norm = key.replace('-', "_");
+            match apply(&mut self.cfg, &norm, value) {
+                Ok(()) => {
+                    set.insert(norm.clone());
+                    self.sources.insert(norm, Source::CommandLine);
+                }
+                Err(why) => self.warnings.push(format!(
+                    "ignoring pivot.{key}={value}: {why}; {}",
+                    kept(&self.sources, &norm)
+                )),
+            }
+        }
+        (k, set)
+    }
+}
+
+impl<'a> KernelKeys<'a> {
+    /// Notes `word` if it is one of the kernel's root keys.
+    fn note(&mut self, word: &'a str) {
         let (key, value) = word.split_once('=').unwrap_or((word, ""));
         match key {
-            "root" => k.root = Some(value),
-            "rootfstype" => k.rootfstype = Some(value),
-            "rootflags" => k.rootflags = Some(value),
-            "ro" if word == "ro" => k.ro = Some(true),
-            "rw" if word == "rw" => k.ro = Some(false),
-            "rootwait" if word == "rootwait" => k.rootwait = true,
-            "rootdelay" => k.rootdelay = Some(value),
-            "init" => k.init = Some(value),
+            "root" => self.root = Some(value),
+            "rootfstype" => self.rootfstype = Some(value),
+            "rootflags" => self.rootflags = Some(value),
+            "ro" if word == "ro" => self.ro = Some(true),
+            "rw" if word == "rw" => self.ro = Some(false),
+            "rootwait" if word == "rootwait" => self.rootwait = true,
+            "rootdelay" => self.rootdelay = Some(value),
+            "init" => self.init = Some(value),
             _ => {}
         }
-        let Some(rest) = word.strip_prefix("pivot.") else {
-            continue;
-        };
-        let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
-        let norm = key.replace('-', "_");
-        match apply(&mut cfg, &norm, value) {
-            Ok(()) => {
-                set.insert(norm.clone());
-                sources.insert(norm, Source::CommandLine);
-            }
-            Err(why) => warnings.push(format!(
-                "ignoring pivot.{key}={value}: {why}; {}",
-                if sources.contains_key(&norm) {
-                    "keeping the earlier value"
-                } else {
-                    "using the default"
-                }
-            )),
-        }
-    }
-    if initramfs {
-        for key in apply_kernel_keys(&mut cfg, &k, &set, &sources, &mut warnings) {
-            sources.insert(key.to_string(), Source::KernelKey);
-        }
-    }
-    Parsed {
-        cfg,
-        warnings,
-        sources,
     }
 }
 
@@ -495,7 +456,7 @@ pub fn parse_all(config_file: Option<(&str, &str)>, cmdline: &str, initramfs: bo
 fn apply_kernel_keys(
     cfg: &mut Config,
     k: &KernelKeys,
-    set: &std::collections::BTreeSet<String>,
+    set: &BTreeSet<String>,
     sources: &BTreeMap<String, Source>,
     warnings: &mut Vec<String>,
 ) -> Vec<&'static str> {
@@ -510,7 +471,10 @@ fn apply_kernel_keys(
         {
             match apply(cfg, pivot_key, v) {
                 Ok(()) => applied.push(pivot_key),
-                Err(why) => warnings.push(format!("ignoring {key}={v}: {why}; using the default")),
+                Err(why) => warnings.push(format!(
+                    "ignoring {key}={v}: {why}; {}",
+                    kept(sources, pivot_key)
+                )),
             }
         }
     };
@@ -532,7 +496,7 @@ fn apply_kernel_keys(
     if unset("flags") && (kernel_flags || !sources.contains_key("flags")) {
         let mut opts = MountOpts::parse(k.rootflags.unwrap_or(""));
         if k.ro != Some(false) {
-            opts.flags |= rustix::mount::MountFlags::RDONLY;
+            opts.flags |= crate::sys::MountFlags::RDONLY;
         }
         cfg.mount_opts = opts;
         applied.push("flags");
@@ -540,99 +504,292 @@ fn apply_kernel_keys(
     applied
 }
 
-fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
-    match key {
-        "root" => cfg.root = Some(Spec::parse(v)?),
-        "fstype" => {
-            let types: Vec<String> = v
-                .split(',')
-                .filter(|t| !t.is_empty())
-                .map(str::to_string)
-                .collect();
+/// One setting: its key (without `pivot.`), its one-line doc, how a value is
+/// parsed into the config, and how `plan` shows the config's value. The
+/// parser, the unknown-key check, `plan`, `--help` and the README test all
+/// read this table.
+pub struct Setting {
+    pub key: &'static str,
+    pub doc: &'static str,
+    pub parse: fn(&mut Config, &str) -> Result<(), String>,
+    pub show: fn(&Config) -> String,
+}
+
+fn show_path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn show_list(v: &[String], empty: &str) -> String {
+    if v.is_empty() {
+        empty.to_string()
+    } else {
+        v.join(",")
+    }
+}
+
+fn show_bool(b: bool) -> String {
+    if b { "1" } else { "0" }.to_string()
+}
+
+/// A comma-separated list of names made of ASCII letters, digits and `extra`.
+fn name_list(v: &str, what: &str, extra: &[u8]) -> Result<Vec<String>, String> {
+    let names: Vec<String> = v
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = names.iter().find(|t| {
+        !t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    }) {
+        return Err(format!("`{bad}` is not a {what} name"));
+    }
+    Ok(names)
+}
+
+/// An absolute path that is not `/`.
+fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
+    let p = abs_path(v)?;
+    if p == Path::new("/") {
+        return Err(format!("the {what} cannot be /"));
+    }
+    Ok(p)
+}
+
+pub const SETTINGS: [Setting; 17] = [
+    Setting {
+        key: "root",
+        doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
+        parse: |c, v| {
+            c.root = Some(Spec::parse(v)?);
+            Ok(())
+        },
+        show: |c| c.root.as_ref().map_or("(not set)".into(), Spec::to_string),
+    },
+    Setting {
+        key: "fstype",
+        doc: "accepted filesystem type(s), comma-separated",
+        parse: |c, v| {
+            let types = name_list(v, "filesystem type", b"._")?;
             if types.is_empty() {
                 return Err("empty filesystem type list".into());
             }
-            if let Some(bad) = types.iter().find(|t| {
-                !t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
-            }) {
-                return Err(format!("`{bad}` is not a filesystem type name"));
-            }
-            cfg.fstypes = types;
-        }
-        "flags" => cfg.mount_opts = MountOpts::parse(v),
-        "newroot" => {
-            let p = abs_path(v)?;
-            if p == Path::new("/") {
-                return Err("the new root cannot be /".into());
-            }
-            cfg.new_root = p;
-        }
-        "oldroot" => {
-            let p = abs_path(v)?;
-            if p == Path::new("/") {
-                return Err("the old root cannot be /".into());
-            }
-            cfg.old_root = p;
-        }
-        "hook" => {
-            cfg.hook = if v == "none" {
+            c.fstypes = types;
+            Ok(())
+        },
+        show: |c| show_list(&c.fstypes, "(probe)"),
+    },
+    Setting {
+        key: "flags",
+        doc: "mount options (ro, rw, noatime, ...; the rest goes to the filesystem)",
+        parse: |c, v| {
+            c.mount_opts = MountOpts::parse(v);
+            Ok(())
+        },
+        show: |c| c.mount_opts.describe(),
+    },
+    Setting {
+        key: "newroot",
+        doc: "where the volume is mounted before the switch",
+        parse: |c, v| {
+            c.new_root = not_root(v, "new root")?;
+            Ok(())
+        },
+        show: |c| show_path(&c.new_root),
+    },
+    Setting {
+        key: "oldroot",
+        doc: "where the boot root lives after the switch, inside the volume",
+        parse: |c, v| {
+            c.old_root = not_root(v, "old root")?;
+            Ok(())
+        },
+        show: |c| show_path(&c.old_root),
+    },
+    Setting {
+        key: "hook",
+        doc: "the pre-pivot hook on the volume; none disables",
+        parse: |c, v| {
+            c.hook = if v == "none" {
                 None
             } else {
                 Some(abs_path(v)?)
             };
-        }
-        "hook_failure" => {
-            cfg.hook_abort = match v {
+            Ok(())
+        },
+        show: |c| c.hook.as_deref().map_or("none".into(), show_path),
+    },
+    Setting {
+        key: "hook_timeout",
+        doc: "kill the hook's process group after SECS; 0 = no limit",
+        parse: |c, v| {
+            c.hook_timeout_secs = seconds(v).map_err(|e| format!("{e} (0 = no limit)"))?;
+            Ok(())
+        },
+        show: |c| format!("{} s", c.hook_timeout_secs),
+    },
+    Setting {
+        key: "hook_failure",
+        doc: "abort or continue when the hook fails or times out",
+        parse: |c, v| {
+            c.hook_abort = match v {
                 "abort" => true,
                 "continue" => false,
                 _ => return Err(format!("`{v}` is not one of abort, continue")),
-            }
+            };
+            Ok(())
+        },
+        show: |c| if c.hook_abort { "abort" } else { "continue" }.into(),
+    },
+    Setting {
+        key: "init",
+        doc: "the volume's init",
+        parse: |c, v| {
+            c.init = abs_path(v)?;
+            Ok(())
+        },
+        show: |c| show_path(&c.init),
+    },
+    Setting {
+        key: "oldinit",
+        doc: "the boot root's original init, run when the boot fails",
+        parse: |c, v| {
+            c.old_init = abs_path(v)?;
+            Ok(())
+        },
+        show: |c| show_path(&c.old_init),
+    },
+    Setting {
+        key: "timeout",
+        doc: "stop waiting for the volume after SECS; 0 = forever",
+        parse: |c, v| {
+            c.timeout_secs = seconds(v).map_err(|e| format!("{e} (0 = forever)"))?;
+            Ok(())
+        },
+        show: |c| match c.timeout_secs {
+            0 => "0 (forever)".into(),
+            n => format!("{n} s"),
+        },
+    },
+    Setting {
+        key: "onfail",
+        doc: "on failure: oldinit, shell, reboot, poweroff or wait",
+        parse: |c, v| {
+            c.onfail = Some(OnFail::parse(v)?);
+            Ok(())
+        },
+        show: |c| match c.onfail {
+            Some(a) => a.name().into(),
+            None if c.initramfs => "shell if /bin/sh exists, else wait".into(),
+            None => "oldinit".into(),
+        },
+    },
+    Setting {
+        key: "modules",
+        doc: "kernel modules to load, with dependencies, before waiting",
+        parse: |c, v| {
+            c.modules = name_list(v, "module", b"_-")?;
+            Ok(())
+        },
+        show: |c| show_list(&c.modules, "(none)"),
+    },
+    Setting {
+        key: "coldplug",
+        doc: "load drivers for the devices present and added (by modalias)",
+        parse: |c, v| {
+            c.coldplug = Some(parse_bool(v)?);
+            Ok(())
+        },
+        show: |c| show_bool(c.coldplug_on()),
+    },
+    Setting {
+        key: "devtmpfs",
+        doc: "mount devtmpfs on /dev when /dev is not a mount",
+        parse: |c, v| {
+            c.devtmpfs = parse_bool(v)?;
+            Ok(())
+        },
+        show: |c| show_bool(c.devtmpfs),
+    },
+    Setting {
+        key: "loglevel",
+        doc: "0..7 as printk levels; 7 adds debug lines",
+        parse: |c, v| {
+            let level = v.parse::<u8>().ok().filter(|l| *l <= 7);
+            c.loglevel = level.ok_or_else(|| format!("`{v}` is not a log level 0..7"))?;
+            Ok(())
+        },
+        show: |c| c.loglevel.to_string(),
+    },
+    Setting {
+        key: "debug_panic",
+        doc: "panic when STAGE starts (tests the panic path)",
+        parse: |c, v| {
+            let stage = Stage::from_name(v).ok_or_else(|| {
+                let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+                format!("`{v}` is not a stage ({})", names.join(", "))
+            })?;
+            c.debug_panic = Some(stage);
+            Ok(())
+        },
+        show: |c| c.debug_panic.map_or("(off)".into(), |s| s.name().into()),
+    },
+];
+
+/// Sets `key` (normalized, without `pivot.`) from `v`, or says why not.
+fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
+    match SETTINGS.iter().find(|s| s.key == key) {
+        Some(s) => (s.parse)(cfg, v),
+        None => {
+            let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+            Err(format!("unknown key; known keys: {}", keys.join(", ")))
         }
-        "init" => cfg.init = abs_path(v)?,
-        "modules" => {
-            let mods: Vec<String> = v
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect();
-            if let Some(bad) = mods.iter().find(|m| {
-                !m.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            }) {
-                return Err(format!("`{bad}` is not a module name"));
-            }
-            cfg.modules = mods;
-        }
-        "oldinit" => cfg.old_init = abs_path(v)?,
-        "timeout" => cfg.timeout_secs = seconds(v).map_err(|e| format!("{e} (0 = forever)"))?,
-        "hook_timeout" => {
-            cfg.hook_timeout_secs = seconds(v).map_err(|e| format!("{e} (0 = no limit)"))?
-        }
-        "onfail" => cfg.onfail = Some(OnFail::parse(v)?),
-        "debug_panic" => {
-            if !STAGES.contains(&v) {
-                return Err(format!("`{v}` is not a stage ({})", STAGES.join(", ")));
-            }
-            cfg.debug_panic = Some(v.to_string());
-        }
-        "devtmpfs" => cfg.devtmpfs = parse_bool(v)?,
-        "coldplug" => cfg.coldplug = Some(parse_bool(v)?),
-        "loglevel" => {
-            cfg.loglevel = v
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= 7)
-                .ok_or_else(|| format!("`{v}` is not a log level 0..7"))?
-        }
-        _ => return Err(format!("unknown key; known keys: {KNOWN_KEYS}")),
     }
-    Ok(())
+}
+
+/// The tail of a warning about a refused value: what is used instead.
+fn kept(sources: &BTreeMap<String, Source>, key: &str) -> &'static str {
+    if sources.contains_key(key) {
+        "keeping the earlier value"
+    } else {
+        "using the default"
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README's settings reference table names every key of [`SETTINGS`],
+    /// in the same order, and no other.
+    #[test]
+    fn readme_table_matches_the_settings() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let section = readme
+            .split("\n## ")
+            .find(|s| s.starts_with("Settings"))
+            .expect("a Settings section");
+        let table: Vec<&str> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| key |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        assert_eq!(table, keys);
+        // Each shown default is what plan prints for a default config.
+        for s in &SETTINGS {
+            assert!(!(s.show)(&Config::default()).is_empty(), "{}", s.key);
+            assert!(!s.doc.is_empty(), "{}", s.key);
+        }
+    }
+
+    fn parse(cmdline: &str, initramfs: bool) -> (Config, Vec<String>) {
+        let p = parse_all(None, cmdline, initramfs);
+        (p.cfg, p.warnings)
+    }
 
     #[test]
     fn split_handles_quotes_and_spaces() {
@@ -677,7 +834,7 @@ mod tests {
         assert_eq!(cfg.modules, vec!["xfs", "virtio-blk"]);
         assert_eq!(cfg.hook_timeout_secs, 5);
         assert_eq!(cfg.onfail, Some(OnFail::PowerOff));
-        assert_eq!(cfg.debug_panic.as_deref(), Some("mount"));
+        assert_eq!(cfg.debug_panic, Some(Stage::Mount));
     }
 
     #[test]

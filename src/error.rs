@@ -1,11 +1,17 @@
 //! One error type for the whole boot: a variant per failing operation, each
-//! naming the path, device, flags and errno involved.
+//! carrying the path, device, flags and errno involved as values; `Display`
+//! turns them into one sentence.
 
 use std::fmt;
+use std::path::PathBuf;
 
-use rustix::io::Errno;
+use crate::config::Spec;
+use crate::modules::ModuleError;
+use crate::sys::process::Exit;
+use crate::sys::{Errno, Halt, MountFlags};
+use crate::verify::InitProblem;
 
-/// Formats an errno as `ENOENT (No such file or directory)`-like text.
+/// Formats an errno as `errno 2 (No such file or directory)`.
 pub struct ErrnoText(pub Errno);
 
 impl fmt::Display for ErrnoText {
@@ -18,39 +24,54 @@ impl fmt::Display for ErrnoText {
     }
 }
 
+/// What was found where a block node was wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Directory,
+    Symlink,
+    CharDevice,
+    Other,
+    /// A block node for another device number.
+    Block(u32, u32),
+    /// Nothing, or not this device's node (`plan` creates none).
+    NotThisNode,
+}
+
 #[derive(Debug)]
 pub enum Error {
     Mount {
-        source: String,
-        target: String,
+        source: PathBuf,
+        target: PathBuf,
         fstype: String,
-        flags: String,
+        flags: MountFlags,
+        data: String,
         errno: Errno,
     },
     Unmount {
-        target: String,
+        target: PathBuf,
         errno: Errno,
     },
     Mkdir {
-        path: String,
+        path: PathBuf,
         errno: Errno,
     },
     Mknod {
-        path: String,
+        path: PathBuf,
         major: u32,
         minor: u32,
         errno: Errno,
     },
     NotBlockDevice {
-        path: String,
-        what: String,
+        path: PathBuf,
+        found: NodeKind,
+        want: (u32, u32),
     },
     Open {
-        path: String,
+        path: PathBuf,
         errno: Errno,
     },
     Read {
-        path: String,
+        path: PathBuf,
         errno: Errno,
     },
     Netlink {
@@ -61,67 +82,85 @@ pub enum Error {
         errno: Errno,
     },
     WaitTimeout {
-        spec: String,
+        spec: Spec,
         secs: u64,
-        seen: String,
+        /// One description per device seen.
+        seen: Vec<String>,
     },
     NoFilesystem {
-        device: String,
+        device: PathBuf,
     },
     AllFstypesFailed {
-        device: String,
-        target: String,
-        tried: String,
+        device: PathBuf,
+        target: PathBuf,
+        tried: Vec<(String, Errno)>,
     },
     HookSpawn {
-        path: String,
-        err: String,
+        path: PathBuf,
+        /// What failed: `fork`, `waiting for it`.
+        op: &'static str,
+        errno: Errno,
     },
     HookFailed {
-        path: String,
-        status: String,
+        path: PathBuf,
+        status: Exit,
     },
     HookTimeout {
-        path: String,
+        path: PathBuf,
         secs: u64,
     },
     NoInit {
-        root: String,
-        tried: String,
+        root: PathBuf,
+        tried: Vec<(PathBuf, InitProblem)>,
     },
     PivotRoot {
-        new_root: String,
-        put_old: String,
+        new_root: PathBuf,
+        put_old: PathBuf,
         errno: Errno,
     },
     MoveMount {
-        from: String,
-        to: String,
+        from: PathBuf,
+        to: PathBuf,
         errno: Errno,
     },
     Chdir {
-        path: String,
+        path: PathBuf,
         errno: Errno,
     },
     MakePrivate {
         errno: Errno,
     },
     Chroot {
-        path: String,
+        path: PathBuf,
         errno: Errno,
     },
     NotInitramfs,
-    Modules {
-        msg: String,
-    },
+    Modules(ModuleError),
     Exec {
-        path: String,
-        err: String,
+        path: PathBuf,
+        errno: Errno,
+    },
+    Halt {
+        how: Halt,
+        errno: Errno,
     },
     Panic {
         msg: String,
     },
     NoRootSpec,
+}
+
+impl fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeKind::Directory => write!(f, "a directory"),
+            NodeKind::Symlink => write!(f, "a symlink"),
+            NodeKind::CharDevice => write!(f, "a character device"),
+            NodeKind::Other => write!(f, "not a block device"),
+            NodeKind::Block(a, b) => write!(f, "a block node for {a}:{b}"),
+            NodeKind::NotThisNode => write!(f, "missing or not this device's node"),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -133,18 +172,26 @@ impl fmt::Display for Error {
                 target,
                 fstype,
                 flags,
+                data,
                 errno,
             } => write!(
                 f,
-                "mounting {source} on {target} as {fstype} (flags {flags}) failed: {}",
+                "mounting {} on {} as {fstype} (flags {}) failed: {}",
+                source.display(),
+                target.display(),
+                crate::mountopts::describe(*flags, data),
                 ErrnoText(*errno)
             ),
-            Unmount { target, errno } => {
-                write!(f, "unmounting {target} failed: {}", ErrnoText(*errno))
-            }
+            Unmount { target, errno } => write!(
+                f,
+                "unmounting {} failed: {}",
+                target.display(),
+                ErrnoText(*errno)
+            ),
             Mkdir { path, errno } => write!(
                 f,
-                "cannot create directory {path}: {}{}",
+                "cannot create directory {}: {}{}",
+                path.display(),
                 ErrnoText(*errno),
                 if *errno == Errno::ROFS {
                     "; create it in the image or boot with `rw`"
@@ -159,12 +206,23 @@ impl fmt::Display for Error {
                 errno,
             } => write!(
                 f,
-                "cannot create block node {path} ({major}:{minor}): {}",
+                "cannot create block node {} ({major}:{minor}): {}",
+                path.display(),
                 ErrnoText(*errno)
             ),
-            NotBlockDevice { path, what } => write!(f, "{path} exists but is {what}"),
-            Open { path, errno } => write!(f, "cannot open {path}: {}", ErrnoText(*errno)),
-            Read { path, errno } => write!(f, "cannot read {path}: {}", ErrnoText(*errno)),
+            NotBlockDevice { path, found, want } => {
+                write!(f, "{} exists but is {found}", path.display())?;
+                if let NodeKind::Block(..) = found {
+                    write!(f, ", not {}:{}", want.0, want.1)?;
+                }
+                Ok(())
+            }
+            Open { path, errno } => {
+                write!(f, "cannot open {}: {}", path.display(), ErrnoText(*errno))
+            }
+            Read { path, errno } => {
+                write!(f, "cannot read {}: {}", path.display(), ErrnoText(*errno))
+            }
             Netlink { op, errno } => write!(
                 f,
                 "uevent netlink socket: {op} failed: {}",
@@ -177,51 +235,118 @@ impl fmt::Display for Error {
             ),
             WaitTimeout { spec, secs, seen } => write!(
                 f,
-                "no device matching {spec} appeared within {secs} s; block devices seen: {seen}"
+                "no device matching {spec} appeared within {secs} s; block devices seen: {}",
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.join(", ")
+                }
             ),
             NoFilesystem { device } => write!(
                 f,
-                "no filesystem found on {device} (no known superblock); set pivot.fstype=TYPE to force one"
+                "no filesystem found on {} (no known superblock); set pivot.fstype=TYPE to force one",
+                device.display()
             ),
             AllFstypesFailed {
                 device,
                 target,
                 tried,
-            } => write!(f, "could not mount {device} on {target} as any of: {tried}"),
-            HookSpawn { path, err } => write!(f, "cannot run hook {path}: {err}"),
-            HookFailed { path, status } => write!(f, "hook {path} failed: {status}"),
+            } => {
+                write!(
+                    f,
+                    "could not mount {} on {} as any of: ",
+                    device.display(),
+                    target.display()
+                )?;
+                for (i, (t, errno)) in tried.iter().enumerate() {
+                    let sep = if i > 0 { ", " } else { "" };
+                    write!(f, "{sep}{t} ({})", ErrnoText(*errno))?;
+                }
+                Ok(())
+            }
+            HookSpawn { path, op, errno } => write!(
+                f,
+                "cannot run hook {}: {op} failed: {}",
+                path.display(),
+                ErrnoText(*errno)
+            ),
+            HookFailed { path, status } => {
+                write!(f, "hook {} failed: {status}", path.display())
+            }
             HookTimeout { path, secs } => write!(
                 f,
-                "hook {path} did not finish within {secs} s (pivot.hook_timeout); its process group was killed"
+                "hook {} did not finish within {secs} s (pivot.hook_timeout); its process group was killed",
+                path.display()
             ),
-            NoInit { root, tried } => write!(f, "no usable init on the new root {root}: {tried}"),
+            NoInit { root, tried } => {
+                write!(f, "no usable init on the new root {}: ", root.display())?;
+                for (i, (p, why)) in tried.iter().enumerate() {
+                    let sep = if i > 0 { "; " } else { "" };
+                    write!(f, "{sep}{}: {why}", p.display())?;
+                }
+                Ok(())
+            }
             PivotRoot {
                 new_root,
                 put_old,
                 errno,
             } => write!(
                 f,
-                "pivot_root({new_root}, {put_old}) failed: {}",
+                "pivot_root({}, {}) failed: {}",
+                new_root.display(),
+                put_old.display(),
                 ErrnoText(*errno)
             ),
             MoveMount { from, to, errno } => write!(
                 f,
-                "moving mount {from} to {to} failed: {}",
+                "moving mount {} to {} failed: {}",
+                from.display(),
+                to.display(),
                 ErrnoText(*errno)
             ),
-            Chdir { path, errno } => write!(f, "chdir to {path} failed: {}", ErrnoText(*errno)),
+            Chdir { path, errno } => {
+                write!(
+                    f,
+                    "chdir to {} failed: {}",
+                    path.display(),
+                    ErrnoText(*errno)
+                )
+            }
             MakePrivate { errno } => write!(
                 f,
                 "making / recursively private (MS_REC|MS_PRIVATE) failed: {}",
                 ErrnoText(*errno)
             ),
-            Exec { path, err } => write!(f, "exec of {path} failed: {err}"),
-            Chroot { path, errno } => write!(f, "chroot to {path} failed: {}", ErrnoText(*errno)),
+            Exec { path, errno } => {
+                write!(
+                    f,
+                    "exec of {} failed: {}",
+                    path.display(),
+                    ErrnoText(*errno)
+                )
+            }
+            Chroot { path, errno } => {
+                write!(
+                    f,
+                    "chroot to {} failed: {}",
+                    path.display(),
+                    ErrnoText(*errno)
+                )
+            }
             NotInitramfs => write!(
                 f,
                 "/ is not a ramfs or tmpfs, so it is not an initramfs: refusing to delete its contents"
             ),
-            Modules { msg } => write!(f, "loading kernel modules failed: {msg}"),
+            Modules(e) => write!(f, "loading kernel modules failed: {e}"),
+            Halt { how, errno } => write!(
+                f,
+                "{} failed: {}",
+                match how {
+                    crate::sys::Halt::Reboot => "reboot",
+                    crate::sys::Halt::PowerOff => "poweroff",
+                },
+                ErrnoText(*errno)
+            ),
             Panic { msg } => write!(f, "internal error (panic): {msg}"),
             NoRootSpec => write!(
                 f,
@@ -232,6 +357,12 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<ModuleError> for Error {
+    fn from(e: ModuleError) -> Error {
+        Error::Modules(e)
+    }
+}
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -253,12 +384,31 @@ mod tests {
             source: "/dev/nvme1n1".into(),
             target: "/new-root".into(),
             fstype: "ext4".into(),
-            flags: "rw".into(),
+            flags: MountFlags::NOATIME,
+            data: "discard".into(),
             errno: Errno::INVAL,
         };
         assert_eq!(
             e.to_string(),
-            "mounting /dev/nvme1n1 on /new-root as ext4 (flags rw) failed: errno 22 (Invalid argument)"
+            "mounting /dev/nvme1n1 on /new-root as ext4 (flags rw,noatime,discard) failed: errno 22 (Invalid argument)"
+        );
+        let e = Error::NotBlockDevice {
+            path: "/dev/sdp".into(),
+            found: NodeKind::Block(8, 1),
+            want: (8, 240),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/dev/sdp exists but is a block node for 8:1, not 8:240"
+        );
+        let e = Error::AllFstypesFailed {
+            device: "/dev/vdb".into(),
+            target: "/new-root".into(),
+            tried: vec![("xfs".into(), Errno::NODEV), ("btrfs".into(), Errno::INVAL)],
+        };
+        assert_eq!(
+            e.to_string(),
+            "could not mount /dev/vdb on /new-root as any of: xfs (errno 19 (No such device)), btrfs (errno 22 (Invalid argument))"
         );
     }
 }

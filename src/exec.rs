@@ -1,10 +1,11 @@
-//! The exec stage, and the fallback when the boot cannot go on.
+//! The exec stage: which init runs on the new root, and the `execve` itself.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::sys::process;
 
 /// Inits tried after the configured one, in order.
 pub const FALLBACK_INITS: [&str; 4] = ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"];
@@ -27,11 +28,15 @@ pub fn candidates(wanted: &Path) -> Vec<PathBuf> {
 
 /// Picks the init to run on the new root before anything irreversible happens.
 pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
-    let mut problems = Vec::new();
+    let mut tried = Vec::new();
     for c in candidates(wanted) {
         match crate::verify::init_problem(root, &c) {
             None => {
                 if c != wanted {
+                    let problems: Vec<String> = tried
+                        .iter()
+                        .map(|(p, why): &(PathBuf, _)| format!("{}: {why}", p.display()))
+                        .collect();
                     log::warn!(
                         "cannot use {} ({}); using {}",
                         wanted.display(),
@@ -41,23 +46,23 @@ pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
                 }
                 return Ok(c);
             }
-            Some(why) => problems.push(format!("{}: {why}", c.display())),
+            Some(why) => tried.push((c, why)),
         }
     }
     Err(Error::NoInit {
-        root: root.display().to_string(),
-        tried: problems.join("; "),
+        root: root.to_path_buf(),
+        tried,
     })
 }
 
 /// Replaces this process with `path`, giving it the arguments PID 1 got from
 /// the kernel (argv[0] becomes the init's path). Returns only on failure.
 pub fn exec(path: &Path, args: &[OsString]) -> Error {
-    let fail = |err: String| Error::Exec {
-        path: path.display().to_string(),
-        err,
+    let fail = |errno| Error::Exec {
+        path: path.to_path_buf(),
+        errno,
     };
-    let path_c = match crate::sys::cstring("the path", path.as_os_str().as_bytes()) {
+    let path_c = match process::c_path(path) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -67,8 +72,7 @@ pub fn exec(path: &Path, args: &[OsString]) -> Error {
             .skip(1)
             .filter_map(|a| CString::new(a.as_bytes()).ok()),
     );
-    let errno = crate::sys::execve(&path_c, &argv, &crate::sys::environ());
-    fail(crate::error::ErrnoText(errno).to_string())
+    fail(process::execve(&path_c, &argv, &process::environ()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! otherwise it is the `plan`/`check` command-line tool.
 
 fn main() {
-    if rustix::process::getpid().is_init() {
+    if pivot_init::sys::is_pid1() {
         pivot_init::run()
     }
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -3,7 +3,69 @@
 //! The resolution is pure code shared with `pivot-mkinitramfs`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::error::ErrnoText;
+use crate::sys::{self, Errno};
+
+/// Why a module could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleError {
+    NotInDep(String),
+    Loop(String),
+    NoDepFile {
+        path: PathBuf,
+        errno: Errno,
+    },
+    Open {
+        name: String,
+        path: PathBuf,
+        errno: Errno,
+    },
+    /// The kernel cannot decompress this compressed module.
+    Compressed {
+        name: String,
+        path: PathBuf,
+        errno: Errno,
+    },
+    Load {
+        name: String,
+        path: PathBuf,
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleError::NotInDep(m) => write!(f, "module {m} not found in modules.dep"),
+            ModuleError::Loop(p) => write!(f, "dependency loop at {p}"),
+            ModuleError::NoDepFile { path, errno } => {
+                write!(f, "cannot read {}: {}", path.display(), ErrnoText(*errno))
+            }
+            ModuleError::Open { name, path, errno } => write!(
+                f,
+                "module {name}: cannot open {}: {}",
+                path.display(),
+                ErrnoText(*errno)
+            ),
+            ModuleError::Compressed { name, path, errno } => write!(
+                f,
+                "module {name}: {} is compressed and this kernel cannot decompress modules \
+                 (no CONFIG_MODULE_DECOMPRESS): {}; ship it uncompressed",
+                path.display(),
+                ErrnoText(*errno)
+            ),
+            ModuleError::Load { name, path, errno } => write!(
+                f,
+                "module {name}: finit_module({}) failed: {}",
+                path.display(),
+                ErrnoText(*errno)
+            ),
+        }
+    }
+}
 
 /// `finit_module` flag: the file is compressed; the kernel decompresses it.
 pub const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
@@ -51,7 +113,7 @@ impl DepMap {
         &self,
         wanted: &[String],
         builtin: &BTreeSet<String>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ModuleError> {
         let mut order = Vec::new();
         let mut done = BTreeSet::new();
         for w in wanted {
@@ -60,7 +122,7 @@ impl DepMap {
                 continue;
             }
             let Some((path, _)) = self.modules.get(&name) else {
-                return Err(format!("module {w} not found in modules.dep"));
+                return Err(ModuleError::NotInDep(w.clone()));
             };
             self.visit(path, &mut done, &mut order, 0)?;
         }
@@ -73,9 +135,9 @@ impl DepMap {
         done: &mut BTreeSet<String>,
         order: &mut Vec<String>,
         depth: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         if depth > 64 {
-            return Err(format!("dependency loop at {path}"));
+            return Err(ModuleError::Loop(path.to_string()));
         }
         if !done.insert(path.to_string()) {
             return Ok(());
@@ -213,10 +275,12 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn open(dir: &Path) -> Result<Loader, String> {
+    pub fn open(dir: &Path) -> Result<Loader, ModuleError> {
         let dep_path = dir.join("modules.dep");
-        let dep_text = std::fs::read_to_string(&dep_path)
-            .map_err(|e| format!("cannot read {}: {e}", dep_path.display()))?;
+        let dep_text = std::fs::read_to_string(&dep_path).map_err(|e| ModuleError::NoDepFile {
+            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            path: dep_path,
+        })?;
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
         Ok(Loader {
             dir: dir.to_path_buf(),
@@ -228,7 +292,7 @@ impl Loader {
 
     /// Loads `wanted` and their dependencies; returns how many were loaded.
     /// An error names the module and the reason.
-    pub fn load(&self, wanted: &[String]) -> Result<usize, String> {
+    pub fn load(&self, wanted: &[String]) -> Result<usize, ModuleError> {
         let order = self.deps.resolve(wanted, &self.builtin)?;
         let mut loaded = 0;
         for rel in order {
@@ -289,42 +353,30 @@ impl Loader {
     }
 }
 
-fn load_one(path: &Path, name: &str) -> Result<(), String> {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::io::Errno;
-    let fd =
-        rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
-            format!(
-                "module {name}: cannot open {}: {}",
-                path.display(),
-                crate::error::ErrnoText(e)
-            )
-        })?;
+fn load_one(path: &Path, name: &str) -> Result<(), ModuleError> {
+    let (name, path) = (name.to_string(), path.to_path_buf());
+    let file = match sys::open_ro(&path) {
+        Ok(f) => f,
+        Err(errno) => return Err(ModuleError::Open { name, path, errno }),
+    };
     let compressed = is_compressed(&path.to_string_lossy());
     let flags = if compressed {
         MODULE_INIT_COMPRESSED_FILE
     } else {
         0
     };
-    match rustix::system::finit_module(&fd, c"", flags) {
+    match sys::finit_module(&file, flags) {
         Ok(()) => {
             log::info!("loaded module {name}");
             Ok(())
         }
         Err(Errno::EXIST) => Ok(()),
-        Err(e) if compressed && matches!(e, Errno::INVAL | Errno::NOPKG | Errno::OPNOTSUPP) => {
-            Err(format!(
-                "module {name}: {} is compressed and this kernel cannot decompress modules \
-             (no CONFIG_MODULE_DECOMPRESS): {}; ship it uncompressed",
-                path.display(),
-                crate::error::ErrnoText(e)
-            ))
+        Err(errno)
+            if compressed && matches!(errno, Errno::INVAL | Errno::NOPKG | Errno::OPNOTSUPP) =>
+        {
+            Err(ModuleError::Compressed { name, path, errno })
         }
-        Err(e) => Err(format!(
-            "module {name}: finit_module({}) failed: {}",
-            path.display(),
-            crate::error::ErrnoText(e)
-        )),
+        Err(errno) => Err(ModuleError::Load { name, path, errno }),
     }
 }
 
@@ -388,7 +440,9 @@ garbage line\n";
             Vec::<String>::new()
         );
         assert_eq!(
-            m.resolve(&["no_such_mod".into()], &builtin).unwrap_err(),
+            m.resolve(&["no_such_mod".into()], &builtin)
+                .unwrap_err()
+                .to_string(),
             "module no_such_mod not found in modules.dep"
         );
     }

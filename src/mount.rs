@@ -6,22 +6,13 @@ use std::path::Path;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::probe::{self, Probe};
-use crate::sys::{self, Sys};
+use crate::sys::Sys;
 
 /// Probes `device` for a filesystem we know.
 pub fn probe_device(device: &Path) -> Result<Probe> {
-    read_probe(device)?.ok_or_else(|| Error::NoFilesystem {
-        device: sys::path_str(device),
+    probe::read(device)?.ok_or_else(|| Error::NoFilesystem {
+        device: device.to_path_buf(),
     })
-}
-
-/// Reads the probe regions of `device` one at a time, stopping as soon as a
-/// filesystem is recognised (most are in the first 4 KiB; btrfs is at 64 KiB).
-pub fn read_probe(device: &Path) -> Result<Option<Probe>> {
-    let buf = sys::read_regions(device, &probe::PROBE_REGIONS, probe::PROBE_BYTES, |b| {
-        probe::probe(b).is_some()
-    })?;
-    Ok(probe::probe(&buf))
 }
 
 /// The types to try, in order: the probed one first, then the rest of
@@ -45,7 +36,7 @@ pub fn mount_volume(
     probed: Option<Probe>,
 ) -> Result<String> {
     let target = cfg.new_root.as_path();
-    if !sys::is_dir(target) {
+    if !s.is_dir(target) {
         s.mkdir(target)?;
         log::info!("created {}", target.display());
     }
@@ -66,14 +57,14 @@ pub fn mount_volume(
         probed.as_ref(),
         if probed.is_some() { &[] } else { &cfg.fstypes },
     );
-    let source = sys::path_str(device);
     let opts = &cfg.mount_opts;
-    let mut failures = Vec::new();
+    let mut tried = Vec::new();
     for t in &types {
-        match s.mount(&source, target, t, opts.flags, &opts.data) {
+        match s.mount(device, target, t, opts.flags, &opts.data) {
             Ok(()) => {
                 log::info!(
-                    "mounted {source}{what} on {} as {t} ({})",
+                    "mounted {}{what} on {} as {t} ({})",
+                    device.display(),
                     target.display(),
                     opts.describe()
                 );
@@ -81,19 +72,98 @@ pub fn mount_volume(
             }
             Err(e) if types.len() == 1 => return Err(e),
             Err(e) => {
+                let Error::Mount { errno, .. } = e else {
+                    return Err(e);
+                };
                 log::warn!("{e}");
-                failures.push(match e {
-                    Error::Mount { errno, .. } => {
-                        format!("{t} ({})", crate::error::ErrnoText(errno))
-                    }
-                    other => format!("{t} ({other})"),
-                });
+                tried.push((t.clone(), errno));
             }
         }
     }
     Err(Error::AllFstypesFailed {
-        device: source,
-        target: sys::path_str(target),
-        tried: failures.join(", "),
+        device: device.to_path_buf(),
+        target: target.to_path_buf(),
+        tried,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Errno;
+    use crate::sys::fake::FakeSys;
+
+    fn cfg(fstypes: &[&str]) -> Config {
+        Config {
+            fstypes: fstypes.iter().map(|t| t.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    fn ext4() -> Probe {
+        Probe {
+            fstype: "ext4",
+            uuid: "u".into(),
+            label: "l".into(),
+        }
+    }
+
+    #[test]
+    fn probed_type_is_mounted_and_new_root_made() {
+        let mut s = FakeSys::default();
+        let t = mount_volume(&mut s, &cfg(&[]), Path::new("/dev/vdb"), Some(ext4())).unwrap();
+        assert_eq!(t, "ext4");
+        assert_eq!(
+            s.log(),
+            ["mkdir /new-root", "mount /dev/vdb /new-root ext4"]
+        );
+    }
+
+    #[test]
+    fn first_type_refused_second_taken() {
+        let mut s = FakeSys::default().fail("mount /dev/vdb /new-root xfs", Errno::NODEV);
+        s.dirs.insert("/new-root".into());
+        let t = mount_volume(&mut s, &cfg(&["xfs", "btrfs"]), Path::new("/dev/vdb"), None);
+        assert_eq!(t.unwrap(), "btrfs");
+        assert_eq!(
+            s.log(),
+            [
+                "mount /dev/vdb /new-root xfs",
+                "mount /dev/vdb /new-root btrfs"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_type_refused() {
+        let mut s = FakeSys::default().fail("mount", Errno::INVAL);
+        s.dirs.insert("/new-root".into());
+        let err =
+            mount_volume(&mut s, &cfg(&["xfs", "btrfs"]), Path::new("/dev/vdb"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "could not mount /dev/vdb on /new-root as any of: xfs (errno 22 (Invalid argument)), \
+             btrfs (errno 22 (Invalid argument))"
+        );
+        // One type only: its own error, with the flags.
+        let err = mount_volume(&mut s, &cfg(&[]), Path::new("/dev/vdb"), Some(ext4())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mounting /dev/vdb on /new-root as ext4 (flags rw) failed: errno 22 (Invalid argument)"
+        );
+    }
+
+    #[test]
+    fn new_root_that_cannot_be_made() {
+        let mut s = FakeSys::default().fail("mkdir /new-root", Errno::ROFS);
+        let err = mount_volume(&mut s, &cfg(&[]), Path::new("/dev/vdb"), Some(ext4())).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Mkdir {
+                errno: Errno::ROFS,
+                ..
+            }
+        ));
+        assert_eq!(s.log(), ["mkdir /new-root"]);
+    }
 }

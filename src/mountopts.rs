@@ -1,7 +1,7 @@
 //! Mount options as a user writes them (`ro,noatime,data=ordered`), split into
 //! kernel mount flags and the data string passed to the filesystem.
 
-use rustix::mount::MountFlags;
+use crate::sys::MountFlags;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOpts {
@@ -76,17 +76,23 @@ impl MountOpts {
 
     /// The options back as text, for log lines and errors: `ro,noatime,data=x`.
     pub fn describe(&self) -> String {
-        let mut parts: Vec<&str> = vec![if self.read_only() { "ro" } else { "rw" }];
-        for (name, f) in SET.iter().skip(1) {
-            if self.flags.contains(*f) {
-                parts.push(name);
-            }
-        }
-        if !self.data.is_empty() {
-            parts.push(&self.data);
-        }
-        parts.join(",")
+        describe(self.flags, &self.data)
     }
+}
+
+/// Flags and data as option text: `ro,noatime,data=x`.
+pub fn describe(flags: MountFlags, data: &str) -> String {
+    let ro = flags.contains(MountFlags::RDONLY);
+    let mut parts: Vec<&str> = vec![if ro { "ro" } else { "rw" }];
+    for (name, f) in SET.iter().skip(1) {
+        if flags.contains(*f) {
+            parts.push(name);
+        }
+    }
+    if !data.is_empty() {
+        parts.push(data);
+    }
+    parts.join(",")
 }
 
 #[cfg(test)]

@@ -2,21 +2,13 @@
 //! at `old-root`, and carry the API filesystems (/dev, /proc, /sys, /run)
 //! over into the new root.
 
-use std::path::{Path, PathBuf};
-
-use rustix::io::Errno;
+use std::path::Path;
 
 use crate::error::{ErrnoText, Error, Result};
-
-use crate::sys::Sys;
+use crate::sys::{Errno, Sys, in_root as under};
 
 /// The API mounts that move with us when they are mounted.
 pub const API_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
-
-/// `base` + absolute `p`.
-fn under(base: &Path, p: &Path) -> PathBuf {
-    base.join(p.strip_prefix("/").unwrap_or(p))
-}
 
 /// What both modes do first: make the tree private, create the directories
 /// the moves need in the new root. Nothing here is irreversible.
@@ -126,80 +118,9 @@ pub fn switch_root(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<(
 }
 
 #[cfg(test)]
-pub mod fake {
-    use super::*;
-    use rustix::mount::MountFlags;
-
-    /// Records every call; fails the call whose text starts with `fail_on`
-    /// (pivot_root with EINVAL, as the kernel does on rootfs; others EROFS).
-    #[derive(Default)]
-    pub struct FakeSys {
-        pub calls: Vec<String>,
-        pub fail_on: Option<String>,
-        pub not_ram: bool,
-    }
-
-    impl FakeSys {
-        fn rec(&mut self, call: String) -> Result<()> {
-            let fail = self.fail_on.as_ref().is_some_and(|f| call.starts_with(f));
-            self.calls.push(call.clone());
-            if fail && call.starts_with("pivot_root") {
-                return Err(Error::PivotRoot {
-                    new_root: call.clone(),
-                    put_old: call,
-                    errno: Errno::INVAL,
-                });
-            }
-            if fail {
-                return Err(Error::Mkdir {
-                    path: call,
-                    errno: Errno::ROFS,
-                });
-            }
-            Ok(())
-        }
-    }
-
-    impl Sys for FakeSys {
-        fn mount(&mut self, src: &str, t: &Path, fs: &str, f: MountFlags, d: &str) -> Result<()> {
-            self.rec(format!("mount {src} {} {fs} {f:?} {d}", t.display()))
-        }
-        fn unmount(&mut self, t: &Path) -> Result<()> {
-            self.rec(format!("umount {}", t.display()))
-        }
-        fn make_private(&mut self) -> Result<()> {
-            self.rec("private /".into())
-        }
-        fn mkdir(&mut self, p: &Path) -> Result<()> {
-            self.rec(format!("mkdir {}", p.display()))
-        }
-        fn pivot_root(&mut self, n: &Path, o: &Path) -> Result<()> {
-            self.rec(format!("pivot_root {} {}", n.display(), o.display()))
-        }
-        fn chdir(&mut self, p: &Path) -> Result<()> {
-            self.rec(format!("chdir {}", p.display()))
-        }
-        fn move_mount(&mut self, f: &Path, t: &Path) -> Result<()> {
-            self.rec(format!("move {} {}", f.display(), t.display()))
-        }
-        fn chroot(&mut self, p: &Path) -> Result<()> {
-            self.rec(format!("chroot {}", p.display()))
-        }
-        fn root_is_ram(&mut self) -> bool {
-            self.calls.push("statfs /".into());
-            !self.not_ram
-        }
-        fn free_initramfs(&mut self) -> (usize, u64) {
-            self.calls.push("free /".into());
-            (3, 4096)
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::fake::FakeSys;
     use super::*;
+    use crate::sys::fake::FakeSys;
 
     #[test]
     fn order_of_operations() {
@@ -212,7 +133,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            s.calls,
+            s.log(),
             vec![
                 "private /",
                 "mkdir /new-root/dev",
@@ -231,21 +152,15 @@ mod tests {
 
     #[test]
     fn failure_before_pivot_stops_before_pivot() {
-        let mut s = FakeSys {
-            fail_on: Some("mkdir /mnt/v/boot".into()),
-            ..FakeSys::default()
-        };
+        let mut s = FakeSys::default().fail("mkdir /mnt/v/boot", Errno::ROFS);
         let err = switch(&mut s, Path::new("/mnt/v"), Path::new("/boot"), &["/dev"]);
         assert!(err.is_err());
-        assert!(!s.calls.iter().any(|c| c.starts_with("pivot_root")));
+        assert!(!s.log().iter().any(|c| c.starts_with("pivot_root")));
     }
 
     #[test]
     fn initramfs_falls_back_to_switch_root_on_einval() {
-        let mut s = FakeSys {
-            fail_on: Some("pivot_root".into()),
-            ..FakeSys::default()
-        };
+        let mut s = FakeSys::default().fail("pivot_root", Errno::INVAL);
         let how = switch_initramfs(
             &mut s,
             Path::new("/new-root"),
@@ -255,7 +170,7 @@ mod tests {
         .unwrap();
         assert_eq!(how, How::SwitchRoot);
         assert_eq!(
-            s.calls,
+            s.log(),
             vec![
                 "private /",
                 "mkdir /new-root/dev",
@@ -287,21 +202,18 @@ mod tests {
         .unwrap();
         assert_eq!(how, How::PivotRoot);
         assert_eq!(
-            &s.calls[s.calls.len() - 3..],
+            &s.log()[s.calls.len() - 3..],
             &["chdir /", "move /old-root/dev /dev", "umount /old-root"]
         );
     }
 
     #[test]
     fn read_only_volume_goes_straight_to_switch_root() {
-        let mut s = FakeSys {
-            fail_on: Some("mkdir /new-root/old-root".into()),
-            ..FakeSys::default()
-        };
+        let mut s = FakeSys::default().fail("mkdir /new-root/old-root", Errno::ROFS);
         let how =
             switch_initramfs(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[]).unwrap();
         assert_eq!(how, How::SwitchRoot);
-        assert!(!s.calls.iter().any(|c| c.starts_with("pivot_root")));
+        assert!(!s.log().iter().any(|c| c.starts_with("pivot_root")));
     }
 
     #[test]
@@ -312,15 +224,12 @@ mod tests {
         };
         let err = switch_root(&mut s, Path::new("/new-root"), &["/dev"]).unwrap_err();
         assert!(matches!(err, Error::NotInitramfs));
-        assert_eq!(s.calls, vec!["statfs /"]);
+        assert_eq!(s.log(), vec!["statfs /"]);
     }
 
     #[test]
     fn failed_move_after_pivot_is_not_fatal() {
-        let mut s = FakeSys {
-            fail_on: Some("move /old-root/run".into()),
-            ..FakeSys::default()
-        };
+        let mut s = FakeSys::default().fail("move /old-root/run", Errno::INVAL);
         switch(
             &mut s,
             Path::new("/new-root"),
@@ -329,8 +238,68 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            s.calls.last().map(String::as_str),
+            s.log().last().map(String::as_str),
             Some("move /old-root/dev /dev")
         );
+    }
+
+    #[test]
+    fn every_failure_up_to_pivot_root_is_an_error_with_nothing_moved() {
+        for (step, errno) in [
+            ("private /", Errno::INVAL),
+            ("mkdir /new-root/dev", Errno::ROFS),
+            ("mkdir /new-root/old-root", Errno::ROFS),
+            ("chdir /new-root", Errno::ACCESS),
+            ("pivot_root", Errno::PERM),
+        ] {
+            let mut s = FakeSys::default().fail(step, errno);
+            let err = switch(
+                &mut s,
+                Path::new("/new-root"),
+                Path::new("/old-root"),
+                &["/dev"],
+            )
+            .unwrap_err();
+            let log = s.log();
+            assert!(
+                log.last().is_some_and(|c| c.starts_with(step)),
+                "{step}: {log:?}"
+            );
+            assert!(
+                !log.iter().any(|c| c.starts_with("move")),
+                "{step}: {log:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&ErrnoText(errno).to_string()),
+                "{step}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn initramfs_errors_other_than_einval_are_not_papered_over() {
+        let mut s = FakeSys::default().fail("pivot_root", Errno::PERM);
+        let err = switch_initramfs(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[])
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::PivotRoot {
+                errno: Errno::PERM,
+                ..
+            }
+        ));
+        assert!(!s.log().iter().any(|c| c == "free /"));
+        // switch_root: the new root cannot be moved onto /.
+        let mut s = FakeSys::default()
+            .fail("pivot_root", Errno::INVAL)
+            .fail("move /new-root /", Errno::INVAL);
+        let err = switch_initramfs(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "moving mount /new-root to / failed: errno 22 (Invalid argument)"
+        );
+        assert!(!s.log().iter().any(|c| c.starts_with("chroot")));
     }
 }

@@ -11,7 +11,6 @@ pub struct Uevent {
     pub devpath: String,
     pub subsystem: String,
     pub devname: String,
-    pub devtype: String,
     pub major: Option<u32>,
     pub minor: Option<u32>,
     /// The device's modalias, for loading its driver.
@@ -50,7 +49,6 @@ pub fn parse(msg: &[u8]) -> Option<Uevent> {
             "DEVPATH" => ev.devpath = v.to_string(),
             "SUBSYSTEM" => ev.subsystem = v.to_string(),
             "DEVNAME" => ev.devname = v.to_string(),
-            "DEVTYPE" => ev.devtype = v.to_string(),
             "MAJOR" => ev.major = v.parse().ok(),
             "MINOR" => ev.minor = v.parse().ok(),
             "MODALIAS" => ev.modalias = v.to_string(),
@@ -79,7 +77,6 @@ DEVNAME=nvme1n1\0DEVTYPE=disk\0DISKSEQ=3\0SEQNUM=1234\0";
         assert_eq!(ev.action, "add");
         assert_eq!(ev.subsystem, "block");
         assert_eq!(ev.devname, "nvme1n1");
-        assert_eq!(ev.devtype, "disk");
         assert_eq!((ev.major, ev.minor), (Some(259), Some(2)));
         assert!(ev.is_block_arrival());
     }

@@ -2,10 +2,11 @@
 //! executable, and is its interpreter (ELF PT_INTERP or `#!`) on the volume too?
 //! Parsing is pure code over bytes; file access resolves paths inside the root.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
+use crate::error::ErrnoText;
+use crate::sys::{self, Errno, FileType};
 
 /// What a program needs to start, read from its first bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,78 +90,81 @@ fn elf_interp(b: &[u8]) -> Option<Needs> {
     Some(Needs::Nothing)
 }
 
-/// Opens `p` (absolute as seen from inside `root`) resolving every symlink
-/// inside `root`, so `/sbin/init -> /lib/systemd/systemd` is checked on the
-/// volume, not on the root we run from.
-fn open_in(root: &Path, p: &Path, flags: OFlags) -> Result<std::os::fd::OwnedFd, Errno> {
-    let rel = p.strip_prefix("/").unwrap_or(p);
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    match rustix::fs::openat2(
-        &dir,
-        rel,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT,
-    ) {
-        // Kernels before 5.6 have no openat2: use the plain path.
-        Err(Errno::NOSYS) => {
-            rustix::fs::open(root.join(rel), flags | OFlags::CLOEXEC, Mode::empty())
+/// Why a file cannot be run as an init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitProblem {
+    NotFound,
+    Open(Errno),
+    Stat(Errno),
+    NotRegular,
+    NotExecutable,
+    Malformed,
+    InterpreterNotAbsolute(String),
+    TooDeep,
+    /// Its interpreter cannot be run, and why.
+    Interpreter(String, Box<InitProblem>),
+}
+
+impl fmt::Display for InitProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitProblem::NotFound => write!(f, "not found"),
+            InitProblem::Open(e) => write!(f, "cannot open: {}", ErrnoText(*e)),
+            InitProblem::Stat(e) => write!(f, "cannot stat: {}", ErrnoText(*e)),
+            InitProblem::NotRegular => write!(f, "not a regular file"),
+            InitProblem::NotExecutable => write!(f, "not executable"),
+            InitProblem::Malformed => write!(f, "a truncated or malformed executable"),
+            InitProblem::InterpreterNotAbsolute(i) => {
+                write!(f, "its interpreter {i} is not an absolute path")
+            }
+            InitProblem::TooDeep => write!(f, "too many levels of interpreters"),
+            InitProblem::Interpreter(i, why) => {
+                write!(f, "its interpreter {i} is missing or unusable ({why})")
+            }
         }
-        r => r,
     }
 }
 
 /// Why `p` cannot be run as an init inside `root`, or `None` when it can.
-pub fn init_problem(root: &Path, p: &Path) -> Option<String> {
+pub fn init_problem(root: &Path, p: &Path) -> Option<InitProblem> {
     problem(root, p, 0)
 }
 
-fn problem(root: &Path, p: &Path, depth: u32) -> Option<String> {
-    let fd = match open_in(root, p, OFlags::RDONLY) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Some("not found".into()),
-        Err(e) => return Some(format!("cannot open: {}", crate::error::ErrnoText(e))),
+fn problem(root: &Path, p: &Path, depth: u32) -> Option<InitProblem> {
+    let file = match sys::open_in_root(root, p) {
+        Ok(f) => f,
+        Err(Errno::NOENT) => return Some(InitProblem::NotFound),
+        Err(e) => return Some(InitProblem::Open(e)),
     };
-    let st = match rustix::fs::fstat(&fd) {
+    let st = match file.info() {
         Ok(st) => st,
-        Err(e) => return Some(format!("cannot stat: {}", crate::error::ErrnoText(e))),
+        Err(e) => return Some(InitProblem::Stat(e)),
     };
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Some("not a regular file".into());
+    if st.kind != FileType::RegularFile {
+        return Some(InitProblem::NotRegular);
     }
-    if st.st_mode & 0o111 == 0 {
-        return Some("not executable".into());
+    if st.mode & 0o111 == 0 {
+        return Some(InitProblem::NotExecutable);
     }
     // The first 4 KiB hold the ELF and program headers of any usual binary;
     // read more only when they do not (a disk read costs on the boot path).
-    let read_head = |len: usize| {
-        let mut head = vec![0u8; len];
-        let n = rustix::io::pread(&fd, &mut head, 0).unwrap_or(0);
-        head.truncate(n);
-        head
-    };
-    let mut what = needs(&read_head(4096));
+    let mut what = needs(&file.head(4096));
     if what == Needs::BrokenElf {
-        what = needs(&read_head(64 * 1024));
+        what = needs(&file.head(64 * 1024));
     }
     match what {
         Needs::Nothing => None,
-        Needs::BrokenElf => Some("a truncated or malformed executable".into()),
+        Needs::BrokenElf => Some(InitProblem::Malformed),
         Needs::Interpreter(i) => {
             let interp = PathBuf::from(&i);
             if !interp.is_absolute() {
-                return Some(format!("its interpreter {i} is not an absolute path"));
+                return Some(InitProblem::InterpreterNotAbsolute(i));
             }
             // The kernel follows up to 4 levels of interpreters.
             if depth >= 4 {
-                return Some("too many levels of interpreters".into());
+                return Some(InitProblem::TooDeep);
             }
-            problem(root, &interp, depth + 1)
-                .map(|why| format!("its interpreter {i} is missing or unusable ({why})"))
+            problem(root, &interp, depth + 1).map(|why| InitProblem::Interpreter(i, Box::new(why)))
         }
     }
 }
@@ -214,7 +218,9 @@ mod tests {
         };
         exe("sbin/init", b"#!/bin/nonexistent\n");
         assert_eq!(
-            init_problem(&root, Path::new("/sbin/init")).unwrap(),
+            init_problem(&root, Path::new("/sbin/init"))
+                .unwrap()
+                .to_string(),
             "its interpreter /bin/nonexistent is missing or unusable (not found)"
         );
         exe("bin/nonexistent", b"#!/bin/sh\n");
@@ -222,22 +228,23 @@ mod tests {
         assert!(
             init_problem(&root, Path::new("/sbin/init"))
                 .unwrap()
+                .to_string()
                 .contains("/bin/sh is missing")
         );
         exe("bin/sh", &std::fs::read("/bin/busybox").unwrap()[..4096]);
         assert_eq!(init_problem(&root, Path::new("/sbin/init")), None);
         std::fs::write(root.join("bin/data"), b"x").unwrap();
         assert_eq!(
-            init_problem(&root, Path::new("/bin/data")).unwrap(),
-            "not executable"
+            init_problem(&root, Path::new("/bin/data")),
+            Some(InitProblem::NotExecutable)
         );
         assert_eq!(
-            init_problem(&root, Path::new("/nope")).unwrap(),
-            "not found"
+            init_problem(&root, Path::new("/nope")),
+            Some(InitProblem::NotFound)
         );
         assert_eq!(
-            init_problem(&root, Path::new("/bin")).unwrap(),
-            "not a regular file"
+            init_problem(&root, Path::new("/bin")),
+            Some(InitProblem::NotRegular)
         );
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -1,20 +1,16 @@
 //! The wait stage: subscribe to kernel uevents first, then scan sysfs, then
 //! sleep on the socket until a block device matching the spec appears.
 //! No sleep-polling: between events the process is blocked in `poll()`.
+//! Also the node stage ([`ensure_node`]), which makes the device's node.
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::io::Errno;
-use rustix::net::netlink::{self, SocketAddrNetlink};
-use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
-
 use crate::config::Spec;
-use crate::error::{Error, Result};
+use crate::error::{Error, NodeKind, Result};
 use crate::probe::{self, Probe};
+use crate::sys::{self, FileType, Recv, Sys, UeventSocket};
 use crate::uevent;
 
 /// How often a progress line is logged while waiting.
@@ -59,14 +55,15 @@ pub struct PartId {
 pub enum Nodes {
     /// Block nodes in this directory, created with mknod when missing.
     Dev(PathBuf),
-    /// Tests: regular files named like the devices.
-    Files(PathBuf),
     /// `pivot-init plan`: existing block nodes only; nothing is created.
     ReadOnly(PathBuf),
+    /// Unit tests: regular files named like the devices.
+    #[cfg(test)]
+    Files(PathBuf),
 }
 
 /// Reads block device facts from a sysfs tree (`/sys/class/block` at boot,
-/// a directory of files in tests) and device contents from `nodes`.
+/// another copy for `plan --sysfs`) and device contents from `nodes`.
 pub struct SysBlock {
     pub root: PathBuf,
     pub nodes: Nodes,
@@ -108,22 +105,25 @@ impl SysBlock {
     /// A path to read the device's contents from (its node, made if needed).
     pub fn content(&self, dev: &Device) -> Result<PathBuf> {
         match &self.nodes {
-            Nodes::Dev(dir) => ensure_node(dir, dev),
-            Nodes::Files(dir) => Ok(dir.join(&dev.name)),
+            Nodes::Dev(dir) => ensure_node(&mut sys::RealSys, dir, dev),
             Nodes::ReadOnly(dir) => {
                 let path = dir.join(&dev.name);
-                match crate::sys::node_at(&path) {
-                    Some((rustix::fs::FileType::BlockDevice, rdev))
-                        if rdev == rustix::fs::makedev(dev.major, dev.minor) =>
+                match sys::lstat(&path) {
+                    Ok(st)
+                        if st.kind == FileType::BlockDevice
+                            && st.rdev == sys::makedev(dev.major, dev.minor) =>
                     {
                         Ok(path)
                     }
                     _ => Err(Error::NotBlockDevice {
-                        path: crate::sys::path_str(&path),
-                        what: "missing or not this device's node".into(),
+                        path,
+                        found: NodeKind::NotThisNode,
+                        want: (dev.major, dev.minor),
                     }),
                 }
             }
+            #[cfg(test)]
+            Nodes::Files(dir) => Ok(dir.join(&dev.name)),
         }
     }
 
@@ -154,20 +154,20 @@ impl SysBlock {
         let (partn, disk) = self.partition_of(name)?;
         let path = self.content(&disk).ok()?;
         let bs = self.sector_size(&disk.name);
-        let lba1 = crate::sys::read_at(&path, bs, 512).ok()?;
+        let lba1 = sys::read_at(&path, bs, 512).ok()?;
         if let Some(h) = probe::gpt_header(&lba1) {
             if partn == 0 || partn > h.entries {
                 return None;
             }
             let off = h.entries_lba * bs + u64::from(partn - 1) * u64::from(h.entry_size);
-            let entry = crate::sys::read_at(&path, off, h.entry_size as usize).ok()?;
+            let entry = sys::read_at(&path, off, h.entry_size as usize).ok()?;
             let (uuid, label) = probe::gpt_entry(&entry)?;
             return Some(PartId {
                 uuid,
                 label: Some(label),
             });
         }
-        let sector0 = crate::sys::read_at(&path, 0, 512).ok()?;
+        let sector0 = sys::read_at(&path, 0, 512).ok()?;
         probe::mbr_signature(&sector0).map(|sig| PartId {
             uuid: probe::mbr_partuuid(sig, partn),
             label: None,
@@ -206,10 +206,7 @@ impl<'a> Facts<'a> {
     pub fn fs(&mut self) -> Option<&Probe> {
         let (sys, dev) = (self.sys, &self.dev);
         self.fs
-            .get_or_insert_with(|| {
-                let path = sys.content(dev).ok()?;
-                crate::mount::read_probe(&path).ok()?
-            })
+            .get_or_insert_with(|| probe::read(&sys.content(dev).ok()?).ok()?)
             .as_ref()
     }
 
@@ -275,6 +272,46 @@ pub fn fstype_allowed(allowed: &[String], probed: &str) -> bool {
         .any(|a| a == probed || (a == "ext4" && matches!(probed, "ext2" | "ext3")))
 }
 
+/// What to look for: the spec and, optionally, the accepted filesystem types.
+pub struct Want<'a> {
+    pub spec: &'a Spec,
+    pub fstypes: &'a [String],
+}
+
+/// Whether one device is the volume: the one verdict the boot and `plan` share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    NoMatch,
+    /// It matches the spec but holds a filesystem type `pivot.fstype` does not accept.
+    WrongFs(&'static str),
+}
+
+impl Verdict {
+    /// Why a device is passed over (for the `saw ...` line), or `None` for a match.
+    pub fn why_not(&self, want: &Want) -> Option<String> {
+        match self {
+            Verdict::Match => None,
+            Verdict::NoMatch => Some(format!("not {}", want.spec)),
+            Verdict::WrongFs(t) => Some(format!("{t}, expected {}", want.fstypes.join(" or "))),
+        }
+    }
+}
+
+/// Looks up as much of `facts` as `want` needs and judges the device.
+pub fn verdict(facts: &mut Facts, want: &Want) -> Verdict {
+    if !facts.matches(want.spec) {
+        return Verdict::NoMatch;
+    }
+    if !want.fstypes.is_empty()
+        && let Some(p) = facts.fs()
+        && !fstype_allowed(want.fstypes, p.fstype)
+    {
+        return Verdict::WrongFs(p.fstype);
+    }
+    Verdict::Match
+}
+
 /// What the wait stage hands on: the device, and its probe if one was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -286,6 +323,7 @@ pub struct Found {
 
 /// Tracks what was seen, so each non-matching device is logged once and a
 /// timeout can list everything.
+#[derive(Default)]
 pub struct Seen {
     pub devices: BTreeMap<String, String>,
 }
@@ -299,62 +337,16 @@ impl Seen {
         self.devices.insert(name.to_string(), what);
     }
 
-    pub fn list(&self) -> String {
-        if self.devices.is_empty() {
-            "none".into()
-        } else {
-            self.devices
-                .values()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+    pub fn list(&self) -> Vec<String> {
+        self.devices.values().cloned().collect()
     }
-}
-
-/// What to look for: the spec and, optionally, the accepted filesystem types.
-pub struct Want<'a> {
-    pub spec: &'a Spec,
-    pub fstypes: &'a [String],
-}
-
-/// Opens the kernel uevent socket (multicast group 1: kernel events).
-pub fn subscribe() -> Result<OwnedFd> {
-    let fd = rustix::net::socket_with(
-        AddressFamily::NETLINK,
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC,
-        Some(netlink::KOBJECT_UEVENT),
-    )
-    .map_err(|errno| Error::Netlink {
-        op: "socket",
-        errno,
-    })?;
-    // A large buffer so a burst of events (many disks at once) is not dropped;
-    // if it is, ENOBUFS makes us rescan sysfs.
-    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 1 << 20);
-    rustix::net::bind(&fd, &SocketAddrNetlink::new(0, 1))
-        .map_err(|errno| Error::Netlink { op: "bind", errno })?;
-    Ok(fd)
 }
 
 /// Checks one device; returns it when it is the one.
 fn check(sys: &SysBlock, want: &Want, dev: Device, seen: &mut Seen) -> Option<Found> {
     let at = Instant::now();
     let mut facts = Facts::new(sys, dev);
-    if !facts.matches(want.spec) {
-        seen.note(
-            &facts.dev.name.clone(),
-            facts.describe(),
-            &format!("not {}", want.spec),
-        );
-        return None;
-    }
-    if !want.fstypes.is_empty()
-        && let Some(p) = facts.fs()
-        && !fstype_allowed(want.fstypes, p.fstype)
-    {
-        let why = format!("{}, expected {}", p.fstype, want.fstypes.join(" or "));
+    if let Some(why) = verdict(&mut facts, want).why_not(want) {
         seen.note(&facts.dev.name.clone(), facts.describe(), &why);
         return None;
     }
@@ -373,170 +365,182 @@ fn scan(sys: &SysBlock, want: &Want, seen: &mut Seen) -> Option<Found> {
         .find_map(|d| check(sys, want, d, seen))
 }
 
-/// Waits until a device matching `spec` exists; `timeout` of zero means forever.
-/// `on_modalias` is called for each device added while waiting (hotplug driver loading).
+/// The device a uevent announces, when it is a block device arriving.
+fn arriving(sys: &SysBlock, ev: &uevent::Uevent) -> Option<Device> {
+    if !ev.is_block_arrival() {
+        return None;
+    }
+    match (ev.major, ev.minor) {
+        (Some(major), Some(minor)) => Some(Device {
+            name: ev.devname.clone(),
+            major,
+            minor,
+        }),
+        _ => sys.device(&ev.devname),
+    }
+}
+
+/// One wait: the clock, the progress timer and what was seen so far.
+struct Waiter<'a> {
+    want: &'a Want<'a>,
+    sys: &'a SysBlock,
+    start: Instant,
+    timeout_secs: u64,
+    deadline: Option<Instant>,
+    next_progress: Instant,
+    seen: Seen,
+}
+
+impl Waiter<'_> {
+    /// How long to sleep before the next deadline or progress line; an error
+    /// once the deadline has passed.
+    fn sleep_time(&mut self) -> Result<Duration> {
+        let now = Instant::now();
+        if let Some(d) = self.deadline
+            && now >= d
+        {
+            return Err(Error::WaitTimeout {
+                spec: self.want.spec.clone(),
+                secs: self.timeout_secs,
+                seen: self.seen.list(),
+            });
+        }
+        if now >= self.next_progress {
+            log::info!(
+                "still waiting for {} after {} s; seen so far: {}",
+                self.want.spec,
+                self.start.elapsed().as_secs(),
+                seen_text(&self.seen.list())
+            );
+            self.next_progress += PROGRESS_EVERY;
+        }
+        let wake = self
+            .deadline
+            .map_or(self.next_progress, |d| d.min(self.next_progress));
+        Ok(wake.saturating_duration_since(now))
+    }
+
+    /// Handles every queued message; the device when one is the volume.
+    fn drain(
+        &mut self,
+        sock: &UeventSocket,
+        buf: &mut [u8],
+        on_modalias: &mut dyn FnMut(&str),
+    ) -> Result<Option<Found>> {
+        loop {
+            let ev = match sock.recv(buf)? {
+                Recv::Empty => return Ok(None),
+                Recv::Overflow => {
+                    log::warn!("uevent queue overflowed; rescanning /sys/class/block");
+                    return Ok(scan(self.sys, self.want, &mut self.seen));
+                }
+                Recv::Message(msg) => match uevent::parse(msg) {
+                    Some(ev) => ev,
+                    None => continue,
+                },
+            };
+            if ev.action == "add" && !ev.modalias.is_empty() {
+                on_modalias(&ev.modalias);
+            }
+            let Some(dev) = arriving(self.sys, &ev) else {
+                continue;
+            };
+            log::debug!("uevent {} {}", ev.action, dev.describe());
+            if let Some(found) = check(self.sys, self.want, dev, &mut self.seen) {
+                log::info!(
+                    "{} appeared after {} ms",
+                    found.dev.describe(),
+                    self.start.elapsed().as_millis()
+                );
+                return Ok(Some(found));
+            }
+        }
+    }
+}
+
+fn seen_text(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// Waits until a device matching `want` exists; `timeout_secs` of zero
+/// means forever. `sock` must have been subscribed before this is called,
+/// so that a device appearing during the scan is not missed. `on_modalias`
+/// is called for each device added while waiting (hotplug driver loading).
 pub fn wait_for(
+    sock: &UeventSocket,
     want: &Want,
     sys: &SysBlock,
     timeout_secs: u64,
     on_modalias: &mut dyn FnMut(&str),
 ) -> Result<Found> {
-    let spec = want.spec;
     let start = Instant::now();
-    let sock = subscribe()?;
-    let mut seen = Seen {
-        devices: BTreeMap::new(),
+    let mut w = Waiter {
+        want,
+        sys,
+        start,
+        timeout_secs,
+        deadline: (timeout_secs > 0).then(|| start + Duration::from_secs(timeout_secs)),
+        next_progress: start + PROGRESS_EVERY,
+        seen: Seen::default(),
     };
-    if let Some(found) = scan(sys, want, &mut seen) {
+    if let Some(found) = scan(sys, want, &mut w.seen) {
         log::info!("found {} already present", found.dev.describe());
         return Ok(found);
     }
     log::info!(
-        "waiting for {spec} (uevents; timeout {})",
-        timeout_text(timeout_secs)
+        "waiting for {} (uevents; timeout {})",
+        want.spec,
+        match timeout_secs {
+            0 => "none".to_string(),
+            n => format!("{n} s"),
+        }
     );
-    let deadline = (timeout_secs > 0).then(|| start + Duration::from_secs(timeout_secs));
-    let mut next_progress = start + PROGRESS_EVERY;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let now = Instant::now();
-        if let Some(d) = deadline
-            && now >= d
+        let sleep = w.sleep_time()?;
+        if sock.wait(sleep)?
+            && let Some(found) = w.drain(sock, &mut buf, on_modalias)?
         {
-            return Err(Error::WaitTimeout {
-                spec: spec.to_string(),
-                secs: timeout_secs,
-                seen: seen.list(),
-            });
+            return Ok(found);
         }
-        if now >= next_progress {
-            log::info!(
-                "still waiting for {spec} after {} s; seen so far: {}",
-                start.elapsed().as_secs(),
-                seen.list()
-            );
-            next_progress += PROGRESS_EVERY;
-        }
-        let wake = deadline.map_or(next_progress, |d| d.min(next_progress));
-        let left = wake.saturating_duration_since(Instant::now());
-        let ts = Timespec {
-            tv_sec: left.as_secs() as _,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        let mut fds = [PollFd::new(&sock, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) | Err(Errno::INTR) => continue,
-            Ok(_) => {}
-            Err(errno) => return Err(Error::Poll { errno }),
-        }
-        // Drain every queued message.
-        loop {
-            match rustix::net::recvfrom(&sock, &mut buf[..], RecvFlags::DONTWAIT) {
-                Ok((n, _, addr)) => {
-                    // Only the kernel (port id 0) is trusted.
-                    let from_kernel = addr
-                        .and_then(|a| SocketAddrNetlink::try_from(a).ok())
-                        .is_none_or(|a| a.pid() == 0);
-                    let Some(ev) = buf.get(..n).and_then(uevent::parse) else {
-                        continue;
-                    };
-                    if !from_kernel {
-                        continue;
-                    }
-                    if ev.action == "add" && !ev.modalias.is_empty() {
-                        on_modalias(&ev.modalias);
-                    }
-                    if !ev.is_block_arrival() {
-                        continue;
-                    }
-                    let dev = match (ev.major, ev.minor) {
-                        (Some(major), Some(minor)) => Device {
-                            name: ev.devname.clone(),
-                            major,
-                            minor,
-                        },
-                        _ => match sys.device(&ev.devname) {
-                            Some(d) => d,
-                            None => continue,
-                        },
-                    };
-                    log::debug!("uevent {} {}", ev.action, dev.describe());
-                    if let Some(found) = check(sys, want, dev, &mut seen) {
-                        log::info!(
-                            "{} appeared after {} ms",
-                            found.dev.describe(),
-                            start.elapsed().as_millis()
-                        );
-                        // Closing a netlink socket bound to the uevent group
-                        // waits for the kernel's broadcasts in flight (the
-                        // hot-plug burst): ~10 ms under TCG on the hot path.
-                        // Leave it to execve (it is O_CLOEXEC).
-                        std::mem::forget(sock);
-                        return Ok(found);
-                    }
-                }
-                Err(Errno::AGAIN) => break,
-                Err(Errno::INTR) => continue,
-                Err(Errno::NOBUFS) => {
-                    log::warn!("uevent queue overflowed; rescanning /sys/class/block");
-                    if let Some(found) = scan(sys, want, &mut seen) {
-                        return Ok(found);
-                    }
-                    break;
-                }
-                Err(errno) => return Err(Error::Netlink { op: "recv", errno }),
-            }
-        }
-    }
-}
-
-fn timeout_text(secs: u64) -> String {
-    if secs == 0 {
-        "none".into()
-    } else {
-        format!("{secs} s")
     }
 }
 
 /// The node stage: makes sure `dev_dir/NAME` is a block node for `dev`,
 /// creating it with mknod when missing (no devtmpfs, static /dev).
-pub fn ensure_node(dev_dir: &Path, dev: &Device) -> Result<PathBuf> {
-    use rustix::fs::FileType;
+pub fn ensure_node(s: &mut dyn Sys, dev_dir: &Path, dev: &Device) -> Result<PathBuf> {
     let path = dev_dir.join(&dev.name);
-    let want = rustix::fs::makedev(dev.major, dev.minor);
-    match crate::sys::node_at(&path) {
-        Some((FileType::BlockDevice, rdev)) if rdev == want => Ok(path),
-        Some((FileType::BlockDevice, rdev)) => Err(Error::NotBlockDevice {
-            path: crate::sys::path_str(&path),
-            what: format!(
-                "a block node for {}:{}, not {}:{}",
-                rustix::fs::major(rdev),
-                rustix::fs::minor(rdev),
-                dev.major,
-                dev.minor
-            ),
-        }),
-        Some((ft, _)) => Err(Error::NotBlockDevice {
-            path: crate::sys::path_str(&path),
-            what: match ft {
-                FileType::Directory => "a directory",
-                FileType::Symlink => "a symlink",
-                FileType::CharacterDevice => "a character device",
-                _ => "not a block device",
-            }
-            .to_string(),
-        }),
-        None => {
-            crate::sys::mknod_block(&path, dev.major, dev.minor)?;
+    let want = (dev.major, dev.minor);
+    let found = match sys::lstat(&path) {
+        Err(_) => {
+            s.mknod_block(&path, dev.major, dev.minor)?;
             log::info!(
                 "created block node {} ({}:{}) with mknod",
                 path.display(),
                 dev.major,
                 dev.minor
             );
-            Ok(path)
+            return Ok(path);
         }
-    }
+        Ok(st) if st.kind == FileType::BlockDevice => {
+            if sys::split_dev(st.rdev) == want {
+                return Ok(path);
+            }
+            let (a, b) = sys::split_dev(st.rdev);
+            NodeKind::Block(a, b)
+        }
+        Ok(st) => match st.kind {
+            FileType::Directory => NodeKind::Directory,
+            FileType::Symlink => NodeKind::Symlink,
+            FileType::CharacterDevice => NodeKind::CharDevice,
+            _ => NodeKind::Other,
+        },
+    };
+    Err(Error::NotBlockDevice { path, found, want })
 }
 
 #[cfg(test)]
@@ -646,9 +650,7 @@ mod tests {
             &ext4_sb([0xcd; 16], "part1"),
         );
 
-        let mut seen = Seen {
-            devices: BTreeMap::new(),
-        };
+        let mut seen = Seen::default();
         let cases = [
             (Spec::Name("nvme1n1".into()), "nvme1n1"),
             (Spec::Devno(259, 3), "nvme2n1p1"),
@@ -677,9 +679,7 @@ mod tests {
             None
         );
         // The fstype check rejects a matching device of another type.
-        let mut seen2 = Seen {
-            devices: BTreeMap::new(),
-        };
+        let mut seen2 = Seen::default();
         assert_eq!(
             find(&sys, Spec::Serial("vol0abc".into()), &["xfs"], &mut seen2),
             None
@@ -729,17 +729,13 @@ mod tests {
         let sys = fake(&root);
         add(&sys, "vda", "254:0", Some("boot"), b"");
         add(&sys, "nvme1/nvme1n1", "259:2", None, &[0u8; 8192]);
-        let mut seen = Seen {
-            devices: BTreeMap::new(),
-        };
+        let mut seen = Seen::default();
         assert_eq!(find(&sys, Spec::Devno(8, 240), &[], &mut seen), None);
-        assert_eq!(seen.list(), "nvme1n1 (259:2), vda (254:0)");
-        let mut seen = Seen {
-            devices: BTreeMap::new(),
-        };
+        assert_eq!(seen_text(&seen.list()), "nvme1n1 (259:2), vda (254:0)");
+        let mut seen = Seen::default();
         assert_eq!(find(&sys, Spec::Label("x".into()), &[], &mut seen), None);
         assert_eq!(
-            seen.list(),
+            seen_text(&seen.list()),
             "nvme1n1 (259:2) no known filesystem, vda (254:0) no known filesystem"
         );
         std::fs::remove_dir_all(&root).unwrap();
@@ -750,18 +746,37 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pivot-dev-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("sdp")).unwrap();
-        let err = ensure_node(&dir, &dev("sdp", 8, 240)).unwrap_err();
+        let err = ensure_node(&mut sys::RealSys, &dir, &dev("sdp", 8, 240)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("{}/sdp exists but is a directory", dir.display())
         );
-        if rustix::process::geteuid().is_root() {
-            let p = ensure_node(&dir, &dev("sdq", 8, 250)).unwrap();
-            let (ft, rdev) = crate::sys::node_at(&p).unwrap();
-            assert_eq!(ft, rustix::fs::FileType::BlockDevice);
-            assert_eq!(rdev, rustix::fs::makedev(8, 250));
+        // A missing node is made with mknod, with the device's number.
+        let mut fake = sys::fake::FakeSys::default();
+        let p = ensure_node(&mut fake, &dir, &dev("sdq", 8, 250)).unwrap();
+        assert_eq!(p, dir.join("sdq"));
+        assert_eq!(
+            fake.log(),
+            vec![format!("mknod {}/sdq 8:250", dir.display())]
+        );
+        if sys::is_root_user() {
+            let p = ensure_node(&mut sys::RealSys, &dir, &dev("sdq", 8, 250)).unwrap();
+            let st = sys::lstat(&p).unwrap();
+            assert_eq!(st.kind, FileType::BlockDevice);
+            assert_eq!(st.rdev, sys::makedev(8, 250));
             // A second call finds the node and leaves it.
-            assert_eq!(ensure_node(&dir, &dev("sdq", 8, 250)).unwrap(), p);
+            assert_eq!(
+                ensure_node(&mut sys::RealSys, &dir, &dev("sdq", 8, 250)).unwrap(),
+                p
+            );
+            let err = ensure_node(&mut sys::RealSys, &dir, &dev("sdq", 8, 1)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{}/sdq exists but is a block node for 8:250, not 8:1",
+                    dir.display()
+                )
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

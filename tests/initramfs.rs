@@ -282,7 +282,7 @@ fn unknown_module_fails_and_waits() {
     );
     vm.wait_console("pivot-init: nothing left to run; PID 1 waits");
     let console = vm.console_text();
-    let failed = lines_with(&console, "pivot-init: FAILED at prepare: ");
+    let failed = lines_with(&console, "pivot-init: FAILED at modules: ");
     assert_eq!(failed.len(), 1, "{console}");
     assert!(
         failed[0].trim_end().ends_with(

@@ -92,7 +92,7 @@ fn add_modules(arc: &mut Archive, dir: &Path, wanted: &[String]) -> Result<usize
     let deps = DepMap::parse(&dep_text);
     let builtin_text = std::fs::read(dir.join("modules.builtin")).unwrap_or_default();
     let builtin = modules::parse_builtin(&String::from_utf8_lossy(&builtin_text));
-    let files = deps.resolve(wanted, &builtin)?;
+    let files = deps.resolve(wanted, &builtin).map_err(|e| e.to_string())?;
     let base = format!("/lib/modules/{version}");
     let mut dep_out = String::new();
     for rel in &files {

@@ -1,0 +1,541 @@
+//! The boot: one context value ([`Boot`]) that owns everything the boot
+//! learns and holds, and the pipeline over named stages that reads
+//! top to bottom in [`Boot::pipeline`].
+
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::config::{self, Config, OnFail};
+use crate::error::{ErrnoText, Error, Result};
+use crate::modules::Loader;
+use crate::policy::{self, Have};
+use crate::sys::{self, Halt, MountFlags, RealSys, Sys, UeventSocket, process};
+use crate::wait::{self, Found, Nodes, SysBlock, Want};
+use crate::{exec, hook, kmsg, modules, mount, preflight, switch};
+
+/// The stages, in order; the current one names a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Config,
+    Prepare,
+    Modules,
+    Wait,
+    Node,
+    Mount,
+    Hook,
+    Switch,
+    Exec,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 9] = [
+        Stage::Config,
+        Stage::Prepare,
+        Stage::Modules,
+        Stage::Wait,
+        Stage::Node,
+        Stage::Mount,
+        Stage::Hook,
+        Stage::Switch,
+        Stage::Exec,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Config => "config",
+            Stage::Prepare => "prepare",
+            Stage::Modules => "modules",
+            Stage::Wait => "wait",
+            Stage::Node => "node",
+            Stage::Mount => "mount",
+            Stage::Hook => "hook",
+            Stage::Switch => "switch",
+            Stage::Exec => "exec",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// What the failure policy needs, kept where the panic hook can reach it:
+/// the one piece of global state. [`Boot`] updates it as the boot goes.
+#[derive(Clone)]
+struct Snapshot {
+    cfg: Config,
+    argv: Vec<OsString>,
+    stage: Stage,
+    mounted: Option<PathBuf>,
+    switched: bool,
+}
+
+static PANIC_VIEW: Mutex<Option<Snapshot>> = Mutex::new(None);
+
+/// The boot's state: the config, PID 1's arguments, where the boot is, what
+/// it has mounted and switched, and what it holds open.
+pub struct Boot {
+    cfg: Config,
+    argv: Vec<OsString>,
+    sys: RealSys,
+    stage: Stage,
+    t0: Instant,
+    /// Each stage's duration, for the summary line (every log line is a
+    /// synchronous console write, which would slow the switch itself).
+    timings: Vec<(Stage, u128)>,
+    cpu_at_start: Option<u64>,
+    /// The volume's mount point while it is mounted (undone on failure).
+    mounted: Option<PathBuf>,
+    /// pivot_root or switch_root happened: the boot root is no longer `/`.
+    switched: bool,
+    /// Subscribed once, before the first scan; kept open until `execve`.
+    uevents: Option<UeventSocket>,
+    loader: Option<Loader>,
+}
+
+/// PID 1's entry point. Never returns.
+pub fn run() -> ! {
+    kmsg::init();
+    std::panic::set_hook(Box::new(|info| {
+        let msg = match info.location() {
+            Some(l) => format!("{info} at {}:{}", l.file(), l.line()),
+            None => info.to_string(),
+        };
+        let snap = PANIC_VIEW.try_lock().ok().and_then(|g| g.clone());
+        let mut boot = Boot::from_snapshot(snap);
+        boot.fail(Error::Panic { msg });
+        // The shell was left: start over (this binary from the top) rather
+        // than return, which would abort PID 1.
+        let e = exec::exec(Path::new("/proc/self/exe"), &boot.argv);
+        log::error!("{e}; waiting forever");
+        process::wait_forever()
+    }));
+    let mut boot = Boot::start();
+    loop {
+        let err = match boot.pipeline() {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        boot.fail(err);
+        // Only the shell action comes back here.
+        log::info!("the shell exited; retrying the boot from the wait stage");
+    }
+}
+
+impl Boot {
+    fn from_snapshot(snap: Option<Snapshot>) -> Boot {
+        let snap = snap.unwrap_or_else(|| Snapshot {
+            cfg: Config::default(),
+            argv: std::env::args_os().collect(),
+            stage: Stage::Config,
+            mounted: None,
+            switched: false,
+        });
+        Boot {
+            cfg: snap.cfg,
+            argv: snap.argv,
+            sys: RealSys,
+            stage: snap.stage,
+            t0: Instant::now(),
+            timings: Vec::new(),
+            cpu_at_start: None,
+            mounted: snap.mounted,
+            switched: snap.switched,
+            uevents: None,
+            loader: None,
+        }
+    }
+
+    /// The config and prepare stages: /proc, the settings, /sys, /dev, the log.
+    fn start() -> Boot {
+        let mut boot = Boot::from_snapshot(None);
+        boot.publish();
+        let t = Instant::now();
+        let api = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        boot.mount_api("proc", "/proc", "proc", api, "");
+        // PID 1's CPU counters include the kernel's own init work before exec.
+        boot.cpu_at_start = sys::cpu_us();
+        // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
+        let (cfg, warnings) = config::read_boot_config(sys::root_is_ram());
+        boot.cfg = cfg;
+        boot.timings.push((Stage::Config, t.elapsed().as_millis()));
+        boot.enter(Stage::Prepare);
+        let t = Instant::now();
+        boot.prepare(&warnings);
+        boot.timings.push((Stage::Prepare, t.elapsed().as_millis()));
+        boot
+    }
+
+    fn prepare(&mut self, warnings: &[String]) {
+        let api = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        self.mount_api("sysfs", "/sys", "sysfs", api, "");
+        if self.cfg.devtmpfs {
+            self.mount_api(
+                "devtmpfs",
+                "/dev",
+                "devtmpfs",
+                MountFlags::NOSUID,
+                "mode=0755",
+            );
+        }
+        sys::ensure_console_fds();
+        // Lift the kernel's rate limit on /dev/kmsg writers so no line is lost
+        // (refused when printk.devkmsg= is on the command line: that wins).
+        let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+        if !kmsg::open_kmsg() {
+            log::warn!("cannot open /dev/kmsg; logging to the console");
+        }
+        kmsg::set_level(self.cfg.loglevel);
+        log::info!(
+            "pivot-init {} starting as PID {} ({} mode)",
+            env!("CARGO_PKG_VERSION"),
+            sys::getpid(),
+            if self.cfg.initramfs {
+                "initramfs"
+            } else {
+                "machine image"
+            }
+        );
+        for w in warnings {
+            log::warn!("{w}");
+        }
+    }
+
+    /// Mounts an API filesystem unless something is mounted there already.
+    fn mount_api(&mut self, src: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) {
+        let p = Path::new(target);
+        if self.sys.is_mount_point(p) {
+            return;
+        }
+        if !self.sys.is_dir(p)
+            && let Err(e) = self.sys.mkdir(p)
+        {
+            log::error!("{e}");
+            return;
+        }
+        match self.sys.mount(Path::new(src), p, fstype, flags, data) {
+            Ok(()) => log::debug!("mounted {fstype} on {target}"),
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
+    /// Tells the panic hook where the boot is.
+    fn publish(&self) {
+        if let Ok(mut v) = PANIC_VIEW.lock() {
+            *v = Some(Snapshot {
+                cfg: self.cfg.clone(),
+                argv: self.argv.clone(),
+                stage: self.stage,
+                mounted: self.mounted.clone(),
+                switched: self.switched,
+            });
+        }
+    }
+
+    fn enter(&mut self, stage: Stage) {
+        self.stage = stage;
+        self.publish();
+        if self.cfg.debug_panic == Some(stage) {
+            panic!("pivot.debug_panic={} asked for a panic here", stage.name());
+        }
+    }
+
+    /// Runs `f` as one stage and records how long it took.
+    fn stage<T>(&mut self, s: Stage, f: impl FnOnce(&mut Boot) -> Result<T>) -> Result<T> {
+        self.enter(s);
+        let t = Instant::now();
+        let r = f(self);
+        let ms = t.elapsed().as_millis();
+        log::debug!("stage {} took {ms} ms", s.name());
+        self.timings.push((s, ms));
+        r
+    }
+
+    /// The pipeline from the modules to the exec. Returns only on failure.
+    fn pipeline(&mut self) -> Result<Infallible> {
+        self.timings.truncate(2);
+        if !self.cfg.modules.is_empty() || self.cfg.coldplug_on() {
+            self.stage(Stage::Modules, Boot::load_modules)?;
+        }
+        let cpu_before_wait = sys::cpu_us();
+        let found = self.stage(Stage::Wait, Boot::wait)?;
+        let cpu_waiting = sys::cpu_us()
+            .zip(cpu_before_wait)
+            .map(|(a, b)| a.saturating_sub(b));
+        let node = self.stage(Stage::Node, |b| {
+            wait::ensure_node(&mut b.sys, Path::new("/dev"), &found.dev)
+        })?;
+        let fstype = self.stage(Stage::Mount, |b| b.mount(&node, &found))?;
+        self.stage(Stage::Hook, |b| hook::run(&b.cfg, &node, &fstype))?;
+        let (init, how) = self.stage(Stage::Switch, Boot::switch)?;
+        self.enter(Stage::Exec);
+        let reaped = process::reap_children();
+        if reaped > 0 {
+            log::info!("reaped {reaped} leftover child process(es)");
+        }
+        self.summary(&node, &fstype, &how, &found, cpu_waiting, &init);
+        Err(self.exec(&init))
+    }
+
+    /// Loads `pivot.modules` (an error is fatal) and, with coldplug, the
+    /// drivers of the devices present; keeps the loader for drivers of
+    /// devices that come later. Without a module tree, coldplug alone is
+    /// quietly skipped.
+    fn load_modules(&mut self) -> Result<()> {
+        let dir = Path::new("/lib/modules").join(sys::kernel_release());
+        let loader = match modules::Loader::open(&dir) {
+            Ok(l) => l,
+            Err(e) if self.cfg.modules.is_empty() => {
+                log::debug!("no coldplug: {e}");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !self.cfg.modules.is_empty() {
+            let n = loader.load(&self.cfg.modules)?;
+            log::info!("loaded {n} module(s) for {}", self.cfg.modules.join(","));
+        }
+        if self.cfg.coldplug_on() {
+            let n = loader.coldplug(Path::new("/sys/bus"));
+            if n > 0 {
+                log::info!("coldplug: loaded {n} module(s) for the devices present");
+            }
+        }
+        self.loader = Some(loader);
+        Ok(())
+    }
+
+    /// Subscribes to uevents (once, kept across retries), then waits.
+    fn wait(&mut self) -> Result<Found> {
+        let spec = self.cfg.root.as_ref().ok_or(Error::NoRootSpec)?;
+        let sock = match self.uevents.take() {
+            Some(s) => s,
+            None => UeventSocket::subscribe()?,
+        };
+        let sysfs = SysBlock {
+            root: PathBuf::from("/sys/class/block"),
+            nodes: Nodes::Dev(PathBuf::from("/dev")),
+        };
+        let want = Want {
+            spec,
+            fstypes: &self.cfg.fstypes,
+        };
+        let loader = self.loader.as_ref();
+        let mut hotplug = |modalias: &str| {
+            if let Some(l) = loader {
+                l.load_for(modalias);
+            }
+        };
+        let found = wait::wait_for(&sock, &want, &sysfs, self.cfg.timeout_secs, &mut hotplug);
+        self.uevents = Some(sock);
+        found
+    }
+
+    fn mount(&mut self, node: &Path, found: &Found) -> Result<String> {
+        let fstype = mount::mount_volume(&mut self.sys, &self.cfg, node, found.fs.clone())?;
+        self.mounted = Some(self.cfg.new_root.clone());
+        self.publish();
+        Ok(fstype)
+    }
+
+    /// Checks the init, then switches; returns the init and how the root was switched.
+    fn switch(&mut self) -> Result<(PathBuf, String)> {
+        // Everything that can make us fail over is checked before pivot_root.
+        let init = preflight::init(&self.cfg.new_root, &self.cfg)?;
+        log::debug!("checked init {}", init.display());
+        let moves: Vec<&str> = switch::API_MOUNTS
+            .into_iter()
+            .filter(|m| self.sys.is_mount_point(Path::new(m)))
+            .collect();
+        let (new_root, old_root) = (&self.cfg.new_root, &self.cfg.old_root);
+        let mut how = if self.cfg.initramfs {
+            // A failure here runs the normal policy (a shell if one is left, else wait).
+            match switch::switch_initramfs(&mut self.sys, new_root, old_root, &moves)? {
+                switch::How::PivotRoot => "pivot_root (initramfs detached)".to_string(),
+                switch::How::SwitchRoot => "switch_root".to_string(),
+            }
+        } else {
+            switch::switch(&mut self.sys, new_root, old_root, &moves)?;
+            format!("pivot_root, boot root at {}", old_root.display())
+        };
+        self.switched = true;
+        self.publish();
+        how.push_str(&format!(", moved {}", moves.join(" ")));
+        Ok((init, how))
+    }
+
+    /// The last line before `exec`: device, how, times, CPU, memory.
+    fn summary(
+        &self,
+        node: &Path,
+        fstype: &str,
+        how: &str,
+        found: &Found,
+        cpu_waiting: Option<u64>,
+        init: &Path,
+    ) {
+        let stages: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(s, ms)| format!("{} {ms}", s.name()))
+            .collect();
+        let cpu_total = sys::cpu_us()
+            .zip(self.cpu_at_start)
+            .map(|(a, b)| a.saturating_sub(b));
+        log::info!(
+            "switched to {} ({fstype}) by {how}; uevent to exec {} ms; start to exec {} ms (uptime {} ms); \
+             stages {} ms; cpu {} ms while waiting, {} ms since start; VmHWM {} KiB; exec {}",
+            node.display(),
+            ms3(found.at.elapsed().as_micros()),
+            self.t0.elapsed().as_millis(),
+            sys::uptime_ms(),
+            stages.join(", "),
+            cpu_waiting.map_or("?".to_string(), |us| ms3(us.into())),
+            cpu_total.map_or("?".to_string(), |us| ms3(us.into())),
+            sys::vm_hwm_kib().map_or("?".to_string(), |k| k.to_string()),
+            init.display()
+        );
+    }
+
+    /// Execs the chosen init; if that still fails, the other candidates.
+    fn exec(&self, init: &Path) -> Error {
+        let mut last = exec::exec(init, &self.argv);
+        // The chosen init was checked; if exec still fails, try the others.
+        for c in exec::candidates(&self.cfg.init) {
+            if c != init && exec::executable_in(Path::new("/"), &c) {
+                log::error!("{last}; trying {}", c.display());
+                last = exec::exec(&c, &self.argv);
+            }
+        }
+        last
+    }
+
+    /// The failure policy: log one status line
+    /// `FAILED at <stage>: <reason>; action: <action>`, undo the mount, then
+    /// run the action. Returns only after the shell action's shell exits (the
+    /// caller retries the boot); every other action never returns.
+    fn fail(&mut self, err: Error) {
+        let root = Path::new("/");
+        let have = Have {
+            old_init: exec::executable_in(root, &self.cfg.old_init),
+            shell: exec::executable_in(root, Path::new("/bin/sh")),
+        };
+        let d = policy::decide(self.cfg.onfail, self.cfg.initramfs, self.switched, have);
+        for skipped in &d.unusable {
+            match skipped {
+                OnFail::OldInit => {
+                    log::warn!("no usable old init at {}", self.cfg.old_init.display())
+                }
+                _ => log::warn!("no usable shell at /bin/sh"),
+            }
+        }
+        let what = d.describe(&self.cfg.old_init);
+        log::error!("FAILED at {}: {err}; action: {what}", self.stage.name());
+        if d.switched {
+            process::wait_forever();
+        }
+        if let Some(target) = self.mounted.take() {
+            self.publish();
+            unmount_volume(&mut self.sys, &target);
+        }
+        self.carry_out(d.action);
+    }
+
+    fn carry_out(&mut self, action: OnFail) {
+        match action {
+            OnFail::OldInit => {
+                let e = exec::exec(&self.cfg.old_init, &self.argv);
+                log::error!("{e}");
+            }
+            OnFail::Shell => match process::run_console_shell(Path::new("/bin/sh")) {
+                Ok(status) => {
+                    log::info!("/bin/sh ended: {status}");
+                    process::reap_children();
+                    return;
+                }
+                Err(e) => log::error!("cannot run /bin/sh: {}", ErrnoText(e)),
+            },
+            OnFail::Reboot | OnFail::PowerOff => {
+                let how = if action == OnFail::Reboot {
+                    Halt::Reboot
+                } else {
+                    Halt::PowerOff
+                };
+                let e = self.sys.halt(how);
+                log::error!("{e}");
+            }
+            OnFail::Wait => {}
+        }
+        log::error!("nothing left to run; PID 1 waits");
+        process::wait_forever()
+    }
+}
+
+/// Unmounts the volume after a failure before the switch; says how it went.
+fn unmount_volume(s: &mut dyn Sys, target: &Path) -> Option<sys::Unmounted> {
+    match s.unmount(target) {
+        Ok(how) => {
+            log::info!(
+                "unmounted {} (the volume was not changed)",
+                target.display()
+            );
+            Some(how)
+        }
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
+    }
+}
+
+/// Microseconds as `M.UUU` milliseconds, without float formatting code.
+fn ms3(us: u128) -> String {
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Errno;
+    use crate::sys::fake::FakeSys;
+
+    #[test]
+    fn stage_names_round_trip() {
+        for s in Stage::ALL {
+            assert_eq!(Stage::from_name(s.name()), Some(s));
+        }
+        assert_eq!(Stage::from_name("bogus"), None);
+    }
+
+    #[test]
+    fn undo_after_a_failure_unmounts_the_volume() {
+        let mut s = FakeSys::default();
+        assert_eq!(
+            unmount_volume(&mut s, Path::new("/new-root")),
+            Some(sys::Unmounted::Clean)
+        );
+        assert_eq!(s.log(), ["umount /new-root"]);
+        let mut s = FakeSys::default();
+        s.busy.insert("/new-root".into());
+        assert_eq!(
+            unmount_volume(&mut s, Path::new("/new-root")),
+            Some(sys::Unmounted::Detached)
+        );
+        let mut s = FakeSys::default().fail("umount", Errno::INVAL);
+        assert_eq!(unmount_volume(&mut s, Path::new("/new-root")), None);
+    }
+
+    #[test]
+    fn reboot_and_poweroff_go_through_sys() {
+        let mut s = FakeSys::default().fail("halt", Errno::PERM);
+        let e = s.halt(Halt::PowerOff);
+        assert_eq!(
+            e.to_string(),
+            "poweroff failed: errno 1 (Operation not permitted)"
+        );
+        assert_eq!(s.log(), ["halt PowerOff"]);
+    }
+}
