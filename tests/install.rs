@@ -94,3 +94,75 @@ fn install_image_refuses_non_ext() {
         "{err}"
     );
 }
+
+fn install(img: &std::path::Path, conf: &std::path::Path) -> (i32, String) {
+    let out = Command::new(root().join("scripts/install-image"))
+        .env("PIVOT_INIT_BIN", pivot_init_bin())
+        .arg(img)
+        .arg("--config")
+        .arg(conf)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Host paths with spaces, quotes or debugfs syntax in them reach the image
+/// intact; a path with a newline is refused before anything is written.
+#[test]
+fn install_image_takes_odd_paths_and_refuses_newlines() {
+    let s = Scratch::new("install-paths");
+    let fs =
+        plain_boot_tree(s.0.join("plain"), "/sbin/init").ext4(&s.0.join("boot.fs"), 16, "bootdisk");
+    let dir = s.0.join("my conf's \"dir\"; rm -rf x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("pivot init.conf");
+    std::fs::write(&conf, "root = LABEL=odd\n").unwrap();
+    let (code, out) = install(&fs, &conf);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        debugfs_cat(&fs, "/etc/pivot-init.conf"),
+        "root = LABEL=odd\n"
+    );
+    let bad = s.0.join("two\nlines.conf");
+    std::fs::write(&bad, "root = LABEL=x\n").unwrap();
+    let (code, out) = install(&fs, &bad);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("install-image: refusing a path with a newline in it: "),
+        "{out}"
+    );
+    assert_eq!(
+        debugfs_cat(&fs, "/etc/pivot-init.conf"),
+        "root = LABEL=odd\n"
+    );
+}
+
+/// An image without room for the binary is refused before anything is
+/// written: its /sbin/init is still the original.
+#[test]
+fn install_image_checks_free_space_first() {
+    let s = Scratch::new("install-full");
+    let t = Tree::new(s.0.join("full"));
+    t.file("/sbin/init", old_init_script().as_bytes(), 0o755);
+    t.file("/filler", &vec![0x5a; 2600 * 1000], 0o644);
+    let fs = t.ext4(&s.0.join("boot.fs"), 4, "full");
+    let before = std::fs::read(&fs).unwrap();
+    let conf = s.0.join("pivot-init.conf");
+    std::fs::write(&conf, "root = LABEL=x\n").unwrap();
+    let (code, out) = install(&fs, &conf);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("bytes free,") && out.contains("needed: grow it first"),
+        "{out}"
+    );
+    assert_eq!(debugfs_cat(&fs, "/sbin/init"), old_init_script());
+    assert!(
+        std::fs::read(&fs).unwrap() == before,
+        "the image was written"
+    );
+}

@@ -187,8 +187,7 @@ fn run() -> Result<(), String> {
     let cpio = arc.write();
     let raw = cpio.len();
     let out = compress(cpio, &a.compress)?;
-    std::fs::write(&a.output, &out)
-        .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
+    write_atomically(&a.output, &out)?;
     println!(
         "{}: {} bytes ({} KiB; {} uncompressed, {}), {} entries, {} module file(s)",
         a.output.display(),
@@ -199,6 +198,29 @@ fn run() -> Result<(), String> {
         arc.entries.len(),
         nmods
     );
+    Ok(())
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it and renames it
+/// over `path`: an interrupted build never leaves a truncated image.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .ok_or(format!("{} is not a file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    let r = written.and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write {}: {e}", path.display()));
+    }
     Ok(())
 }
 
