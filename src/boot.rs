@@ -11,8 +11,11 @@ use std::time::Instant;
 use crate::config::{self, Config, OnFail};
 use crate::error::{ErrnoText, Error, Result};
 use crate::modules::Loader;
+use crate::mountopts::MountOpts;
 use crate::policy::{self, Have};
+use crate::preflight::HookCheck;
 use crate::sys::{self, Halt, MountFlags, RealSys, Sys, UeventSocket, process};
+use crate::verify::CheckedInit;
 use crate::wait::{self, Found, Nodes, SysBlock, Want};
 use crate::{exec, hook, kmsg, modules, mount, preflight, switch};
 
@@ -25,19 +28,21 @@ pub enum Stage {
     Wait,
     Node,
     Mount,
+    Check,
     Hook,
     Switch,
     Exec,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Config,
         Stage::Prepare,
         Stage::Modules,
         Stage::Wait,
         Stage::Node,
         Stage::Mount,
+        Stage::Check,
         Stage::Hook,
         Stage::Switch,
         Stage::Exec,
@@ -51,6 +56,7 @@ impl Stage {
             Stage::Wait => "wait",
             Stage::Node => "node",
             Stage::Mount => "mount",
+            Stage::Check => "check",
             Stage::Hook => "hook",
             Stage::Switch => "switch",
             Stage::Exec => "exec",
@@ -70,6 +76,7 @@ struct Snapshot {
     argv: Vec<OsString>,
     stage: Stage,
     mounted: Option<PathBuf>,
+    changes: Vec<&'static str>,
     switched: bool,
 }
 
@@ -89,10 +96,19 @@ pub struct Boot {
     cpu_at_start: Option<u64>,
     /// The volume's mount point while it is mounted (undone on failure).
     mounted: Option<PathBuf>,
+    /// What the boot did to the volume since it mounted it read-only
+    /// (`mounted read-write`, `the hook ran`); empty: it is unchanged.
+    changes: Vec<&'static str>,
     /// pivot_root or switch_root happened: the boot root is no longer `/`.
     switched: bool,
+    /// The API mounts the switch moved into the new root.
+    moved: Vec<&'static str>,
+    /// The exec failed after the switch and the switch was undone (or why not).
+    undo: Option<std::result::Result<(), String>>,
     /// Subscribed once, before the first scan; kept open until `execve`.
     uevents: Option<UeventSocket>,
+    /// The API filesystems pivot-init mounted itself.
+    api_mounted: Vec<&'static str>,
     loader: Option<Loader>,
 }
 
@@ -113,6 +129,10 @@ pub fn run() -> ! {
         log::error!("{e}; waiting forever");
         process::wait_forever()
     }));
+    // The Rust runtime ignores SIGPIPE; what PID 1 starts must not inherit that.
+    sys::signals::reset_all();
+    // Ctrl-Alt-Del becomes a SIGINT that the wait takes as a reboot request.
+    sys::signals::ctrl_alt_del_reboots(false);
     let mut boot = Boot::start();
     loop {
         let err = match boot.pipeline() {
@@ -132,6 +152,7 @@ impl Boot {
             argv: std::env::args_os().collect(),
             stage: Stage::Config,
             mounted: None,
+            changes: Vec::new(),
             switched: false,
         });
         Boot {
@@ -143,8 +164,12 @@ impl Boot {
             timings: Vec::new(),
             cpu_at_start: None,
             mounted: snap.mounted,
+            changes: snap.changes,
             switched: snap.switched,
+            moved: Vec::new(),
+            undo: None,
             uevents: None,
+            api_mounted: Vec::new(),
             loader: None,
         }
     }
@@ -204,8 +229,34 @@ impl Boot {
         }
     }
 
+    /// Ctrl-Alt-Del or SIGPWR while waiting: a request, not a failure. Logs
+    /// it, unmounts what pivot-init mounted, syncs and reboots or powers off.
+    fn honor(&mut self, how: Halt) -> ! {
+        log::warn!(
+            "{}: syncing, unmounting what pivot-init mounted, then {}",
+            Error::Requested(how),
+            match how {
+                Halt::Reboot => "rebooting",
+                Halt::PowerOff => "powering off",
+            }
+        );
+        for m in self.api_mounted.iter().rev() {
+            let _ = self.sys.unmount(Path::new(m));
+        }
+        let e = self.sys.halt(how);
+        log::error!("{e}; PID 1 waits");
+        process::wait_forever()
+    }
+
     /// Mounts an API filesystem unless something is mounted there already.
-    fn mount_api(&mut self, src: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) {
+    fn mount_api(
+        &mut self,
+        src: &str,
+        target: &'static str,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) {
         let p = Path::new(target);
         if self.sys.is_mount_point(p) {
             return;
@@ -217,7 +268,10 @@ impl Boot {
             return;
         }
         match self.sys.mount(Path::new(src), p, fstype, flags, data) {
-            Ok(()) => log::debug!("mounted {fstype} on {target}"),
+            Ok(()) => {
+                log::debug!("mounted {fstype} on {target}");
+                self.api_mounted.push(target);
+            }
             Err(e) => log::error!("{e}"),
         }
     }
@@ -230,6 +284,7 @@ impl Boot {
                 argv: self.argv.clone(),
                 stage: self.stage,
                 mounted: self.mounted.clone(),
+                changes: self.changes.clone(),
                 switched: self.switched,
             });
         }
@@ -261,7 +316,10 @@ impl Boot {
             self.stage(Stage::Modules, Boot::load_modules)?;
         }
         let cpu_before_wait = sys::cpu_us();
-        let found = self.stage(Stage::Wait, Boot::wait)?;
+        let found = match self.stage(Stage::Wait, Boot::wait) {
+            Err(Error::Requested(how)) => self.honor(how),
+            r => r?,
+        };
         let cpu_waiting = sys::cpu_us()
             .zip(cpu_before_wait)
             .map(|(a, b)| a.saturating_sub(b));
@@ -269,15 +327,24 @@ impl Boot {
             wait::ensure_node(&mut b.sys, Path::new("/dev"), &found.dev)
         })?;
         let fstype = self.stage(Stage::Mount, |b| b.mount(&node, &found))?;
-        self.stage(Stage::Hook, |b| hook::run(&b.cfg, &node, &fstype))?;
-        let (init, how) = self.stage(Stage::Switch, Boot::switch)?;
+        // The commit point: nothing of the volume runs and nothing on it
+        // changes before its init and hook are checked.
+        let (init, hook) = self.stage(Stage::Check, Boot::check_and_commit)?;
+        self.stage(Stage::Hook, |b| b.run_hook(hook, &node, &fstype))?;
+        let how = self.stage(Stage::Switch, Boot::switch)?;
         self.enter(Stage::Exec);
         let reaped = process::reap_children();
         if reaped > 0 {
             log::info!("reaped {reaped} leftover child process(es)");
         }
-        self.summary(&node, &fstype, &how, &found, cpu_waiting, &init);
-        Err(self.exec(&init))
+        self.summary(&node, &fstype, &how, &found, cpu_waiting, &init.path);
+        let err = self.exec(&init);
+        // The open init keeps the volume busy: close it before any undo.
+        drop(init);
+        if self.switched && !self.cfg.initramfs {
+            self.undo_switch();
+        }
+        Err(err)
     }
 
     /// Loads `pivot.modules` (an error is fatal) and, with coldplug, the
@@ -329,27 +396,105 @@ impl Boot {
                 l.load_for(modalias);
             }
         };
-        let found = wait::wait_for(&sock, &want, &sysfs, self.cfg.timeout_secs, &mut hotplug);
+        // Signals come through a descriptor while waiting, and only then:
+        // dropping it unblocks them before anything is started.
+        let signals = sys::SignalFd::new()
+            .map_err(|e| {
+                log::warn!(
+                    "no signalfd ({}): children are reaped at the exec",
+                    ErrnoText(e)
+                )
+            })
+            .ok();
+        let found = wait::wait_for(
+            &sock,
+            signals.as_ref(),
+            &want,
+            &sysfs,
+            self.cfg.timeout_secs,
+            &mut hotplug,
+        );
         self.uevents = Some(sock);
         found
     }
 
+    /// Mounts the volume read-only: the checks read it, nothing writes it.
+    /// A journal that needs recovery would be replayed even by a read-only
+    /// mount, so such a volume is mounted as configured, and the log says so.
     fn mount(&mut self, node: &Path, found: &Found) -> Result<String> {
-        let fstype = mount::mount_volume(&mut self.sys, &self.cfg, node, found.fs.clone())?;
+        let probed = match &found.fs {
+            Some(p) => Some(p.clone()),
+            None if self.cfg.fstypes.is_empty() => Some(mount::probe_device(node)?),
+            None => None,
+        };
+        let opts = &self.cfg.mount_opts;
+        let replay = probed.as_ref().is_some_and(|p| p.needs_replay);
+        let first = if replay {
+            log::warn!(
+                "{}: its journal needs recovery, which even a read-only mount writes; \
+                 mounting it {} before the checks",
+                node.display(),
+                opts.describe()
+            );
+            opts.clone()
+        } else {
+            MountOpts {
+                flags: opts.flags | MountFlags::RDONLY,
+                data: opts.data.clone(),
+            }
+        };
+        let fstype = mount::mount_volume(&mut self.sys, &self.cfg, &first, node, probed)?;
         self.mounted = Some(self.cfg.new_root.clone());
+        if replay {
+            self.changes.push("its journal was replayed");
+        }
         self.publish();
         Ok(fstype)
     }
 
-    /// Checks the init, then switches; returns the init and how the root was switched.
-    fn switch(&mut self) -> Result<(PathBuf, String)> {
-        // Everything that can make us fail over is checked before pivot_root.
-        let init = preflight::init(&self.cfg.new_root, &self.cfg)?;
-        log::debug!("checked init {}", init.display());
-        let moves: Vec<&str> = switch::API_MOUNTS
+    /// The check stage: the init (and its interpreters) and the hook are
+    /// checked on the read-only volume; then the volume is accepted and
+    /// remounted with the configured flags.
+    fn check_and_commit(&mut self) -> Result<(CheckedInit, HookCheck)> {
+        let moves = self.api_mounts();
+        let init = preflight::init(&self.cfg.new_root, &self.cfg, &moves)?;
+        log::debug!("checked init {}", init.path.display());
+        let hook = preflight::hook(&self.cfg.new_root, self.cfg.hook.as_deref());
+        let opts = &self.cfg.mount_opts;
+        if !opts.read_only() && self.changes.is_empty() {
+            self.sys
+                .remount(&self.cfg.new_root, opts.flags, &opts.data)?;
+            self.changes.push("mounted read-write");
+            self.publish();
+            log::debug!(
+                "remounted {} {}",
+                self.cfg.new_root.display(),
+                opts.describe()
+            );
+        }
+        Ok((init, hook))
+    }
+
+    fn run_hook(&mut self, hook: HookCheck, node: &Path, fstype: &str) -> Result<()> {
+        let ran = hook::run(&self.cfg, hook, node, fstype);
+        if !matches!(ran, Ok(false)) {
+            self.changes.push("the hook ran");
+            self.publish();
+        }
+        ran.map(|_| ())
+    }
+
+    /// The API filesystems mounted now: the switch carries them over.
+    fn api_mounts(&mut self) -> Vec<&'static str> {
+        switch::API_MOUNTS
             .into_iter()
             .filter(|m| self.sys.is_mount_point(Path::new(m)))
-            .collect();
+            .collect()
+    }
+
+    /// Switches the root; returns how, for the summary line.
+    fn switch(&mut self) -> Result<String> {
+        let moves = self.api_mounts();
         let (new_root, old_root) = (&self.cfg.new_root, &self.cfg.old_root);
         let mut how = if self.cfg.initramfs {
             // A failure here runs the normal policy (a shell if one is left, else wait).
@@ -364,7 +509,27 @@ impl Boot {
         self.switched = true;
         self.publish();
         how.push_str(&format!(", moved {}", moves.join(" ")));
-        Ok((init, how))
+        self.moved = moves;
+        Ok(how)
+    }
+
+    /// Machine image: the init could not be executed after the switch; put
+    /// the boot root back so the failure policy can run on it.
+    fn undo_switch(&mut self) {
+        let r = switch::undo(
+            &mut self.sys,
+            &self.cfg.new_root,
+            &self.cfg.old_root,
+            &self.moved,
+        );
+        self.undo = Some(match r {
+            Ok(()) => {
+                self.switched = false;
+                self.publish();
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        });
     }
 
     /// The last line before `exec`: device, how, times, CPU, memory.
@@ -400,12 +565,22 @@ impl Boot {
         );
     }
 
-    /// Execs the chosen init; if that still fails, the other candidates.
-    fn exec(&self, init: &Path) -> Error {
-        let mut last = exec::exec(init, &self.argv);
-        // The chosen init was checked; if exec still fails, try the others.
-        for c in exec::candidates(&self.cfg.init) {
-            if c != init && exec::executable_in(Path::new("/"), &c) {
+    /// Execs the checked init. In an initramfs, where the switch cannot be
+    /// undone, the other candidates are tried if that still fails.
+    fn exec(&self, init: &CheckedInit) -> Error {
+        let mut last = if self.cfg.debug_exec_fail {
+            Error::Exec {
+                path: init.path.clone(),
+                errno: sys::Errno::NOEXEC,
+            }
+        } else {
+            exec::exec_checked(init, &self.argv)
+        };
+        if !self.cfg.initramfs {
+            return last;
+        }
+        for c in exec::candidates(&self.cfg.init, true) {
+            if c != init.path && exec::executable_in(Path::new("/"), &c) {
                 log::error!("{last}; trying {}", c.display());
                 last = exec::exec(&c, &self.argv);
             }
@@ -432,15 +607,21 @@ impl Boot {
                 _ => log::warn!("no usable shell at /bin/sh"),
             }
         }
-        let what = d.describe(&self.cfg.old_init);
+        let what = match &self.undo {
+            Some(Err(why)) => format!("wait (the switch could not be undone: {why})"),
+            Some(Ok(())) => format!("{} (switch undone)", d.describe(&self.cfg.old_init)),
+            None => d.describe(&self.cfg.old_init),
+        };
         log::error!("FAILED at {}: {err}; action: {what}", self.stage.name());
         if d.switched {
             process::wait_forever();
         }
+        self.undo = None;
         if let Some(target) = self.mounted.take() {
             self.publish();
-            unmount_volume(&mut self.sys, &target);
+            unmount_volume(&mut self.sys, &target, &self.changes);
         }
+        self.changes.clear();
         self.carry_out(d.action);
     }
 
@@ -474,14 +655,28 @@ impl Boot {
     }
 }
 
-/// Unmounts the volume after a failure before the switch; says how it went.
-fn unmount_volume(s: &mut dyn Sys, target: &Path) -> Option<sys::Unmounted> {
+/// Unmounts the volume after a failure (from `/`, so that our cwd does not
+/// hold it) and says what was done to it.
+fn unmount_volume(s: &mut dyn Sys, target: &Path, changes: &[&str]) -> Option<sys::Unmounted> {
+    if let Err(e) = s.chdir(Path::new("/")) {
+        log::warn!("{e}");
+    }
+    let what = if changes.is_empty() {
+        "the volume was not changed".to_string()
+    } else {
+        changes.join("; ")
+    };
     match s.unmount(target) {
         Ok(how) => {
-            log::info!(
-                "unmounted {} (the volume was not changed)",
-                target.display()
-            );
+            match how {
+                sys::Unmounted::Clean => {
+                    log::info!("unmounted {} ({what})", target.display())
+                }
+                sys::Unmounted::Detached => log::warn!(
+                    "{} was busy: detached it lazily; it is unmounted once unused ({what})",
+                    target.display()
+                ),
+            }
             Some(how)
         }
         Err(e) => {
@@ -514,18 +709,18 @@ mod tests {
     fn undo_after_a_failure_unmounts_the_volume() {
         let mut s = FakeSys::default();
         assert_eq!(
-            unmount_volume(&mut s, Path::new("/new-root")),
+            unmount_volume(&mut s, Path::new("/new-root"), &[]),
             Some(sys::Unmounted::Clean)
         );
-        assert_eq!(s.log(), ["umount /new-root"]);
+        assert_eq!(s.log(), ["chdir /", "umount /new-root"]);
         let mut s = FakeSys::default();
         s.busy.insert("/new-root".into());
         assert_eq!(
-            unmount_volume(&mut s, Path::new("/new-root")),
+            unmount_volume(&mut s, Path::new("/new-root"), &["mounted read-write"]),
             Some(sys::Unmounted::Detached)
         );
         let mut s = FakeSys::default().fail("umount", Errno::INVAL);
-        assert_eq!(unmount_volume(&mut s, Path::new("/new-root")), None);
+        assert_eq!(unmount_volume(&mut s, Path::new("/new-root"), &[]), None);
     }
 
     #[test]

@@ -74,24 +74,41 @@ fn load(o: &Opts, out: &mut String) -> Result<Parsed, String> {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::CONFIG_FILE));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => {
+    let mut early = Vec::new();
+    let text = match config::read_config_file(&path) {
+        config::FileText::Text(t, warnings) => {
             out.push_str(&format!("config file: {} (read)\n", path.display()));
+            early.extend(warnings);
             Some(t)
         }
-        Err(e) if o.config.is_some() => return Err(format!("cannot read {}: {e}", path.display())),
-        Err(_) => {
+        config::FileText::Absent if o.config.is_some() => {
+            return Err(format!("cannot read {}: no such file", path.display()));
+        }
+        config::FileText::Unreadable(why) if o.config.is_some() => {
+            return Err(format!("cannot read {}: {why}", path.display()));
+        }
+        config::FileText::Absent => {
             out.push_str(&format!("config file: {} (not present)\n", path.display()));
+            None
+        }
+        config::FileText::Unreadable(why) => {
+            out.push_str(&format!(
+                "config file: {} (cannot read: {why})\n",
+                path.display()
+            ));
+            early.push(format!("cannot read {}: {why}", path.display()));
             None
         }
     };
     out.push_str(&format!("command line ({from}): {}\n", cmdline.trim()));
-    let p = config::parse_all(
+    let mut p = config::parse_all(
         text.as_deref()
             .map(|t| (path.to_str().unwrap_or("config"), t)),
         &cmdline,
         o.initramfs,
     );
+    early.append(&mut p.warnings);
+    p.warnings = early;
     Ok(p)
 }
 
@@ -214,17 +231,18 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
     };
     // The init, with the fallbacks the boot would try.
     match pf.init {
-        Ok(init) if init == cfg.init => {
-            out.push_str(&format!("ok: init {} can be executed\n", init.display()))
-        }
+        Ok(init) if init.path == cfg.init => out.push_str(&format!(
+            "ok: init {} can be executed\n",
+            init.path.display()
+        )),
         Ok(init) => {
-            let why = crate::verify::init_problem(&dir, &cfg.init)
+            let why = preflight::init_problem(&dir, &cfg, &cfg.init)
                 .map(|w| w.to_string())
                 .unwrap_or_default();
             let text = format!(
                 "init {}: {why}; the boot would fall back to {}",
                 cfg.init.display(),
-                init.display()
+                init.path.display()
             );
             problem(&mut out, text);
         }

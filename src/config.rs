@@ -141,6 +141,9 @@ pub struct Config {
     pub onfail: Option<OnFail>,
     /// `pivot.debug_panic=STAGE`: panic when that stage starts (to test the panic path).
     pub debug_panic: Option<Stage>,
+    /// `pivot.debug_exec_fail=1`: the exec of the checked init fails with
+    /// ENOEXEC (to test undoing the switch).
+    pub debug_exec_fail: bool,
     pub init: PathBuf,
     pub old_init: PathBuf,
     pub timeout_secs: u64,
@@ -167,6 +170,7 @@ impl Default for Config {
             hook_timeout_secs: 60,
             onfail: None,
             debug_panic: None,
+            debug_exec_fail: false,
             init: PathBuf::from("/sbin/init"),
             old_init: PathBuf::from("/sbin/init.old"),
             timeout_secs: 0,
@@ -197,8 +201,20 @@ pub const CONFIG_FILE: &str = "/etc/pivot-init.conf";
 /// The boot's settings: [`CONFIG_FILE`] if present, then `/proc/cmdline`.
 /// Returns the config and the warnings to log once the log is open.
 pub fn read_boot_config(initramfs: bool) -> (Config, Vec<String>) {
-    let file = std::fs::read_to_string(CONFIG_FILE).ok();
     let mut early = Vec::new();
+    let file = match read_config_file(Path::new(CONFIG_FILE)) {
+        FileText::Absent => None,
+        FileText::Unreadable(why) => {
+            early.push(format!(
+                "cannot read {CONFIG_FILE}: {why}; using the command line and defaults"
+            ));
+            None
+        }
+        FileText::Text(text, warnings) => {
+            early.extend(warnings);
+            Some(text)
+        }
+    };
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
         early.push(format!(
             "cannot read /proc/cmdline: {e}; using the config file and defaults"
@@ -212,6 +228,55 @@ pub fn read_boot_config(initramfs: bool) -> (Config, Vec<String>) {
     );
     early.extend(p.warnings);
     (p.cfg, early)
+}
+
+/// What reading a config file found.
+pub enum FileText {
+    Absent,
+    /// It exists but cannot be read: the errno, as text.
+    Unreadable(String),
+    /// Its text (lines that are not UTF-8 decoded lossily) and a warning per such line.
+    Text(String, Vec<String>),
+}
+
+/// Reads a config file; a missing file is no problem, anything else is said.
+pub fn read_config_file(path: &Path) -> FileText {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let (text, warnings) = decode_lines(&path.display().to_string(), &bytes);
+            FileText::Text(text, warnings)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileText::Absent,
+        Err(e) => FileText::Unreadable(match e.raw_os_error() {
+            Some(n) => crate::error::ErrnoText(crate::sys::Errno::from_raw_os_error(n)).to_string(),
+            None => e.to_string(),
+        }),
+    }
+}
+
+/// The text of a file whose lines may not all be UTF-8: such a line is
+/// decoded lossily (U+FFFD for what is not UTF-8) and named in a warning.
+pub fn decode_lines(path: &str, bytes: &[u8]) -> (String, Vec<String>) {
+    let mut text = String::with_capacity(bytes.len());
+    let mut warnings = Vec::new();
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if n > 0 {
+            text.push('\n');
+        }
+        match std::str::from_utf8(line) {
+            Ok(l) => text.push_str(l),
+            Err(_) => {
+                let lossy = String::from_utf8_lossy(line);
+                warnings.push(format!(
+                    "{path}:{}: not valid UTF-8; read as `{}`",
+                    n + 1,
+                    lossy.trim()
+                ));
+                text.push_str(&lossy);
+            }
+        }
+    }
+    (text, warnings)
 }
 
 /// Splits a kernel command line into words the way the kernel does:
@@ -547,16 +612,23 @@ fn name_list(v: &str, what: &str, extra: &[u8]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// An absolute path that is not `/`.
+/// An absolute path that is not `/` and not on or under an API mount
+/// (`/dev`, `/proc`, `/sys`, `/run`): the switch moves those, so a new root
+/// there would move with them, and an old root there would be covered.
 fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
     let p = abs_path(v)?;
     if p == Path::new("/") {
         return Err(format!("the {what} cannot be /"));
     }
+    if let Some(api) = crate::switch::API_MOUNTS.iter().find(|a| p.starts_with(a)) {
+        return Err(format!(
+            "the {what} cannot be on or under {api}, which the switch moves"
+        ));
+    }
     Ok(p)
 }
 
-pub const SETTINGS: [Setting; 17] = [
+pub const SETTINGS: [Setting; 18] = [
     Setting {
         key: "root",
         doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
@@ -734,6 +806,15 @@ pub const SETTINGS: [Setting; 17] = [
         },
         show: |c| c.debug_panic.map_or("(off)".into(), |s| s.name().into()),
     },
+    Setting {
+        key: "debug_exec_fail",
+        doc: "make the exec of the checked init fail (tests undoing the switch)",
+        parse: |c, v| {
+            c.debug_exec_fail = parse_bool(v)?;
+            Ok(())
+        },
+        show: |c| show_bool(c.debug_exec_fail),
+    },
 ];
 
 /// Sets `key` (normalized, without `pivot.`) from `v`, or says why not.
@@ -759,6 +840,55 @@ fn kept(sources: &BTreeMap<String, Source>, key: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_file_lines_that_are_not_utf8() {
+        let (text, w) = decode_lines(
+            "/etc/pivot-init.conf",
+            b"timeout = 5\nlabel\xff = x\nroot = LABEL=d\n",
+        );
+        assert_eq!(text, "timeout = 5\nlabel\u{fffd} = x\nroot = LABEL=d\n");
+        assert_eq!(
+            w,
+            ["/etc/pivot-init.conf:2: not valid UTF-8; read as `label\u{fffd} = x`"]
+        );
+        let p = parse_all(Some(("/etc/pivot-init.conf", &text)), "", false);
+        assert_eq!(p.cfg.timeout_secs, 5);
+        assert_eq!(p.cfg.root, Some(Spec::Label("d".into())));
+        let dir = std::env::temp_dir().join(format!("pivot-conf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(
+            read_config_file(&dir.join("nope")),
+            FileText::Absent
+        ));
+        // A directory cannot be read as a file: said, with the errno.
+        match read_config_file(&dir) {
+            FileText::Unreadable(why) => assert_eq!(why, "errno 21 (Is a directory)"),
+            _ => panic!("a directory read as a config file"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn roots_the_switch_cannot_work_with_are_refused() {
+        let p = parse_all(
+            None,
+            "pivot.newroot=/run/vol pivot.oldroot=/dev/boot pivot.newroot=/ pivot.oldroot=/proc",
+            false,
+        );
+        assert_eq!(p.cfg.new_root, PathBuf::from("/new-root"));
+        assert_eq!(p.cfg.old_root, PathBuf::from("/old-root"));
+        assert_eq!(
+            p.warnings,
+            [
+                "ignoring pivot.newroot=/run/vol: the new root cannot be on or under /run, which the switch moves; using the default",
+                "ignoring pivot.oldroot=/dev/boot: the old root cannot be on or under /dev, which the switch moves; using the default",
+                "ignoring pivot.newroot=/: the new root cannot be /; using the default",
+                "ignoring pivot.oldroot=/proc: the old root cannot be on or under /proc, which the switch moves; using the default",
+            ]
+        );
+    }
 
     /// README's settings reference table names every key of [`SETTINGS`],
     /// in the same order, and no other.

@@ -47,6 +47,12 @@ pub enum Error {
         data: String,
         errno: Errno,
     },
+    Remount {
+        target: PathBuf,
+        flags: MountFlags,
+        data: String,
+        errno: Errno,
+    },
     Unmount {
         target: PathBuf,
         errno: Errno,
@@ -140,6 +146,10 @@ pub enum Error {
         path: PathBuf,
         errno: Errno,
     },
+    /// The init's path names another file than the one that was checked.
+    InitChanged {
+        path: PathBuf,
+    },
     Halt {
         how: Halt,
         errno: Errno,
@@ -147,6 +157,9 @@ pub enum Error {
     Panic {
         msg: String,
     },
+    /// Not a failure: a request to reboot or power off (Ctrl-Alt-Del,
+    /// SIGPWR) taken while waiting.
+    Requested(Halt),
     NoRootSpec,
 }
 
@@ -182,6 +195,18 @@ impl fmt::Display for Error {
                 crate::mountopts::describe(*flags, data),
                 ErrnoText(*errno)
             ),
+            Remount {
+                target,
+                flags,
+                data,
+                errno,
+            } => write!(
+                f,
+                "remounting {} with {} failed: {}",
+                target.display(),
+                crate::mountopts::describe(*flags, data),
+                ErrnoText(*errno)
+            ),
             Unmount { target, errno } => write!(
                 f,
                 "unmounting {} failed: {}",
@@ -209,6 +234,17 @@ impl fmt::Display for Error {
                 "cannot create block node {} ({major}:{minor}): {}",
                 path.display(),
                 ErrnoText(*errno)
+            ),
+            NotBlockDevice {
+                path,
+                found: NodeKind::NotThisNode,
+                want,
+            } => write!(
+                f,
+                "{} is missing or is not the node of {}:{}",
+                path.display(),
+                want.0,
+                want.1
             ),
             NotBlockDevice { path, found, want } => {
                 write!(f, "{} exists but is {found}", path.display())?;
@@ -325,6 +361,11 @@ impl fmt::Display for Error {
                     ErrnoText(*errno)
                 )
             }
+            InitChanged { path } => write!(
+                f,
+                "{} is no longer the file that was checked; not running it",
+                path.display()
+            ),
             Chroot { path, errno } => {
                 write!(
                     f,
@@ -348,6 +389,12 @@ impl fmt::Display for Error {
                 ErrnoText(*errno)
             ),
             Panic { msg } => write!(f, "internal error (panic): {msg}"),
+            Requested(crate::sys::Halt::Reboot) => {
+                write!(f, "a reboot was asked for (Ctrl-Alt-Del)")
+            }
+            Requested(crate::sys::Halt::PowerOff) => {
+                write!(f, "a power-off was asked for (SIGPWR)")
+            }
             NoRootSpec => write!(
                 f,
                 "no volume given: set pivot.root=/dev/NAME, MAJ:MIN or SERIAL=... on the kernel command line"

@@ -1,37 +1,52 @@
-//! The exec stage: which init runs on the new root, and the `execve` itself.
+//! The exec stage: which init runs on the new root, and the exec itself,
+//! which runs the file that was checked.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::sys::process;
+use crate::sys::{self, Errno, process};
+use crate::verify::{self, Arch, CheckedInit, Rules};
 
-/// Inits tried after the configured one, in order.
+/// Inits tried after the configured one, in order, as the kernel does.
+/// `/bin/sh` is tried in initramfs mode only: a machine image has its old
+/// init, a better last resort than a shell nobody watches.
 pub const FALLBACK_INITS: [&str; 4] = ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"];
 
 /// Whether `p` (absolute, as seen from inside `root`) can be run there.
 pub fn executable_in(root: &Path, p: &Path) -> bool {
-    crate::verify::init_problem(root, p).is_none()
+    let arch = Arch::running();
+    let rules = Rules {
+        arch: arch.as_ref(),
+        covered: &[],
+    };
+    verify::init_problem(root, p, &rules).is_none()
 }
 
 /// The list of inits to try: the configured one, then the usual places.
-pub fn candidates(wanted: &Path) -> Vec<PathBuf> {
+pub fn candidates(wanted: &Path, initramfs: bool) -> Vec<PathBuf> {
     let mut list = vec![wanted.to_path_buf()];
     for c in FALLBACK_INITS {
-        if Path::new(c) != wanted {
+        if Path::new(c) != wanted && (initramfs || c != "/bin/sh") {
             list.push(PathBuf::from(c));
         }
     }
     list
 }
 
-/// Picks the init to run on the new root before anything irreversible happens.
-pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
+/// Picks the init to run on the new root before anything irreversible
+/// happens, and keeps it open: the exec runs the file that was checked.
+pub fn choose_init(
+    root: &Path,
+    wanted: &Path,
+    initramfs: bool,
+    rules: &Rules,
+) -> Result<CheckedInit> {
     let mut tried = Vec::new();
-    for c in candidates(wanted) {
-        match crate::verify::init_problem(root, &c) {
-            None => {
+    for c in candidates(wanted, initramfs) {
+        match verify::check_init(root, &c, rules) {
+            Ok(init) => {
                 if c != wanted {
                     let problems: Vec<String> = tried
                         .iter()
@@ -44,9 +59,9 @@ pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
                         c.display()
                     );
                 }
-                return Ok(c);
+                return Ok(init);
             }
-            Some(why) => tried.push((c, why)),
+            Err(why) => tried.push((c, why)),
         }
     }
     Err(Error::NoInit {
@@ -55,23 +70,78 @@ pub fn choose_init(root: &Path, wanted: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Replaces this process with `path`, giving it the arguments PID 1 got from
-/// the kernel (argv[0] becomes the init's path). Returns only on failure.
-pub fn exec(path: &Path, args: &[OsString]) -> Error {
-    let fail = |errno| Error::Exec {
-        path: path.to_path_buf(),
-        errno,
-    };
-    let path_c = match process::c_path(path) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let mut argv = vec![path_c.clone()];
+/// PID 1's arguments for `path`: argv[0] is the path, then what the kernel gave.
+fn argv(path: &CString, args: &[OsString]) -> Vec<CString> {
+    let mut argv = vec![path.clone()];
     argv.extend(
         args.iter()
             .skip(1)
             .filter_map(|a| CString::new(a.as_bytes()).ok()),
     );
+    argv
+}
+
+/// What every exec of PID 1 starts from, besides the default signal
+/// dispositions set at start: only fds 0-2 (the console) survive it, and
+/// Ctrl-Alt-Del is back to the kernel's default for the next init.
+fn clean_for_exec() {
+    sys::signals::cloexec_from(3);
+    sys::signals::ctrl_alt_del_reboots(true);
+}
+
+/// The path as a C string and PID 1's arguments for it (argv[0] becomes
+/// the path, then what the kernel gave), with the process made ready to exec.
+fn prepare(path: &Path, args: &[OsString]) -> Result<(CString, Vec<CString>)> {
+    let path_c = process::c_path(path).map_err(|errno| Error::Exec {
+        path: path.to_path_buf(),
+        errno,
+    })?;
+    let argv = argv(&path_c, args);
+    clean_for_exec();
+    Ok((path_c, argv))
+}
+
+/// Replaces this process with `path`, giving it the arguments PID 1 got from
+/// the kernel. Returns only on failure.
+pub fn exec(path: &Path, args: &[OsString]) -> Error {
+    match prepare(path, args) {
+        Ok((path_c, argv)) => Error::Exec {
+            path: path.to_path_buf(),
+            errno: process::execve(&path_c, &argv, &process::environ()),
+        },
+        Err(e) => e,
+    }
+}
+
+/// Execs a checked init (after the switch: its path is now seen from `/`).
+/// A binary runs from the open file (`execveat`); a script by its path,
+/// which its interpreter opens again, once the path is seen to name the
+/// same file. Returns only on failure.
+pub fn exec_checked(init: &CheckedInit, args: &[OsString]) -> Error {
+    let path = init.path.as_path();
+    let fail = |errno| Error::Exec {
+        path: path.to_path_buf(),
+        errno,
+    };
+    let (path_c, argv) = match prepare(path, args) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    if !init.script {
+        match process::execveat(&init.file, &argv, &process::environ()) {
+            Errno::NOSYS => log::debug!("no execveat in this kernel: exec by path"),
+            errno => return fail(errno),
+        }
+    }
+    let same = match (sys::stat(path), init.file.info()) {
+        (Ok(a), Ok(b)) => (a.dev, a.ino) == (b.dev, b.ino),
+        _ => false,
+    };
+    if !same {
+        return Error::InitChanged {
+            path: path.to_path_buf(),
+        };
+    }
     fail(process::execve(&path_c, &argv, &process::environ()))
 }
 
@@ -83,10 +153,20 @@ mod tests {
     #[test]
     fn candidates_order_without_duplicates() {
         assert_eq!(
-            candidates(Path::new("/sbin/init")),
+            candidates(Path::new("/sbin/init"), true),
             ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"].map(PathBuf::from)
         );
-        assert_eq!(candidates(Path::new("/init")).len(), 5);
+        assert_eq!(candidates(Path::new("/init"), true).len(), 5);
+        // A machine image falls back to its old init, not to a shell on the volume.
+        assert_eq!(
+            candidates(Path::new("/sbin/init"), false),
+            ["/sbin/init", "/etc/init", "/bin/init"].map(PathBuf::from)
+        );
+        // ... unless the shell is what was asked for.
+        assert_eq!(
+            candidates(Path::new("/bin/sh"), false),
+            ["/bin/sh", "/sbin/init", "/etc/init", "/bin/init"].map(PathBuf::from)
+        );
     }
 
     #[test]
@@ -95,36 +175,40 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("sbin")).unwrap();
         std::fs::create_dir_all(root.join("bin")).unwrap();
+        let rules = Rules {
+            arch: None,
+            covered: &[],
+        };
+        let choose = |initramfs| {
+            choose_init(&root, Path::new("/sbin/init"), initramfs, &rules).map(|i| i.path)
+        };
         // An absolute symlink pointing at something only the host has.
-        std::os::unix::fs::symlink("/bin/true", root.join("sbin/init")).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", root.join("sbin/init")).unwrap();
         assert!(!executable_in(&root, Path::new("/sbin/init")));
         std::fs::write(root.join("bin/sh"), b"plain").unwrap();
-        let err = choose_init(&root, Path::new("/sbin/init")).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            choose(true).unwrap_err().to_string(),
             format!(
                 "no usable init on the new root {}: /sbin/init: not found; /etc/init: not found; \
                  /bin/init: not found; /bin/sh: not executable",
                 root.display()
             )
         );
-        std::fs::set_permissions(root.join("bin/sh"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-        assert_eq!(
-            choose_init(&root, Path::new("/sbin/init")).unwrap(),
-            PathBuf::from("/bin/sh")
+        let exe = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(root.join("bin/sh"), exe.clone()).unwrap();
+        assert!(choose(true).unwrap_err().to_string().ends_with(
+            "/bin/sh: neither an ELF binary nor a `#!` script (the kernel would refuse it: ENOEXEC)"
+        ));
+        std::fs::copy("/bin/busybox", root.join("bin/sh")).unwrap();
+        assert_eq!(choose(true).unwrap(), PathBuf::from("/bin/sh"));
+        assert!(
+            choose(false).is_err(),
+            "no /bin/sh fallback in a machine image"
         );
         // Now the symlink target exists inside the root.
-        std::fs::write(root.join("bin/true"), "plain").unwrap();
-        std::fs::set_permissions(
-            root.join("bin/true"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        assert_eq!(
-            choose_init(&root, Path::new("/sbin/init")).unwrap(),
-            PathBuf::from("/sbin/init")
-        );
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        std::fs::set_permissions(root.join("bin/busybox"), exe).unwrap();
+        assert_eq!(choose(false).unwrap(), PathBuf::from("/sbin/init"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::preflight::{self, HookCheck};
-use crate::sys::process::{self, Exit, SpawnOpts};
+use crate::preflight::{Hook, HookCheck};
+use crate::sys::Errno;
+use crate::sys::process::{self, Exit, Program, SpawnOpts};
 
 pub const HOOK_PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -30,27 +31,29 @@ fn hook_env(device: &Path, new_root: &Path, fstype: &str) -> Vec<CString> {
     env
 }
 
-/// Runs the hook with cwd = the new root; returns Ok when there is none, it
-/// was skipped, it succeeded, or it failed with `pivot.hook_failure=continue`.
-pub fn run(cfg: &Config, device: &Path, fstype: &str) -> Result<()> {
-    let path = match preflight::hook(&cfg.new_root, cfg.hook.as_deref()) {
-        HookCheck::Disabled => return Ok(()),
+/// Runs the hook as `check` (made before the commit point) found it, with
+/// cwd = the new root. Returns whether it ran; Ok when there is none, it was
+/// skipped, it succeeded, or it failed with `pivot.hook_failure=continue`.
+pub fn run(cfg: &Config, check: HookCheck, device: &Path, fstype: &str) -> Result<bool> {
+    let hook = match check {
+        HookCheck::Disabled => return Ok(false),
         HookCheck::Absent => {
             let hook = cfg.hook.as_deref().unwrap_or(Path::new(""));
             log::info!("no hook at {} on the volume", hook.display());
-            return Ok(());
+            return Ok(false);
         }
         HookCheck::Skip(path, why) => {
             log::warn!("not running hook {}: {why}", path.display());
-            return Ok(());
+            return Ok(false);
         }
-        HookCheck::Run(path) => path,
+        HookCheck::Run(hook) => hook,
     };
     let started = Instant::now();
-    log::info!("running hook {}", path.display());
-    let status = match spawn_and_wait(cfg, &path, device, fstype)? {
-        Some(status) => status,
-        None => return timed_out(cfg, path),
+    log::info!("running hook {}", hook.path.display());
+    let status = spawn_and_wait(cfg, &hook, device, fstype)?;
+    let path = hook.path;
+    let Some(status) = status else {
+        return timed_out(cfg, path).map(|()| true);
     };
     log::info!(
         "hook {} ended with {status} after {} ms",
@@ -58,18 +61,22 @@ pub fn run(cfg: &Config, device: &Path, fstype: &str) -> Result<()> {
         started.elapsed().as_millis()
     );
     if status.success() {
-        return Ok(());
+        return Ok(true);
     }
     if cfg.hook_abort {
         return Err(Error::HookFailed { path, status });
     }
     log::warn!("hook failed ({status}); going on as pivot.hook_failure=continue says");
-    Ok(())
+    Ok(true)
 }
 
-/// Starts the hook in its own process group and waits for it, at most
-/// `pivot.hook_timeout`; `None` when it was still running then.
-fn spawn_and_wait(cfg: &Config, path: &Path, device: &Path, fstype: &str) -> Result<Option<Exit>> {
+/// Starts the hook from its open file, as PID 1 of its own PID namespace
+/// (so nothing it starts outlives it) in its own process group, and waits
+/// for it, at most `pivot.hook_timeout`; `None` when it was still running
+/// then. A script runs as `INTERPRETER [ARG] /proc/self/fd/3`, its file on
+/// fd 3, its interpreter from the boot root (as the kernel would resolve it).
+fn spawn_and_wait(cfg: &Config, hook: &Hook, device: &Path, fstype: &str) -> Result<Option<Exit>> {
+    let path = hook.path.as_path();
     let spawn_err = |op: &'static str| {
         move |errno| Error::HookSpawn {
             path: path.to_path_buf(),
@@ -79,18 +86,40 @@ fn spawn_and_wait(cfg: &Config, path: &Path, device: &Path, fstype: &str) -> Res
     };
     let path_c = process::c_path(path).map_err(spawn_err("preparing its path"))?;
     let cwd = process::c_path(&cfg.new_root).map_err(spawn_err("preparing its path"))?;
+    let (prog, argv) = match &hook.script {
+        None => (None, vec![path_c]),
+        Some(s) => {
+            let interp = CString::new(s.interpreter.clone())
+                .map_err(|_| spawn_err("preparing its path")(Errno::INVAL))?;
+            let mut argv = vec![interp.clone()];
+            argv.extend(s.arg.clone().and_then(|a| CString::new(a).ok()));
+            argv.push(c"/proc/self/fd/3".to_owned());
+            (Some(interp), argv)
+        }
+    };
     let opts = SpawnOpts {
         cwd: &cwd,
         new_group: true,
         stdin_null: true,
+        new_pid_ns: true,
+        fd3: hook.script.as_ref().map(|_| &hook.file),
+    };
+    let program = match &prog {
+        Some(interp) => Program::Path(interp),
+        None => Program::File(&hook.file),
     };
     let env = hook_env(device, &cfg.new_root, fstype);
-    let pid = process::spawn(&path_c, std::slice::from_ref(&path_c), &env, &opts)
-        .map_err(spawn_err("fork"))?;
+    let child = process::spawn(program, &argv, &env, &opts).map_err(spawn_err("fork"))?;
+    if !child.own_pid_ns {
+        log::warn!(
+            "no PID namespaces in this kernel: the hook's process group is killed when it exits, \
+             but a child it moved to a new session (setsid) may survive"
+        );
+    }
     let waited = if cfg.hook_timeout_secs == 0 {
-        process::wait_child(pid).map(Some)
+        process::wait_child(child.pid).map(Some)
     } else {
-        process::wait_child_for(pid, Duration::from_secs(cfg.hook_timeout_secs))
+        process::wait_child_for(child.pid, Duration::from_secs(cfg.hook_timeout_secs))
     };
     let status = waited.map_err(spawn_err("waiting for it"))?;
     if status.is_none() {
@@ -99,7 +128,10 @@ fn spawn_and_wait(cfg: &Config, path: &Path, device: &Path, fstype: &str) -> Res
             path.display(),
             cfg.hook_timeout_secs
         );
-        process::kill_group(pid, Duration::from_secs(2));
+        process::kill_group(child.pid, Duration::from_secs(2));
+    } else if !child.own_pid_ns {
+        // What it left in its process group goes with it.
+        process::kill_group(child.pid, Duration::ZERO);
     }
     Ok(status)
 }
@@ -119,6 +151,11 @@ fn timed_out(cfg: &Config, path: PathBuf) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preflight;
+
+    fn check(cfg: &Config) -> HookCheck {
+        preflight::hook(&cfg.new_root, cfg.hook.as_deref())
+    }
 
     #[test]
     fn runs_with_env_and_cwd_and_reports_failure() {
@@ -137,12 +174,12 @@ mod tests {
             new_root: dir.clone(),
             ..Config::default()
         };
-        run(&cfg, Path::new("/dev/vdz"), "ext4").unwrap();
+        run(&cfg, check(&cfg), Path::new("/dev/vdz"), "ext4").unwrap();
         let out = std::fs::read_to_string(dir.join("out")).unwrap();
         assert_eq!(out, format!("/dev/vdz ext4 {0} {0}\n", dir.display()));
 
         std::fs::write(&hook, "#!/bin/sh\nexit 3\n").unwrap();
-        let err = run(&cfg, Path::new("/dev/vdz"), "ext4").unwrap_err();
+        let err = run(&cfg, check(&cfg), Path::new("/dev/vdz"), "ext4").unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("hook {} failed: exit status 3", hook.display())
@@ -151,20 +188,16 @@ mod tests {
             hook_abort: false,
             ..cfg.clone()
         };
-        assert!(run(&cont, Path::new("/dev/vdz"), "ext4").is_ok());
+        assert!(run(&cont, check(&cont), Path::new("/dev/vdz"), "ext4").is_ok());
 
         // A hook that outlives its timeout is killed with its children.
-        std::fs::write(
-            &hook,
-            "#!/bin/sh\nsleep 100 &\necho $! > child\nsleep 100\n",
-        )
-        .unwrap();
+        std::fs::write(&hook, "#!/bin/sh\nsleep 987651 &\nsleep 987652\n").unwrap();
         let slow = Config {
             hook_timeout_secs: 1,
             ..cfg.clone()
         };
         let t = std::time::Instant::now();
-        let err = run(&slow, Path::new("/dev/vdz"), "ext4").unwrap_err();
+        let err = run(&slow, check(&slow), Path::new("/dev/vdz"), "ext4").unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -173,21 +206,44 @@ mod tests {
             )
         );
         assert!(t.elapsed() < std::time::Duration::from_secs(10));
-        let child: u32 = std::fs::read_to_string(dir.join("child"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let alive = || {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .map(|st| !st.contains(") Z "))
-                .unwrap_or(false)
+        assert_eq!(survivors("98765"), Vec::<String>::new());
+        // A daemon in a new session does not outlive a hook that exits.
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\nsetsid sleep 987653 &\nsleep 0.2\nexit 0\n",
+        )
+        .unwrap();
+        assert!(run(&cfg, check(&cfg), Path::new("/dev/vdz"), "ext4").unwrap());
+        assert_eq!(survivors("987653"), Vec::<String>::new());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Live processes (not zombies) whose command line contains `mark`,
+    /// after giving them up to 5 s to go.
+    fn survivors(mark: &str) -> Vec<String> {
+        let find = || -> Vec<String> {
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                return Vec::new();
+            };
+            dir.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .filter_map(|e| {
+                    let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                    let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                    (cmd.contains(mark) && !stat.contains(") Z ")).then_some(cmd)
+                })
+                .collect()
         };
         let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while alive() && std::time::Instant::now() < until {
+        while !find().is_empty() && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert!(!alive(), "the hook's background child {child} survived");
-        std::fs::remove_dir_all(&dir).unwrap();
+        find()
     }
 }

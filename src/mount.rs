@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::mountopts::MountOpts;
 use crate::probe::{self, Probe};
 use crate::sys::Sys;
 
@@ -27,11 +28,13 @@ pub fn types_to_try(probed: Option<&Probe>, configured: &[String]) -> Vec<String
     types
 }
 
-/// Mounts `device` on the configured new root; returns the type used.
-/// `probed` is what the wait stage already learnt of the device, if anything.
+/// Mounts `device` on the configured new root with `opts` (the configured
+/// options, or those made read-only for the checks); returns the type used. `probed` is what is known of the device's filesystem, if
+/// anything; without it and without `pivot.fstype` the device is probed.
 pub fn mount_volume(
     s: &mut dyn Sys,
     cfg: &Config,
+    opts: &MountOpts,
     device: &Path,
     probed: Option<Probe>,
 ) -> Result<String> {
@@ -57,16 +60,21 @@ pub fn mount_volume(
         probed.as_ref(),
         if probed.is_some() { &[] } else { &cfg.fstypes },
     );
-    let opts = &cfg.mount_opts;
     let mut tried = Vec::new();
     for t in &types {
         match s.mount(device, target, t, opts.flags, &opts.data) {
             Ok(()) => {
+                // Mounted read-only for the checks: say what it will be.
+                let until = if *opts != cfg.mount_opts {
+                    ", read-only until it is checked"
+                } else {
+                    ""
+                };
                 log::info!(
-                    "mounted {}{what} on {} as {t} ({})",
+                    "mounted {}{what} on {} as {t} ({}){until}",
                     device.display(),
                     target.display(),
-                    opts.describe()
+                    cfg.mount_opts.describe()
                 );
                 return Ok(t.clone());
             }
@@ -105,13 +113,21 @@ mod tests {
             fstype: "ext4",
             uuid: "u".into(),
             label: "l".into(),
+            needs_replay: false,
         }
     }
 
     #[test]
     fn probed_type_is_mounted_and_new_root_made() {
         let mut s = FakeSys::default();
-        let t = mount_volume(&mut s, &cfg(&[]), Path::new("/dev/vdb"), Some(ext4())).unwrap();
+        let t = mount_volume(
+            &mut s,
+            &cfg(&[]),
+            &MountOpts::default(),
+            Path::new("/dev/vdb"),
+            Some(ext4()),
+        )
+        .unwrap();
         assert_eq!(t, "ext4");
         assert_eq!(
             s.log(),
@@ -123,7 +139,13 @@ mod tests {
     fn first_type_refused_second_taken() {
         let mut s = FakeSys::default().fail("mount /dev/vdb /new-root xfs", Errno::NODEV);
         s.dirs.insert("/new-root".into());
-        let t = mount_volume(&mut s, &cfg(&["xfs", "btrfs"]), Path::new("/dev/vdb"), None);
+        let t = mount_volume(
+            &mut s,
+            &cfg(&["xfs", "btrfs"]),
+            &MountOpts::default(),
+            Path::new("/dev/vdb"),
+            None,
+        );
         assert_eq!(t.unwrap(), "btrfs");
         assert_eq!(
             s.log(),
@@ -138,15 +160,28 @@ mod tests {
     fn every_type_refused() {
         let mut s = FakeSys::default().fail("mount", Errno::INVAL);
         s.dirs.insert("/new-root".into());
-        let err =
-            mount_volume(&mut s, &cfg(&["xfs", "btrfs"]), Path::new("/dev/vdb"), None).unwrap_err();
+        let err = mount_volume(
+            &mut s,
+            &cfg(&["xfs", "btrfs"]),
+            &MountOpts::default(),
+            Path::new("/dev/vdb"),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "could not mount /dev/vdb on /new-root as any of: xfs (errno 22 (Invalid argument)), \
              btrfs (errno 22 (Invalid argument))"
         );
         // One type only: its own error, with the flags.
-        let err = mount_volume(&mut s, &cfg(&[]), Path::new("/dev/vdb"), Some(ext4())).unwrap_err();
+        let err = mount_volume(
+            &mut s,
+            &cfg(&[]),
+            &MountOpts::default(),
+            Path::new("/dev/vdb"),
+            Some(ext4()),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "mounting /dev/vdb on /new-root as ext4 (flags rw) failed: errno 22 (Invalid argument)"
@@ -156,7 +191,14 @@ mod tests {
     #[test]
     fn new_root_that_cannot_be_made() {
         let mut s = FakeSys::default().fail("mkdir /new-root", Errno::ROFS);
-        let err = mount_volume(&mut s, &cfg(&[]), Path::new("/dev/vdb"), Some(ext4())).unwrap_err();
+        let err = mount_volume(
+            &mut s,
+            &cfg(&[]),
+            &MountOpts::default(),
+            Path::new("/dev/vdb"),
+            Some(ext4()),
+        )
+        .unwrap_err();
         assert!(matches!(
             err,
             Error::Mkdir {

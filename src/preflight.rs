@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::error::ErrnoText;
 use crate::error::Result;
-use crate::sys::{self, FileInfo, FileType};
+use crate::sys::{self, Errno, FileInfo, FileType, OpenFile};
+use crate::verify::{self, Arch, BINPRM_BUF_SIZE, CheckedInit, InitProblem, Rules, Shebang};
 
 /// What will happen with the hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookCheck {
     /// `pivot.hook=none`.
     Disabled,
@@ -17,8 +18,17 @@ pub enum HookCheck {
     Absent,
     /// There is a file, but it is not run, and why.
     Skip(PathBuf, String),
-    /// It will run: the path as seen from the boot root.
-    Run(PathBuf),
+    /// It will run.
+    Run(Hook),
+}
+
+/// A hook that passed its check, open: what runs is this file.
+pub struct Hook {
+    /// The path as seen from the boot root (`/new-root/pre-pivot`).
+    pub path: PathBuf,
+    pub file: OpenFile,
+    /// Its `#!` line; `None` for an ELF binary.
+    pub script: Option<Shebang>,
 }
 
 /// Why a hook file is not run, or `None` when it should run. `lstat` facts:
@@ -45,25 +55,71 @@ pub fn hook_skip_reason(st: &FileInfo) -> Option<String> {
     None
 }
 
-/// Checks the hook of the volume mounted at `root`.
+/// Checks the hook of the volume mounted at `root`: opened inside the
+/// volume (no symlink on the way leaves it; the hook itself is not a
+/// symlink), then judged on the open file.
 pub fn hook(root: &Path, hook: Option<&Path>) -> HookCheck {
     let Some(hook) = hook else {
         return HookCheck::Disabled;
     };
     let path = sys::in_root(root, hook);
-    match sys::lstat(&path) {
-        Err(_) => HookCheck::Absent,
-        Ok(st) => match hook_skip_reason(&st) {
-            Some(why) => HookCheck::Skip(path, why),
-            None => HookCheck::Run(path),
-        },
+    let skip = |why: String| HookCheck::Skip(path.clone(), why);
+    let file = match sys::open_beneath(root, hook) {
+        Ok(f) => f,
+        Err(Errno::NOENT) => return HookCheck::Absent,
+        Err(Errno::LOOP) => {
+            return skip("it is a symlink (a hook must be a regular file on the volume)".into());
+        }
+        Err(Errno::XDEV) => {
+            return skip("its path leaves the volume through a symlink".into());
+        }
+        Err(e) => return skip(format!("cannot open it: {}", ErrnoText(e))),
+    };
+    let st = match file.info() {
+        Ok(st) => st,
+        Err(e) => return skip(format!("cannot stat it: {}", ErrnoText(e))),
+    };
+    if let Some(why) = hook_skip_reason(&st) {
+        return skip(why);
     }
+    let head = file.head(BINPRM_BUF_SIZE);
+    let script = match verify::shebang(&head) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(why)) => return skip(why.into()),
+        None if head.starts_with(b"\x7fELF") => None,
+        None => return skip("it is neither an ELF binary nor a `#!` script".into()),
+    };
+    HookCheck::Run(Hook { path, file, script })
 }
 
 /// The init that will run on the volume mounted at `root` (the configured
-/// one or the first usable fallback), or why none can.
-pub fn init(root: &Path, cfg: &Config) -> Result<PathBuf> {
-    crate::exec::choose_init(root, &cfg.init)
+/// one or the first usable fallback), open, or why none can. `moved` are the
+/// API mounts the switch carries over: they and the old-root directory
+/// cover what the volume has there, so an init resolving there is refused.
+pub fn init(root: &Path, cfg: &Config, moved: &[&str]) -> Result<CheckedInit> {
+    let (arch, covered) = rules_for(cfg, moved);
+    let rules = Rules {
+        arch: arch.as_ref(),
+        covered: &covered,
+    };
+    crate::exec::choose_init(root, &cfg.init, cfg.initramfs, &rules)
+}
+
+/// The machine to check ELF headers against, and what the switch covers.
+fn rules_for(cfg: &Config, moved: &[&str]) -> (Option<Arch>, Vec<PathBuf>) {
+    let mut covered = vec![cfg.old_root.clone()];
+    covered.extend(moved.iter().map(PathBuf::from));
+    (Arch::running(), covered)
+}
+
+/// Why `p` would not be run as the init of the volume at `root`, or `None`.
+pub fn init_problem(root: &Path, cfg: &Config, p: &Path) -> Option<InitProblem> {
+    let (arch, covered) = rules_for(cfg, &crate::switch::API_MOUNTS);
+    let rules = Rules {
+        arch: arch.as_ref(),
+        covered: &covered,
+    };
+    crate::verify::init_problem(root, p, &rules)
 }
 
 /// Whether the directory the boot root moves to can be had.
@@ -98,14 +154,14 @@ pub fn old_root(root: &Path, old_root: &Path) -> OldRootCheck {
 
 /// Everything checked before the switch.
 pub struct Preflight {
-    pub init: Result<PathBuf>,
+    pub init: Result<CheckedInit>,
     pub hook: HookCheck,
     pub old_root: OldRootCheck,
 }
 
 pub fn preflight(root: &Path, cfg: &Config) -> Preflight {
     Preflight {
-        init: init(root, cfg),
+        init: init(root, cfg, &crate::switch::API_MOUNTS),
         hook: hook(root, cfg.hook.as_deref()),
         old_root: old_root(root, &cfg.old_root),
     }
@@ -161,16 +217,44 @@ mod tests {
         let root = std::env::temp_dir().join(format!("pivot-preflight-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("etc")).unwrap();
-        assert_eq!(hook(&root, None), HookCheck::Disabled);
-        assert_eq!(
-            hook(&root, Some(Path::new("/pre-pivot"))),
-            HookCheck::Absent
-        );
+        let why = |p: &str| match hook(&root, Some(Path::new(p))) {
+            HookCheck::Skip(_, why) => why,
+            HookCheck::Run(h) => format!("runs {}", h.path.display()),
+            HookCheck::Absent => "absent".into(),
+            HookCheck::Disabled => "disabled".into(),
+        };
+        assert!(matches!(hook(&root, None), HookCheck::Disabled));
+        assert_eq!(why("/pre-pivot"), "absent");
         std::os::unix::fs::symlink("/bin/true", root.join("pre-pivot")).unwrap();
-        assert!(matches!(
-            hook(&root, Some(Path::new("/pre-pivot"))),
-            HookCheck::Skip(_, ref why) if why.contains("symlink")
-        ));
+        assert_eq!(
+            why("/pre-pivot"),
+            "it is a symlink (a hook must be a regular file on the volume)"
+        );
+        // A parent directory that is a symlink off the volume.
+        let outside = root.with_extension("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::copy("/bin/busybox", outside.join("hook")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("hooks")).unwrap();
+        assert_eq!(
+            why("/hooks/hook"),
+            "its path leaves the volume through a symlink"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |m| std::fs::Permissions::from_mode(m);
+        std::fs::write(root.join("etc/hook"), "#!/bin/sh\ntrue\n").unwrap();
+        std::fs::set_permissions(root.join("etc/hook"), mode(0o755)).unwrap();
+        if sys::is_root_user() {
+            assert_eq!(
+                why("/etc/hook"),
+                format!("runs {}/etc/hook", root.display())
+            );
+            std::fs::write(root.join("etc/hook"), "plain text").unwrap();
+            assert_eq!(
+                why("/etc/hook"),
+                "it is neither an ELF binary nor a `#!` script"
+            );
+        }
+        std::fs::remove_dir_all(&outside).unwrap();
         assert_eq!(old_root(&root, Path::new("/etc")), OldRootCheck::Exists);
         assert_eq!(
             old_root(&root, Path::new("/a/b")),

@@ -16,12 +16,15 @@ pub fn read(device: &std::path::Path) -> crate::error::Result<Option<Probe>> {
     Ok(probe(&buf))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probe {
     pub fstype: &'static str,
     /// As blkid prints it: dashed lower-case for most, `XXXX-XXXX` for vfat; may be empty.
     pub uuid: String,
     pub label: String,
+    /// The filesystem says its journal needs recovery (ext3/ext4
+    /// `needs_recovery`): even a read-only mount would write to the device.
+    pub needs_replay: bool,
 }
 
 fn le16(b: &[u8], off: usize) -> Option<u16> {
@@ -100,10 +103,12 @@ fn probe_ext(b: &[u8]) -> Option<Probe> {
     } else {
         "ext2"
     };
+    const INCOMPAT_RECOVER: u32 = 0x4;
     Some(Probe {
         fstype,
         uuid: uuid_string(b.get(SB + 0x68..SB + 0x78)?),
         label: label_string(b.get(SB + 0x78..SB + 0x88)?),
+        needs_replay: incompat & INCOMPAT_RECOVER != 0,
     })
 }
 
@@ -116,6 +121,7 @@ fn probe_xfs(b: &[u8]) -> Option<Probe> {
         fstype: "xfs",
         uuid: uuid_string(b.get(32..48)?),
         label: label_string(b.get(108..120)?),
+        ..Probe::default()
     })
 }
 
@@ -130,6 +136,7 @@ fn probe_btrfs(b: &[u8]) -> Option<Probe> {
         fstype: "btrfs",
         uuid: uuid_string(b.get(SB + 0x20..SB + 0x30)?),
         label: label_string(b.get(SB + 0x12b..SB + 0x22b)?),
+        ..Probe::default()
     })
 }
 
@@ -167,6 +174,7 @@ fn probe_vfat(b: &[u8]) -> Option<Probe> {
         } else {
             label
         },
+        ..Probe::default()
     })
 }
 
@@ -176,6 +184,7 @@ fn probe_squashfs(b: &[u8]) -> Option<Probe> {
         fstype: "squashfs",
         uuid: String::new(),
         label: String::new(),
+        ..Probe::default()
     })
 }
 
@@ -194,6 +203,7 @@ fn probe_erofs(b: &[u8]) -> Option<Probe> {
             uuid_string(raw)
         },
         label: label_string(b.get(SB + 64..SB + 80)?),
+        ..Probe::default()
     })
 }
 
@@ -207,6 +217,7 @@ fn probe_f2fs(b: &[u8]) -> Option<Probe> {
         fstype: "f2fs",
         uuid: uuid_string(b.get(SB + 108..SB + 124)?),
         label: label_utf16(b.get(SB + 124..(SB + 124 + 1024).min(b.len()))?),
+        ..Probe::default()
     })
 }
 
@@ -231,8 +242,32 @@ pub struct GptHeader {
     pub entry_size: u32,
 }
 
+/// CRC-32 (IEEE 802.3, reflected, as zlib and the UEFI spec compute it).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// The GPT header in LBA 1, checked as blkid does: signature, header size,
+/// header CRC32 (computed with its own field zeroed), and that it says it
+/// is at LBA 1.
 pub fn gpt_header(sector: &[u8]) -> Option<GptHeader> {
     if sector.get(0..8)? != b"EFI PART" {
+        return None;
+    }
+    let size = usize::try_from(le32(sector, 12)?).ok()?;
+    if size < 92 || size > sector.len() || le64(sector, 24)? != 1 {
+        return None;
+    }
+    let mut header = sector.get(..size)?.to_vec();
+    header.get_mut(16..20)?.fill(0);
+    if crc32(&header) != le32(sector, 16)? {
         return None;
     }
     let h = GptHeader {
@@ -242,6 +277,21 @@ pub fn gpt_header(sector: &[u8]) -> Option<GptHeader> {
     };
     (h.entry_size >= 128 && h.entry_size <= 4096 && h.entries <= 4096 && h.entries_lba >= 2)
         .then_some(h)
+}
+
+impl GptHeader {
+    /// Where partition `partn` (1-based)'s entry is, in bytes, with sectors
+    /// of `sector_size`; `None` for a number out of range or an offset that
+    /// does not fit in 64 bits.
+    pub fn entry_offset(&self, partn: u32, sector_size: u64) -> Option<u64> {
+        if partn == 0 || partn > self.entries {
+            return None;
+        }
+        let index = u64::from(partn - 1).checked_mul(u64::from(self.entry_size))?;
+        self.entries_lba
+            .checked_mul(sector_size)?
+            .checked_add(index)
+    }
 }
 
 /// PARTUUID and PARTLABEL of a GPT entry; `None` for an unused entry.
@@ -551,5 +601,37 @@ mod tests {
         );
         assert_eq!(guid_string(&b[..15]), None);
         assert_eq!(mbr_partuuid(0xdead, 1), "0000dead-01");
+    }
+
+    #[test]
+    fn gpt_header_crc_and_offsets() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        let mut h = vec![0u8; 512];
+        h[..8].copy_from_slice(b"EFI PART");
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[24..32].copy_from_slice(&1u64.to_le_bytes());
+        h[72..80].copy_from_slice(&u64::MAX.to_le_bytes());
+        h[80..84].copy_from_slice(&128u32.to_le_bytes());
+        h[84..88].copy_from_slice(&128u32.to_le_bytes());
+        let crc = crc32(&h[..92]);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        let g = gpt_header(&h).expect("a valid header");
+        // entries_lba * sector size overflows: no offset, no panic.
+        assert_eq!(g.entry_offset(1, 512), None);
+        assert_eq!(g.entry_offset(0, 512), None);
+        assert_eq!(g.entry_offset(129, 512), None);
+        // A changed byte breaks the CRC; so does a header that is not at LBA 1.
+        let mut bad = h.clone();
+        bad[80] ^= 1;
+        assert!(gpt_header(&bad).is_none());
+        let mut bad = h.clone();
+        bad[24] = 2;
+        assert!(gpt_header(&bad).is_none());
+        let ok = GptHeader {
+            entries_lba: 2,
+            entries: 128,
+            entry_size: 128,
+        };
+        assert_eq!(ok.entry_offset(3, 4096), Some(2 * 4096 + 256));
     }
 }

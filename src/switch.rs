@@ -53,6 +53,24 @@ pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str])
     pivot(s, new_root, old_root, &put_old, moves)
 }
 
+/// Machine-image mode, after [`switch`]: puts everything back when the
+/// volume's init cannot be executed. The API mounts move back under the
+/// boot root (at `old_root` now), `pivot_root` makes the boot root `/` again
+/// with the volume back on `new_root`, and the cwd is `/`. The caller
+/// unmounts the volume.
+pub fn undo(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Result<()> {
+    for m in moves.iter().rev() {
+        let m = Path::new(m);
+        if let Err(e) = s.move_mount(m, &under(old_root, m)) {
+            log::warn!("{e}; the boot root keeps its own {}", m.display());
+        }
+    }
+    s.chdir(old_root)?;
+    s.pivot_root(old_root, &under(old_root, new_root))?;
+    s.chdir(Path::new("/"))?;
+    Ok(())
+}
+
 /// How the root was switched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {
@@ -301,5 +319,48 @@ mod tests {
             "moving mount /new-root to / failed: errno 22 (Invalid argument)"
         );
         assert!(!s.log().iter().any(|c| c.starts_with("chroot")));
+    }
+
+    #[test]
+    fn undo_puts_the_boot_root_back() {
+        let mut s = FakeSys::default();
+        undo(
+            &mut s,
+            Path::new("/new-root"),
+            Path::new("/old-root"),
+            &["/dev", "/proc", "/sys"],
+        )
+        .unwrap();
+        assert_eq!(
+            s.log(),
+            vec![
+                "move /sys /old-root/sys",
+                "move /proc /old-root/proc",
+                "move /dev /old-root/dev",
+                "chdir /old-root",
+                "pivot_root /old-root /old-root/new-root",
+                "chdir /",
+            ]
+        );
+        // A move that fails is logged; the pivot back is what matters.
+        let mut s = FakeSys::default().fail("move /proc", Errno::INVAL);
+        undo(
+            &mut s,
+            Path::new("/new-root"),
+            Path::new("/old-root"),
+            &["/dev", "/proc"],
+        )
+        .unwrap();
+        assert!(
+            s.log()
+                .contains(&"pivot_root /old-root /old-root/new-root".to_string())
+        );
+        // The pivot back itself failing is an error for the caller.
+        let mut s = FakeSys::default().fail("pivot_root", Errno::BUSY);
+        let err = undo(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pivot_root(/old-root, /old-root/new-root) failed: errno 16 (Device or resource busy)"
+        );
     }
 }

@@ -18,9 +18,12 @@ pub struct Uevent {
 }
 
 impl Uevent {
-    /// A block device (disk or partition) that was added or changed.
+    /// A block device (disk or partition) that was added or changed, with
+    /// a usable name.
     pub fn is_block_arrival(&self) -> bool {
-        self.subsystem == "block" && (self.action == "add" || self.action == "change")
+        self.subsystem == "block"
+            && (self.action == "add" || self.action == "change")
+            && !self.devname.is_empty()
     }
 }
 
@@ -59,7 +62,16 @@ pub fn parse(msg: &[u8]) -> Option<Uevent> {
         // DEVNAME is the node name under /dev; without it use the last devpath part.
         ev.devname = ev.devpath.rsplit('/').next().unwrap_or("").to_string();
     }
+    if !plain_name(&ev.devname) {
+        // Joined to /dev for mknod: a name must stay a name there.
+        ev.devname.clear();
+    }
     Some(ev)
+}
+
+/// A device name that names one entry of /dev: not empty, no `/`, not `.` or `..`.
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && name != "." && name != ".." && !name.contains('\0')
 }
 
 #[cfg(test)]
@@ -112,5 +124,25 @@ DEVNAME=nvme1n1\0DEVTYPE=disk\0DISKSEQ=3\0SEQNUM=1234\0";
             .unwrap();
         assert_eq!((ev.major, ev.minor), (None, None));
         assert_eq!(ev.devname, "sda");
+    }
+
+    #[test]
+    fn names_that_leave_dev_are_refused() {
+        for bad in ["../tmp/x", "/etc/passwd", "..", ".", "a/b", ""] {
+            let msg = format!(
+                "add@/devices/x/block/sdp\0SUBSYSTEM=block\0MAJOR=8\0MINOR=240\0DEVNAME={bad}\0"
+            );
+            let ev = parse(msg.as_bytes()).unwrap();
+            if bad.is_empty() {
+                // No DEVNAME: the last part of DEVPATH.
+                assert_eq!(ev.devname, "sdp");
+                continue;
+            }
+            assert_eq!(ev.devname, "", "{bad}");
+            assert!(!ev.is_block_arrival(), "{bad}");
+        }
+        let ev = parse(b"add@/devices/x/..\0SUBSYSTEM=block\0").unwrap();
+        assert!(!ev.is_block_arrival());
+        assert!(plain_name("nvme1n1p2") && !plain_name("x/y"));
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::Spec;
 use crate::error::{Error, NodeKind, Result};
 use crate::probe::{self, Probe};
-use crate::sys::{self, FileType, Recv, Sys, UeventSocket};
+use crate::sys::{self, FileType, Halt, Recv, Sig, SignalFd, Sys, UeventSocket};
 use crate::uevent;
 
 /// How often a progress line is logged while waiting.
@@ -156,10 +156,7 @@ impl SysBlock {
         let bs = self.sector_size(&disk.name);
         let lba1 = sys::read_at(&path, bs, 512).ok()?;
         if let Some(h) = probe::gpt_header(&lba1) {
-            if partn == 0 || partn > h.entries {
-                return None;
-            }
-            let off = h.entries_lba * bs + u64::from(partn - 1) * u64::from(h.entry_size);
+            let off = h.entry_offset(partn, bs)?;
             let entry = sys::read_at(&path, off, h.entry_size as usize).ok()?;
             let (uuid, label) = probe::gpt_entry(&entry)?;
             return Some(PartId {
@@ -180,7 +177,8 @@ pub struct Facts<'a> {
     sys: &'a SysBlock,
     pub dev: Device,
     serial: Option<Option<String>>,
-    fs: Option<Option<Probe>>,
+    /// The probe: a filesystem, none known, or why the device cannot be read.
+    fs: Option<std::result::Result<Option<Probe>, String>>,
     part: Option<Option<PartId>>,
 }
 
@@ -205,8 +203,11 @@ impl<'a> Facts<'a> {
     /// The filesystem on the device (superblock probe).
     pub fn fs(&mut self) -> Option<&Probe> {
         let (sys, dev) = (self.sys, &self.dev);
+        let read = || -> Result<Option<Probe>> { probe::read(&sys.content(dev)?) };
         self.fs
-            .get_or_insert_with(|| probe::read(&sys.content(dev).ok()?).ok()?)
+            .get_or_insert_with(|| read().map_err(|e| short_reason(&e)))
+            .as_ref()
+            .ok()?
             .as_ref()
     }
 
@@ -217,7 +218,7 @@ impl<'a> Facts<'a> {
 
     /// The probe result if one was made.
     pub fn probed(&self) -> Option<&Probe> {
-        self.fs.as_ref().and_then(Option::as_ref)
+        self.fs.as_ref()?.as_ref().ok()?.as_ref()
     }
 
     /// Does this device match `spec`?
@@ -242,7 +243,7 @@ impl<'a> Facts<'a> {
             s.push_str(&format!(" serial {serial}"));
         }
         match &self.fs {
-            Some(Some(p)) => {
+            Some(Ok(Some(p))) => {
                 s.push_str(&format!(" {}", p.fstype));
                 if !p.label.is_empty() {
                     s.push_str(&format!(" LABEL={}", p.label));
@@ -251,7 +252,8 @@ impl<'a> Facts<'a> {
                     s.push_str(&format!(" UUID={}", p.uuid));
                 }
             }
-            Some(None) => s.push_str(" no known filesystem"),
+            Some(Ok(None)) => s.push_str(" no known filesystem"),
+            Some(Err(why)) => s.push_str(&format!(" cannot read: {why}")),
             None => {}
         }
         if let Some(Some(p)) = &self.part {
@@ -261,6 +263,16 @@ impl<'a> Facts<'a> {
             }
         }
         s
+    }
+}
+
+/// Why a device could not be read, in a few words: the errno, or the node problem.
+fn short_reason(e: &Error) -> String {
+    match e {
+        Error::Open { errno, .. } | Error::Read { errno, .. } => {
+            crate::error::ErrnoText(*errno).to_string()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -365,19 +377,26 @@ fn scan(sys: &SysBlock, want: &Want, seen: &mut Seen) -> Option<Found> {
         .find_map(|d| check(sys, want, d, seen))
 }
 
-/// The device a uevent announces, when it is a block device arriving.
+/// The device a uevent announces, when it is a block device arriving. Its
+/// number is what sysfs says (`/sys/class/block/NAME/dev`); a message whose
+/// MAJOR/MINOR disagree is dropped, so no node is made from it.
 fn arriving(sys: &SysBlock, ev: &uevent::Uevent) -> Option<Device> {
     if !ev.is_block_arrival() {
         return None;
     }
-    match (ev.major, ev.minor) {
-        (Some(major), Some(minor)) => Some(Device {
-            name: ev.devname.clone(),
-            major,
-            minor,
-        }),
-        _ => sys.device(&ev.devname),
+    let dev = sys.device(&ev.devname)?;
+    if let (Some(major), Some(minor)) = (ev.major, ev.minor)
+        && (major, minor) != (dev.major, dev.minor)
+    {
+        log::warn!(
+            "uevent for {} says {major}:{minor}, sysfs says {}:{}: ignoring it",
+            dev.name,
+            dev.major,
+            dev.minor
+        );
+        return None;
     }
+    Some(dev)
 }
 
 /// One wait: the clock, the progress timer and what was seen so far.
@@ -472,6 +491,7 @@ fn seen_text(list: &[String]) -> String {
 /// is called for each device added while waiting (hotplug driver loading).
 pub fn wait_for(
     sock: &UeventSocket,
+    signals: Option<&SignalFd>,
     want: &Want,
     sys: &SysBlock,
     timeout_secs: u64,
@@ -502,12 +522,38 @@ pub fn wait_for(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let sleep = w.sleep_time()?;
-        if sock.wait(sleep)?
+        let ready = sock.wait_with(signals, sleep)?;
+        if ready.signal
+            && let Some(s) = signals
+        {
+            take_signals(s)?;
+        }
+        if ready.uevent
             && let Some(found) = w.drain(sock, &mut buf, on_modalias)?
         {
             return Ok(found);
         }
     }
+}
+
+/// PID 1's signals while it waits: children are reaped; Ctrl-Alt-Del and
+/// SIGPWR end the wait as requests; SIGTERM is logged and changes nothing.
+fn take_signals(signals: &SignalFd) -> Result<()> {
+    while let Some(sig) = signals.read() {
+        match sig {
+            Sig::Child => {
+                let n = sys::process::reap_children();
+                log::debug!("reaped {n} child process(es)");
+            }
+            Sig::CtrlAltDel => return Err(Error::Requested(Halt::Reboot)),
+            Sig::Power => return Err(Error::Requested(Halt::PowerOff)),
+            Sig::Term => log::info!(
+                "SIGTERM while waiting: ignored (PID 1 keeps waiting; Ctrl-Alt-Del reboots)"
+            ),
+            Sig::Other(n) => log::debug!("signal {n} while waiting: ignored"),
+        }
+    }
+    Ok(())
 }
 
 /// The node stage: makes sure `dev_dir/NAME` is a block node for `dev`,
@@ -636,6 +682,10 @@ mod tests {
         disk[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
         disk[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
         disk[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        disk[512 + 12..512 + 16].copy_from_slice(&92u32.to_le_bytes());
+        disk[512 + 24..512 + 32].copy_from_slice(&1u64.to_le_bytes());
+        let crc = probe::crc32(&disk[512..512 + 92]);
+        disk[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
         disk[1024..1040].copy_from_slice(&[0x0f; 16]);
         disk[1040..1056].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
         for (i, c) in "rootfs".encode_utf16().enumerate() {

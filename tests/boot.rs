@@ -30,6 +30,15 @@ fn volume_attached_at_boot() {
         &console,
     );
     assert_line(&m, "OLDROOT boot-disk", "old root", &console);
+    // The real init starts as the kernel would start it: nothing blocked, and
+    // nothing ignored but SIGQUIT (0x4), which busybox ash ignores itself, as
+    // every ash and bash do (before, SIGPIPE was inherited ignored: 0x1004).
+    assert_line(
+        &m,
+        "SIGS SigBlk: 0000000000000000 SigIgn: 0000000000000004",
+        "signal state of the volume's init",
+        &console,
+    );
     for d in ["/proc", "/sys", "/dev", "/old-root"] {
         assert_line(
             &m,

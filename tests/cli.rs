@@ -260,7 +260,7 @@ fn check_a_good_and_a_bad_volume() {
         vec![
             format!(
                 "problem: no usable init on the new root {}: /sbin/init: its interpreter /bin/nonexistent is missing \
-                 or unusable (not found); /etc/init: not found; /bin/init: not found; /bin/sh: not found",
+                 or unusable (not found); /etc/init: not found; /bin/init: not found",
                 bad.display()
             )
             .as_str(),
@@ -271,7 +271,27 @@ fn check_a_good_and_a_bad_volume() {
     );
 
     // Settings from a command line apply: another init, hooks off.
+    // (A file that is neither ELF nor `#!` is refused, as the kernel does.)
     exe(&bad, "/lib/systemd/systemd", b"plain", 0o755);
+    let (code, out, _) = pivot_init(&[
+        "check",
+        bad.to_str().unwrap(),
+        "--cmdline",
+        "pivot.init=/lib/systemd/systemd pivot.hook=none",
+        "--config",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("/lib/systemd/systemd: neither an ELF binary nor a `#!` script"),
+        "{out}"
+    );
+    exe(
+        &bad,
+        "/lib/systemd/systemd",
+        &std::fs::read("/bin/busybox").unwrap(),
+        0o755,
+    );
     let (code, out, _) = pivot_init(&[
         "check",
         bad.to_str().unwrap(),

@@ -4,7 +4,6 @@
 //! `OLD-INIT ...` markers), with the volume untouched where that matters.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use pivot_harness::*;
 
@@ -37,17 +36,6 @@ fn old_init_ran(m: &str, console: &str) {
         !m.contains("VOLUME-INIT"),
         "the volume's init must not run:\n{m}"
     );
-}
-
-/// What debugfs lists in an image's root directory (names and modes).
-fn listing(img: &Path) -> String {
-    let out = Command::new("debugfs")
-        .args(["-R", "ls -p /"])
-        .arg(img)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Boots the boot disk with one NVMe volume present and returns (console, markers).
@@ -131,7 +119,7 @@ fn f03_corrupted_superblock() {
         &console,
         "mount",
         &format!(
-            "mounting {dev} on /new-root as ext4 (flags rw) failed: errno 74 (Bad message); \
+            "mounting {dev} on /new-root as ext4 (flags ro) failed: errno 74 (Bad message); \
              action: oldinit /sbin/init.old"
         ),
     );
@@ -152,24 +140,35 @@ fn bare_volume(s: &Scratch, files: &[(&str, &[u8], u32)]) -> PathBuf {
     t.ext4(&s.0.join("vol.img"), 16, "data")
 }
 
-/// Case 4: A volume without any init: checked before the switch; nothing created on it.
+/// Case 4: A volume without any init: checked before the commit point;
+/// nothing created on it, not a byte changed. A machine image does not fall
+/// back to the volume's /bin/sh: its old init is the better last resort.
 #[test]
 fn f04_no_init() {
     let s = Scratch::new("f04");
     let vol = bare_volume(&s, &[("/etc/hostname", b"vol\n", 0o644)]);
-    let before = listing(&vol);
+    let before = std::fs::read(&vol).unwrap();
     let (console, m) = boot_with(&s, Some(&vol), SPEC);
     status_line(
         &console,
-        "switch",
+        "check",
         "no usable init on the new root /new-root: /sbin/init: not found; /etc/init: not found; \
-         /bin/init: not found; /bin/sh: not found; action: oldinit /sbin/init.old",
+         /bin/init: not found; action: oldinit /sbin/init.old",
     );
     old_init_ran(&m, &console);
-    assert_eq!(
-        listing(&vol),
-        before,
-        "the volume's root changed (an old-root dir?)"
+    unchanged(&vol, &before, &console);
+}
+
+/// The volume image is byte-for-byte what it was before the boot, and the
+/// log says so.
+fn unchanged(vol: &Path, before: &[u8], console: &str) {
+    assert!(
+        std::fs::read(vol).unwrap() == before,
+        "the volume was changed:\n{console}"
+    );
+    assert!(
+        console.contains("pivot-init: unmounted /new-root (the volume was not changed)"),
+        "{console}"
     );
 }
 
@@ -181,17 +180,17 @@ fn f05_missing_interpreter() {
         &s,
         &[("/sbin/init", b"#!/bin/nonexistent\necho hi\n", 0o755)],
     );
-    let before = listing(&vol);
+    let before = std::fs::read(&vol).unwrap();
     let (console, m) = boot_with(&s, Some(&vol), SPEC);
     status_line(
         &console,
-        "switch",
+        "check",
         "no usable init on the new root /new-root: /sbin/init: its interpreter /bin/nonexistent is \
-         missing or unusable (not found); /etc/init: not found; /bin/init: not found; /bin/sh: not found; \
+         missing or unusable (not found); /etc/init: not found; /bin/init: not found; \
          action: oldinit /sbin/init.old",
     );
     old_init_ran(&m, &console);
-    assert_eq!(listing(&vol), before);
+    unchanged(&vol, &before, &console);
 }
 
 fn volume_with_hook(s: &Scratch, id: &str, hook: &[u8], mode: u32) -> PathBuf {
@@ -444,6 +443,273 @@ fn f14_onfail_shell_then_retry() {
         &m,
         "VOLUME-INIT id=f14 pid=1 args=",
         "the retried boot",
+        &console,
+    );
+}
+
+/// busybox-static with its ELF machine patched to aarch64: a valid binary
+/// for another architecture, as when one volume serves Graviton and x86.
+fn foreign_binary() -> Vec<u8> {
+    let mut b = std::fs::read("/bin/busybox").unwrap();
+    b[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
+    b
+}
+
+/// Case 15: the init is an ELF for another machine: refused before the
+/// switch, the old init runs, the volume is byte-identical.
+#[test]
+fn f15_init_for_another_architecture() {
+    let s = Scratch::new("f15");
+    let vol = bare_volume(&s, &[("/sbin/init", &foreign_binary(), 0o755)]);
+    let before = std::fs::read(&vol).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "check",
+        "no usable init on the new root /new-root: /sbin/init: an ELF binary for aarch64, but this \
+         machine runs x86_64; /etc/init: not found; /bin/init: not found; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    unchanged(&vol, &before, &console);
+}
+
+/// Case 16: an init script saved with CRLF line ends: the kernel would look
+/// for `/bin/busybox\r`, so it is refused though /bin/busybox exists.
+#[test]
+fn f16_init_script_with_crlf() {
+    let s = Scratch::new("f16");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let vol = bare_volume(
+        &s,
+        &[
+            ("/bin/busybox", &busybox, 0o755),
+            (
+                "/sbin/init",
+                b"#!/bin/busybox\r\nsh -c 'echo hi'\r\n",
+                0o755,
+            ),
+        ],
+    );
+    let before = std::fs::read(&vol).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "check",
+        "no usable init on the new root /new-root: /sbin/init: its interpreter /bin/busybox\\r is \
+         missing or unusable (not found); /etc/init: not found; /bin/init: not found; \
+         action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    unchanged(&vol, &before, &console);
+}
+
+/// Case 17: /sbin/init is a symlink into the volume's own old-root/
+/// directory, which the boot root covers after the switch: refused.
+#[test]
+fn f17_init_under_old_root() {
+    let s = Scratch::new("f17");
+    let t = Tree::new(s.0.join("vol"));
+    t.mkdir("/proc").mkdir("/sys").mkdir("/dev").mkdir("/sbin");
+    t.copy("/old-root/sbin/init", Path::new("/bin/busybox"), 0o755);
+    t.symlink("/sbin/init", "/old-root/sbin/init");
+    let vol = t.ext4(&s.0.join("vol.img"), 16, "data");
+    let before = std::fs::read(&vol).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "check",
+        "no usable init on the new root /new-root: /sbin/init: it resolves to /old-root/sbin/init on \
+         the volume, under /old-root, which the switch covers; /etc/init: not found; /bin/init: not \
+         found; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    unchanged(&vol, &before, &console);
+}
+
+/// Case 18: the exec of the checked init fails after the switch (made to
+/// fail by a test key): the switch is undone, and the old init runs with
+/// the boot disk as `/`, the volume unmounted and the API mounts in place.
+#[test]
+fn f18_exec_failure_after_switch_is_undone() {
+    let s = Scratch::new("f18");
+    let vol = volume_tree(s.0.join("vol"), "f18").ext4(&s.0.join("vol.img"), 16, "data");
+    let (console, m) = boot_with(&s, Some(&vol), &format!("{SPEC} pivot.debug_exec_fail=1"));
+    status_line(
+        &console,
+        "exec",
+        "exec of /sbin/init failed: errno 8 (Exec format error); \
+         action: oldinit /sbin/init.old (switch undone)",
+    );
+    old_init_ran(&m, &console);
+    assert_line(
+        &m,
+        "OLD-INIT api=/proc:1 /sys:1 /dev:1",
+        "the API mounts are back on the boot root",
+        &console,
+    );
+    assert!(
+        console.contains("pivot-init: unmounted /new-root (mounted read-write)"),
+        "{console}"
+    );
+}
+
+/// A hook that starts a daemon in a new session (`setsid`): the hook runs
+/// as PID 1 of its own PID namespace, so the daemon ends with it.
+const DAEMON_HOOK: &str = "#!/bin/sh\nsetsid sleep 987654 &\nsleep 1\nexit EXIT\n";
+
+/// Case 19: the daemon's hook exits 1 (abort): the old init finds no process
+/// of the hook, and the volume was unmounted cleanly, not detached.
+#[test]
+fn f19_hook_daemon_does_not_outlive_a_failed_hook() {
+    let s = Scratch::new("f19");
+    let vol = volume_with_hook(
+        &s,
+        "f19",
+        DAEMON_HOOK.replace("EXIT", "1").as_bytes(),
+        0o755,
+    );
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "hook",
+        "hook /new-root/pre-pivot failed: exit status 1; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    assert_line(
+        &m,
+        "OLD-INIT hook-procs=0",
+        "no process of the hook",
+        &console,
+    );
+    assert!(
+        console.contains("pivot-init: unmounted /new-root (mounted read-write; the hook ran)"),
+        "{console}"
+    );
+    assert!(!console.contains("detached"), "{console}");
+}
+
+/// Case 20: the same daemon, the hook exits 0 (and `continue`): the volume's
+/// init finds no process of the hook.
+#[test]
+fn f20_hook_daemon_does_not_outlive_a_good_hook() {
+    let s = Scratch::new("f20");
+    let vol = volume_with_hook(
+        &s,
+        "f20",
+        DAEMON_HOOK.replace("EXIT", "0").as_bytes(),
+        0o755,
+    );
+    let (console, m) = boot_with(
+        &s,
+        Some(&vol),
+        &format!("{SPEC} pivot.hook_failure=continue"),
+    );
+    assert!(!console.contains("FAILED at"), "{console}");
+    assert_line(
+        &m,
+        "VOLUME-INIT id=f20 pid=1 args=",
+        "volume init",
+        &console,
+    );
+    assert_line(&m, "HOOK-PROCS 0", "no process of the hook", &console);
+}
+
+/// Case 21: `pivot.hook=/hooks/hook` where the volume's /hooks is a symlink
+/// to a directory of the boot disk that has an executable `hook`: not run.
+#[test]
+fn f21_hook_through_a_symlink_off_the_volume() {
+    let s = Scratch::new("f21");
+    let bd = BootDisk::new(&s);
+    bd.tree.file(
+        "/hookdir/hook",
+        b"#!/bin/sh\necho BOOTDISK-HOOK > /dev/ttyS1\n",
+        0o755,
+    );
+    let boot = bd.image(&s);
+    let t = volume_tree(s.0.join("vol"), "f21");
+    t.symlink("/hooks", "/hookdir");
+    let vol = t.ext4(&s.0.join("vol.img"), 16, "data");
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "vol0fault",
+        }],
+        &format!("{SPEC} pivot.hook=/hooks/hook"),
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains(
+            "pivot-init: not running hook /new-root/hooks/hook: its path leaves the volume through a symlink"
+        ),
+        "{console}"
+    );
+    assert!(
+        !m.contains("BOOTDISK-HOOK"),
+        "the boot disk's file ran:\n{m}"
+    );
+    assert_line(
+        &m,
+        "VOLUME-INIT id=f21 pid=1 args=",
+        "volume init",
+        &console,
+    );
+}
+
+/// Case 22: Ctrl-Alt-Del while waiting is a reboot request: logged, then a
+/// clean reboot (QEMU, run with -no-reboot, exits).
+#[test]
+fn f22_ctrl_alt_del_while_waiting() {
+    let s = Scratch::new("f22");
+    let boot = BootDisk::new(&s).image(&s);
+    let mut vm = Vm::boot(&s, &boot, &[], "pivot.root=LABEL=never");
+    vm.wait_console("pivot-init: waiting for LABEL=never");
+    vm.send_keys(&["ctrl", "alt", "delete"]);
+    let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains(
+            "pivot-init: a reboot was asked for (Ctrl-Alt-Del): syncing, unmounting what pivot-init \
+             mounted, then rebooting"
+        ),
+        "{console}"
+    );
+    assert!(console.contains("reboot: Restarting system"), "{console}");
+    assert!(!console.contains("FAILED at"), "{console}");
+    assert!(m.is_empty(), "nothing else ran:\n{m}");
+}
+
+/// Case 23: a config file with a line that is not UTF-8: a warning with file
+/// and line, and the other lines are used (the volume is named there).
+#[test]
+fn f23_config_file_with_invalid_utf8() {
+    let s = Scratch::new("f23");
+    let bd = BootDisk::new(&s);
+    bd.tree.file(
+        "/etc/pivot-init.conf",
+        b"# made by hand\nlabel\xff\xfe = x\nroot = SERIAL=vol-0fault\n",
+        0o644,
+    );
+    let boot = bd.image(&s);
+    let vol = volume_tree(s.0.join("vol"), "f23").ext4(&s.0.join("vol.img"), 16, "data");
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "vol0fault",
+        }],
+        "",
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains("pivot-init: /etc/pivot-init.conf:2: not valid UTF-8; read as `label"),
+        "{console}"
+    );
+    assert_line(
+        &m,
+        "VOLUME-INIT id=f23 pid=1 args=",
+        "volume init",
         &console,
     );
 }

@@ -293,3 +293,49 @@ fn unknown_module_fails_and_waits() {
     );
     assert!(!console.contains("Kernel panic"), "{console}");
 }
+
+/// An init for another machine is refused before switch_root, while the
+/// initramfs is still there to run the failure policy (no shell in this one:
+/// PID 1 says so and waits); the volume is byte-identical.
+#[test]
+fn wrong_architecture_init_refused_before_switch_root() {
+    let s = Scratch::new("ird-arch");
+    let initrd = initramfs(&s, &[], &[]);
+    let mut foreign = std::fs::read("/bin/busybox").unwrap();
+    foreign[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
+    let t = Tree::new(s.0.join("vol"));
+    t.mkdir("/proc").mkdir("/sys").mkdir("/dev");
+    t.file("/sbin/init", &foreign, 0o755);
+    let vol = t.ext4(&s.0.join("vol.img"), 16, "ivol");
+    let before = std::fs::read(&vol).unwrap();
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            nvme: &[Disk {
+                image: &vol,
+                serial: "ivol",
+            }],
+            cmdline: "root=LABEL=ivol rw",
+            ..Boot::default()
+        },
+    );
+    vm.wait_console("pivot-init: nothing left to run; PID 1 waits");
+    let console = vm.console_text();
+    let failed = lines_with(&console, "pivot-init: FAILED at check: ");
+    assert_eq!(failed.len(), 1, "{console}");
+    assert!(
+        failed[0].trim_end().ends_with(
+            "/sbin/init: an ELF binary for aarch64, but this machine runs x86_64; /etc/init: not found; \
+             /bin/init: not found; /bin/sh: not found; action: wait"
+        ),
+        "{}",
+        failed[0]
+    );
+    assert!(!console.contains("switch_root"), "{console}");
+    drop(vm);
+    assert!(
+        std::fs::read(&vol).unwrap() == before,
+        "the volume was changed"
+    );
+}

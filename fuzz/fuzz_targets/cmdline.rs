@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         let cfg = &p.cfg;
         assert!(cfg.new_root.is_absolute() && cfg.old_root.is_absolute());
         assert!(cfg.loglevel <= 7);
-        assert_eq!(cfg.settings().len(), 17);
+        assert_eq!(cfg.settings().len(), config::SETTINGS.len());
         if let Some(spec) = &cfg.root {
             // What is displayed parses back to the same spec.
             assert_eq!(config::Spec::parse(&spec.to_string()).as_ref(), Ok(spec));

@@ -471,7 +471,10 @@ pub fn old_init_script() -> String {
     format!(
         "{SCRIPT_HEAD}m \"OLD-INIT pid=$$ root=$(cat /etc/boot-id)\"\n\
          m \"OLD-INIT new-root-mounted=$(grep -c ' /new-root ' /proc/mounts)\"\n\
-         m \"OLD-INIT sleepers=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$')\"\nsync\npoweroff -f\n"
+         m \"OLD-INIT sleepers=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$')\"\n\
+         m \"OLD-INIT api=$(echo $(for d in /proc /sys /dev; do echo $d:$(grep -c \" $d \" /proc/mounts); done))\"\n\
+         m \"OLD-INIT hook-procs=$(grep -l '98765[4]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)\"\n\
+         sync\npoweroff -f\n"
     )
 }
 
@@ -525,6 +528,8 @@ pub fn volume_tree(dir: PathBuf, id: &str) -> Tree {
             format!(
                 "{SCRIPT_HEAD}mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
                  m \"VOLUME-INIT id={id} pid=$$ args=$*\"\n\
+                 m \"SIGS $(echo $(grep -E '^Sig(Blk|Ign)' /proc/1/status))\"\n\
+                 m \"HOOK-PROCS $(grep -l '98765[4]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)\"\n\
                  m \"OLDROOT $(cat /old-root/etc/boot-id)\"\n\
                  for d in /proc /sys /dev /old-root; do m \"MOUNT $d $(grep -c \" $d \" /proc/mounts)\"; done\n\
                  [ -f /hook-ran ] && m \"HOOK $(cat /hook-ran)\"\n\
@@ -761,6 +766,20 @@ impl Vm {
     /// Attaches an NVMe volume now, as a cloud would (QMP blockdev-add + device_add).
     pub fn hotplug_nvme(&mut self, d: &Disk) {
         self.hotplug("nvme", d)
+    }
+
+    /// Presses keys together on the guest's keyboard (QEMU qcodes: `ctrl`,
+    /// `alt`, `delete`, ...).
+    pub fn send_keys(&mut self, qcodes: &[&str]) {
+        let keys: Vec<String> = qcodes
+            .iter()
+            .map(|k| format!(r#"{{"type":"qcode","data":"{k}"}}"#))
+            .collect();
+        let mut q = Qmp::connect(&self.qmp);
+        q.cmd(&format!(
+            r#"{{"execute":"send-key","arguments":{{"keys":[{}]}}}}"#,
+            keys.join(",")
+        ));
     }
 
     /// Attaches a volume with the given QEMU device driver (`nvme`, `virtio-blk-pci`).

@@ -72,6 +72,13 @@ impl Sys for FakeSys {
         self.mounts.insert(t.into());
         Ok(())
     }
+    fn remount(&mut self, t: &Path, flags: MountFlags, data: &str) -> Result<()> {
+        self.run(Call::Remount {
+            target: t.into(),
+            flags,
+            data: data.into(),
+        })
+    }
     fn unmount(&mut self, t: &Path) -> Result<Unmounted> {
         self.run(Call::Unmount(t.into()))?;
         self.mounts.remove(t);

@@ -72,6 +72,16 @@ impl OpenFile {
         Ok(got)
     }
 
+    /// Where this file is, as a path inside `root` (`/sbin/init`), after
+    /// every symlink; `None` when /proc cannot tell or it is outside `root`.
+    pub fn path_in(&self, root: &Path) -> Option<std::path::PathBuf> {
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", self.0.as_raw_fd())).ok()?;
+        let root = std::fs::canonicalize(root).ok()?;
+        let rel = link.strip_prefix(&root).ok()?;
+        Some(Path::new("/").join(rel))
+    }
+
     /// The first `len` bytes (fewer for a shorter file; none on a read error).
     pub fn head(&self, len: usize) -> Vec<u8> {
         let mut head = vec![0u8; len];
@@ -109,6 +119,31 @@ pub fn open_in_root(root: &Path, p: &Path) -> std::result::Result<OpenFile, Errn
         r => r,
     }
     .map(OpenFile)
+}
+
+/// Opens `p` (absolute as seen from inside `root`) for reading, refusing a
+/// final symlink (ELOOP) and any path that leaves `root` through a symlink
+/// or `..` (EXDEV): what is opened is a file of the volume.
+pub fn open_beneath(root: &Path, p: &Path) -> std::result::Result<OpenFile, Errno> {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how) {
+        // Kernels before 5.6: open the plain path, then see where it is.
+        Err(Errno::NOSYS) => {
+            let f = OpenFile(rustix::fs::open(root.join(rel), flags, Mode::empty())?);
+            match f.path_in(root) {
+                Some(_) => Ok(f),
+                None => Err(Errno::XDEV),
+            }
+        }
+        r => r.map(OpenFile),
+    }
 }
 
 /// Reads the given (offset, length) regions of a file or device into a

@@ -10,6 +10,7 @@
 
 mod files;
 pub mod process;
+pub mod signals;
 mod uevent_socket;
 
 #[cfg(test)]
@@ -23,12 +24,15 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
 
-pub use files::{FileInfo, OpenFile, lstat, open_in_root, open_ro, read_at, read_regions, stat};
+pub use files::{
+    FileInfo, OpenFile, lstat, open_beneath, open_in_root, open_ro, read_at, read_regions, stat,
+};
 pub use rustix::fs::FileType;
 pub use rustix::io::Errno;
 pub use rustix::mount::MountFlags;
 pub use rustix::process::{Pid, WaitStatus};
-pub use uevent_socket::{Recv, UeventSocket};
+pub use signals::{Sig, SignalFd};
+pub use uevent_socket::{Ready, Recv, UeventSocket};
 
 use crate::error::{Error, Result};
 
@@ -58,6 +62,8 @@ pub trait Sys {
         flags: MountFlags,
         data: &str,
     ) -> Result<()>;
+    /// Changes the flags and options of the mount at `target` (MS_REMOUNT).
+    fn remount(&mut self, target: &Path, flags: MountFlags, data: &str) -> Result<()>;
     /// Unmounts `target`; a busy mount is detached lazily, and says so.
     fn unmount(&mut self, target: &Path) -> Result<Unmounted>;
     /// Makes the whole mount tree private, so that pivot_root is allowed.
@@ -94,6 +100,11 @@ pub enum Op {
         flags: MountFlags,
         data: String,
     },
+    Remount {
+        target: PathBuf,
+        flags: MountFlags,
+        data: String,
+    },
     Unmount(PathBuf),
     MakePrivate,
     Mkdir(PathBuf),
@@ -122,6 +133,16 @@ impl fmt::Display for Op {
                 "mount {} {} {fstype}",
                 source.display(),
                 target.display()
+            ),
+            Remount {
+                target,
+                flags,
+                data,
+            } => write!(
+                f,
+                "remount {} {}",
+                target.display(),
+                crate::mountopts::describe(*flags, data)
             ),
             Unmount(p) => write!(f, "umount {}", p.display()),
             MakePrivate => write!(f, "private /"),
@@ -152,6 +173,16 @@ impl Op {
                 source,
                 target,
                 fstype,
+                flags,
+                data,
+                errno,
+            },
+            Op::Remount {
+                target,
+                flags,
+                data,
+            } => Error::Remount {
+                target,
                 flags,
                 data,
                 errno,
@@ -205,6 +236,17 @@ impl Sys for RealSys {
                 source: source.into(),
                 target: target.into(),
                 fstype: fstype.into(),
+                flags,
+                data: data.into(),
+            }
+            .error(errno)
+        })
+    }
+
+    fn remount(&mut self, target: &Path, flags: MountFlags, data: &str) -> Result<()> {
+        rustix::mount::mount_remount(target, flags, data).map_err(|errno| {
+            Op::Remount {
+                target: target.into(),
                 flags,
                 data: data.into(),
             }
@@ -350,6 +392,14 @@ pub fn writable(dir: &Path) -> bool {
 pub fn kernel_release() -> String {
     rustix::system::uname()
         .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The running machine (`uname -m`).
+pub fn machine() -> String {
+    rustix::system::uname()
+        .machine()
         .to_string_lossy()
         .into_owned()
 }

@@ -10,6 +10,8 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 
+use super::OpenFile;
+
 /// How a child ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -62,6 +64,14 @@ fn ptr_array(items: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
+/// What a spawned child executes.
+pub enum Program<'a> {
+    /// A path, resolved by the kernel at the exec.
+    Path(&'a CStr),
+    /// An open file (`execveat` with `AT_EMPTY_PATH`): the file that was checked.
+    File(&'a OpenFile),
+}
+
 /// How a spawned child is set up between fork and exec.
 pub struct SpawnOpts<'a> {
     pub cwd: &'a CStr,
@@ -69,27 +79,73 @@ pub struct SpawnOpts<'a> {
     pub new_group: bool,
     /// stdin from /dev/null; stdout/stderr are inherited (the console).
     pub stdin_null: bool,
+    /// Run it as PID 1 of a new PID namespace: when it exits, the kernel
+    /// ends everything it started. Falls back to a plain fork where the
+    /// kernel has no PID namespaces.
+    pub new_pid_ns: bool,
+    /// This file becomes fd 3 of the child (a script's own file, which its
+    /// interpreter reads as /proc/self/fd/3).
+    pub fd3: Option<&'a OpenFile>,
 }
 
-/// Forks and execs `path` with exactly `argv` and `envp`. Returns the child's pid.
+/// A started child.
+pub struct Child {
+    pub pid: Pid,
+    /// It runs as PID 1 of its own PID namespace.
+    pub own_pid_ns: bool,
+}
+
+/// `close_range` flag: mark close-on-exec instead of closing (Linux 5.11).
+pub(super) const CLOSE_RANGE_CLOEXEC: libc::c_long = 1 << 2;
+
+/// Forks (or clones into a new PID namespace) and execs `prog` with exactly
+/// `argv` and `envp`. The child starts clean: every signal disposition
+/// default, an empty signal mask, and no descriptor but 0-2 (and `fd3`).
 pub fn spawn(
-    path: &CStr,
+    prog: Program,
     argv: &[CString],
     envp: &[CString],
     opts: &SpawnOpts,
-) -> Result<Pid, Errno> {
+) -> Result<Child, Errno> {
+    use std::os::fd::AsRawFd;
     let argv_p = ptr_array(argv);
     let envp_p = ptr_array(envp);
     let devnull = c"/dev/null";
-    // SAFETY: after fork only the calling thread exists in the child. PID 1
-    // is single-threaded; in a multi-threaded test process this is sound too
-    // because, between fork and execve/_exit, the child calls only
-    // async-signal-safe functions (setpgid, chdir, open, dup2, close, execve,
-    // _exit) on data prepared before the fork, and never allocates or locks.
-    let pid = unsafe { libc::fork() };
+    let (path, exec_fd) = match prog {
+        Program::Path(p) => (p, None),
+        Program::File(f) => (c"", Some(f.fd().as_raw_fd())),
+    };
+    let fd3 = opts.fd3.map(|f| f.fd().as_raw_fd());
+    let mut own_pid_ns = false;
+    let mut pid = -1;
+    if opts.new_pid_ns {
+        // SAFETY: a raw clone with only CLONE_NEWPID|SIGCHLD and no new stack
+        // is a fork whose child is PID 1 of a new PID namespace; all other
+        // arguments are zero, which every architecture's order accepts.
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::c_long::from(libc::CLONE_NEWPID | libc::SIGCHLD),
+                0,
+                0,
+                0,
+                0,
+            )
+        } as libc::pid_t;
+        own_pid_ns = pid >= 0;
+    }
+    if pid < 0 {
+        // SAFETY: see the child's block below.
+        pid = unsafe { libc::fork() };
+    }
     if pid == 0 {
-        // SAFETY: see above; every pointer is a live NUL-terminated C string
-        // or a NULL-terminated pointer array built from them.
+        // SAFETY: after fork (or the clone above) only the calling thread
+        // exists in the child. PID 1 is single-threaded; in a multi-threaded
+        // test process this is sound too because, until execve/_exit, the
+        // child calls only async-signal-safe functions and raw syscalls on
+        // data prepared before the fork, and never allocates or locks. Every
+        // pointer is a live NUL-terminated C string or a NULL-terminated
+        // pointer array built from them.
         unsafe {
             if opts.new_group {
                 libc::setpgid(0, 0);
@@ -104,14 +160,55 @@ pub fn spawn(
                     libc::close(fd);
                 }
             }
-            libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+            let mut first_closed = 3;
+            if let Some(fd) = fd3 {
+                // dup2 leaves the new descriptor without close-on-exec.
+                libc::dup2(fd, 3);
+                first_closed = 4;
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                libc::c_long::from(first_closed),
+                libc::c_long::from(u32::MAX),
+                CLOSE_RANGE_CLOEXEC,
+            );
+            // Every disposition default (an all-zero kernel sigaction is
+            // SIG_DFL), then an empty mask: raw syscalls, whatever the parent had.
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    libc::c_long::from(sig),
+                    dfl.as_ptr(),
+                    0,
+                    8,
+                );
+            }
+            let empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            match exec_fd {
+                Some(fd) => {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        libc::c_long::from(fd),
+                        path.as_ptr(),
+                        argv_p.as_ptr(),
+                        envp_p.as_ptr(),
+                        libc::c_long::from(libc::AT_EMPTY_PATH),
+                    );
+                }
+                None => {
+                    libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+                }
+            }
             libc::_exit(127);
         }
     }
     if pid < 0 {
         return Err(last_errno());
     }
-    Pid::from_raw(pid).ok_or(Errno::INVAL)
+    let pid = Pid::from_raw(pid).ok_or(Errno::INVAL)?;
+    Ok(Child { pid, own_pid_ns })
 }
 
 /// Replaces this process with `path`. Returns only on failure.
@@ -121,6 +218,31 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
     // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated
     // pointer arrays that live until execve returns (it only returns on error).
     unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    last_errno()
+}
+
+/// Replaces this process with the program in `file` (`execveat` with
+/// `AT_EMPTY_PATH`): what runs is the file that was opened and checked,
+/// whatever its path names now. Returns only on failure (ENOSYS before
+/// Linux 3.19).
+pub fn execveat(file: &OpenFile, argv: &[CString], envp: &[CString]) -> Errno {
+    use std::os::fd::AsRawFd;
+    let argv_p = ptr_array(argv);
+    let envp_p = ptr_array(envp);
+    let fd = libc::c_long::from(file.fd().as_raw_fd());
+    // SAFETY: the fd is open for the duration of the call; the empty path,
+    // argv and envp are NUL-terminated strings and NULL-terminated pointer
+    // arrays that live until the syscall returns (it only returns on error).
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv_p.as_ptr(),
+            envp_p.as_ptr(),
+            libc::c_long::from(libc::AT_EMPTY_PATH),
+        )
+    };
     last_errno()
 }
 
@@ -200,9 +322,16 @@ pub fn run_console_shell(sh: &Path) -> Result<Exit, Errno> {
         cwd: c"/",
         new_group: true,
         stdin_null: false,
+        new_pid_ns: false,
+        fd3: None,
     };
-    let pid = spawn(&path, std::slice::from_ref(&path), &environ(), &opts)?;
-    wait_child(pid)
+    let child = spawn(
+        Program::Path(&path),
+        std::slice::from_ref(&path),
+        &environ(),
+        &opts,
+    )?;
+    wait_child(child.pid)
 }
 
 /// This process's environment as `KEY=VALUE` C strings.
@@ -234,5 +363,71 @@ pub fn wait_forever() -> ! {
             Ok(_) => {}
             Err(_) => rustix::event::pause(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spawned program starts with nothing ignored or blocked and no
+    /// descriptor past 2, though this (test) process ignores SIGPIPE, blocks
+    /// a signal and has descriptors open.
+    #[test]
+    fn children_start_clean() {
+        let dir = std::env::temp_dir().join(format!("pivot-spawn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("status");
+        let keep_open = std::fs::File::open("/proc/self/status").unwrap();
+        // A descriptor without close-on-exec, as a careless library might leave.
+        // SAFETY: F_DUPFD on an open descriptor returns a new one (>= 50) that we close below.
+        let leaky = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::fcntl(keep_open.as_raw_fd(), libc::F_DUPFD, 50)
+        };
+        assert!(leaky >= 50);
+        // SAFETY: ignoring SIGPIPE and blocking SIGUSR2 in this thread only
+        // changes signal state, which is what is under test.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let sh = CString::new("/bin/sh").unwrap();
+        // The shell reads its own status with its builtin `read` (no child,
+        // so no fork window in which a shell may block signals).
+        let script = format!(
+            "while read -r k v; do case $k in SigBlk:|SigIgn:) echo \"$k $v\";; esac; \
+             done < /proc/self/status > {0}; ls /proc/$$/fd >> {0}",
+            out.display()
+        );
+        let argv = [
+            sh.clone(),
+            CString::new("-c").unwrap(),
+            CString::new(script).unwrap(),
+        ];
+        let opts = SpawnOpts {
+            cwd: c"/",
+            new_group: false,
+            stdin_null: true,
+            new_pid_ns: false,
+            fd3: None,
+        };
+        let child = spawn(Program::Path(&sh), &argv, &[], &opts).unwrap();
+        assert_eq!(wait_child(child.pid).unwrap(), Exit::Code(0));
+        drop(keep_open);
+        // SAFETY: `leaky` is our own descriptor, closed once.
+        unsafe { libc::close(leaky) };
+        let text = std::fs::read_to_string(&out).unwrap();
+        // The shell (dash) ignores nothing by itself when not interactive.
+        assert!(text.contains("SigBlk: 0000000000000000\n"), "{text}");
+        assert!(text.contains("SigIgn: 0000000000000000\n"), "{text}");
+        let fds: Vec<&str> = text.lines().skip(2).collect();
+        assert!(!fds.contains(&leaky.to_string().as_str()), "{fds:?}");
+        assert!(fds.contains(&"0") && fds.contains(&"2"), "{fds:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,12 +10,20 @@ use rustix::io::Errno;
 use rustix::net::netlink::{self, SocketAddrNetlink};
 use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
 
+use super::signals::SignalFd;
 use crate::error::{Error, Result};
 
 /// A bound uevent socket. It is `O_CLOEXEC`: closing one bound to the
 /// uevent group waits for the kernel's broadcasts in flight (~10 ms under
 /// TCG on the hot path), so the boot keeps it open and leaves it to `execve`.
 pub struct UeventSocket(OwnedFd);
+
+/// What a wait found ready.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub uevent: bool,
+    pub signal: bool,
+}
 
 /// What one receive found.
 pub enum Recv<'a> {
@@ -49,35 +57,92 @@ impl UeventSocket {
 
     /// Sleeps until a message is queued or `timeout` passes; true when one is.
     pub fn wait(&self, timeout: Duration) -> Result<bool> {
+        self.wait_with(None, timeout).map(|r| r.uevent)
+    }
+
+    /// Sleeps until a message is queued, a signal is pending on `signals`,
+    /// or `timeout` passes: one `poll` over both.
+    pub fn wait_with(&self, signals: Option<&SignalFd>, timeout: Duration) -> Result<Ready> {
         let ts = Timespec {
             tv_sec: timeout.as_secs() as _,
             tv_nsec: timeout.subsec_nanos() as _,
         };
-        let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
+        let mut fds = vec![PollFd::new(&self.0, PollFlags::IN)];
+        if let Some(s) = signals {
+            fds.push(PollFd::new(s, PollFlags::IN));
+        }
         match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) | Err(Errno::INTR) => Ok(false),
-            Ok(_) => Ok(true),
+            Ok(0) | Err(Errno::INTR) => Ok(Ready::default()),
+            Ok(_) => Ok(Ready {
+                uevent: !fds[0].revents().is_empty(),
+                signal: fds.get(1).is_some_and(|f| !f.revents().is_empty()),
+            }),
             Err(errno) => Err(Error::Poll { errno }),
         }
     }
 
-    /// Receives the next queued message from the kernel (port id 0) without
-    /// blocking; messages from anyone else are dropped here.
+    /// Receives the next queued message from the kernel without blocking.
+    /// Only a message whose sender address is there and is port id 0 (the
+    /// kernel) is returned; anything else is dropped here.
     pub fn recv<'a>(&self, buf: &'a mut [u8]) -> Result<Recv<'a>> {
         loop {
             match rustix::net::recvfrom(&self.0, &mut buf[..], RecvFlags::DONTWAIT) {
                 Ok((n, _, addr)) => {
                     let from_kernel = addr
                         .and_then(|a| SocketAddrNetlink::try_from(a).ok())
-                        .is_none_or(|a| a.pid() == 0);
+                        .is_some_and(|a| a.pid() == 0);
                     if from_kernel {
                         return Ok(Recv::Message(buf.get(..n).unwrap_or(&[])));
                     }
+                    log::debug!("dropped a uevent message that is not from the kernel");
                 }
                 Err(Errno::AGAIN) => return Ok(Recv::Empty),
                 Err(Errno::INTR) => continue,
                 Err(Errno::NOBUFS) => return Ok(Recv::Overflow),
                 Err(errno) => return Err(Error::Netlink { op: "recv", errno }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A uevent-looking message multicast by a process (port id not 0) is
+    /// not taken for the kernel's. Sending to the uevent group needs root.
+    #[test]
+    fn messages_from_processes_are_dropped() {
+        if !crate::sys::is_root_user() {
+            eprintln!("not root: cannot send to the uevent group; sender check not exercised");
+            return;
+        }
+        let sock = UeventSocket::subscribe().unwrap();
+        let sender = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            Some(netlink::KOBJECT_UEVENT),
+        )
+        .unwrap();
+        let msg = b"add@/devices/fake/block/sdz\0ACTION=add\0SUBSYSTEM=block\0MAJOR=8\0MINOR=250\0DEVNAME=sdz\0";
+        rustix::net::sendto(
+            &sender,
+            msg,
+            rustix::net::SendFlags::empty(),
+            &SocketAddrNetlink::new(0, 1),
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 4096];
+        // It arrives (poll says so), and recv drops it.
+        assert!(sock.wait(Duration::from_secs(2)).unwrap());
+        loop {
+            match sock.recv(&mut buf).unwrap() {
+                Recv::Empty => break,
+                Recv::Message(m) => {
+                    assert!(!m.ends_with(b"DEVNAME=sdz\0"), "taken as the kernel's")
+                }
+                Recv::Overflow => {}
             }
         }
     }
