@@ -331,6 +331,7 @@ impl Boot {
         // changes before its init and hook are checked.
         let (init, hook) = self.stage(Stage::Check, Boot::check_and_commit)?;
         self.stage(Stage::Hook, |b| b.run_hook(hook, &node, &fstype))?;
+        self.note_late_matches(&found.dev);
         let how = self.stage(Stage::Switch, Boot::switch)?;
         self.enter(Stage::Exec);
         let reaped = process::reap_children();
@@ -352,8 +353,20 @@ impl Boot {
     /// devices that come later. Without a module tree, coldplug alone is
     /// quietly skipped.
     fn load_modules(&mut self) -> Result<()> {
+        // Subscribed before coldplug: a device that a driver loaded now
+        // creates (virtio_pci makes the virtio devices) is announced on it,
+        // and the wait loads its driver in turn.
+        if self.uevents.is_none() {
+            self.uevents = Some(UeventSocket::subscribe()?);
+        }
         let dir = Path::new("/lib/modules").join(sys::kernel_release());
-        let loader = match modules::Loader::open(&dir) {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let conf = modules::ModConfig::read(
+            &dir,
+            &modules::MODPROBE_DIRS,
+            &config::split_cmdline(&cmdline),
+        );
+        let loader = match modules::Loader::open(&dir, conf) {
             Ok(l) => l,
             Err(e) if self.cfg.modules.is_empty() => {
                 log::debug!("no coldplug: {e}");
@@ -382,10 +395,7 @@ impl Boot {
             Some(s) => s,
             None => UeventSocket::subscribe()?,
         };
-        let sysfs = SysBlock {
-            root: PathBuf::from("/sys/class/block"),
-            nodes: Nodes::Dev(PathBuf::from("/dev")),
-        };
+        let sysfs = block_devices();
         let want = Want {
             spec,
             fstypes: &self.cfg.fstypes,
@@ -421,6 +431,17 @@ impl Boot {
     /// Mounts the volume read-only: the checks read it, nothing writes it.
     /// A journal that needs recovery would be replayed even by a read-only
     /// mount, so such a volume is mounted as configured, and the log says so.
+    /// Devices that match too but came after the volume was chosen: logged.
+    fn note_late_matches(&self, chosen: &wait::Device) {
+        if let (Some(sock), Some(spec)) = (&self.uevents, &self.cfg.root) {
+            let want = Want {
+                spec,
+                fstypes: &self.cfg.fstypes,
+            };
+            wait::late_matches(sock, &want, &block_devices(), chosen);
+        }
+    }
+
     fn mount(&mut self, node: &Path, found: &Found) -> Result<String> {
         let probed = match &found.fs {
             Some(p) => Some(p.clone()),
@@ -683,6 +704,14 @@ fn unmount_volume(s: &mut dyn Sys, target: &Path, changes: &[&str]) -> Option<sy
             log::error!("{e}");
             None
         }
+    }
+}
+
+/// The block devices of this machine, their nodes in /dev (made if missing).
+fn block_devices() -> SysBlock {
+    SysBlock {
+        root: PathBuf::from("/sys/class/block"),
+        nodes: Nodes::Dev(PathBuf::from("/dev")),
     }
 }
 

@@ -112,6 +112,38 @@ fn load(o: &Opts, out: &mut String) -> Result<Parsed, String> {
     Ok(p)
 }
 
+/// The words of the command line `plan` reads.
+fn cmdline_words(o: &Opts) -> Result<Vec<String>, String> {
+    let text = match &o.cmdline {
+        Some(c) => c.clone(),
+        None => std::fs::read_to_string("/proc/cmdline")
+            .map_err(|e| format!("cannot read /proc/cmdline: {e}"))?,
+    };
+    Ok(config::split_cmdline(&text))
+}
+
+/// The parameters modules will get, as the modules stage reads them.
+fn module_params(cfg: &config::Config, words: &[String]) -> String {
+    let dir = std::path::Path::new("/lib/modules").join(crate::sys::kernel_release());
+    let conf = crate::modules::ModConfig::read(&dir, &crate::modules::MODPROBE_DIRS, words);
+    let mut names: Vec<String> = cfg.modules.iter().map(|m| m.replace('-', "_")).collect();
+    names.extend(conf.options.keys().cloned());
+    names.sort();
+    names.dedup();
+    let mut out = String::from("\nmodule parameters (modprobe.d, then the command line):\n");
+    if names.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for m in names {
+        let params = conf.params(&m);
+        out.push_str(&format!(
+            "  {m:<13} {}\n",
+            if params.is_empty() { "(none)" } else { &params }
+        ));
+    }
+    out
+}
+
 /// `plan`: returns (output, exit status).
 pub fn plan(args: &[String]) -> Result<(String, i32), String> {
     let o = parse_opts(args, true)?;
@@ -139,6 +171,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
             p.source(key).name()
         ));
     }
+    out.push_str(&module_params(&p.cfg, &cmdline_words(&o)?));
     out.push_str("\nwarnings:\n");
     if p.warnings.is_empty() {
         out.push_str("  (none)\n");
@@ -190,6 +223,10 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
             }
             if matched == 0 {
                 out.push_str("  nothing matches now: the boot would wait for it\n");
+            } else if matched > 1 && spec.names_one_volume() {
+                out.push_str(&format!(
+                    "  {matched} devices match: the boot would refuse to choose one (FAILED at wait)\n"
+                ));
             }
         }
     }

@@ -29,6 +29,16 @@ pub enum Spec {
     PartUuid(String),
     /// `PARTLABEL=...`: GPT partition name.
     PartLabel(String),
+    /// `/dev/disk/by-id/NAME`: one of the names udev gives a disk
+    /// (`nvme-MODEL_SERIAL`, `nvme-eui.…`, `virtio-SERIAL`,
+    /// `scsi-0VENDOR_MODEL_SERIAL`, `wwn-0x…`), `-partN` for its partition N.
+    ById(String),
+    /// `/dev/disk/by-path/NAME`: where the disk sits (`pci-0000:00:04.0-nvme-1`,
+    /// `pci-0000:00:05.0-scsi-0:0:3:0`, `pci-0000:00:06.0` for virtio), `-partN`.
+    ByPath(String),
+    /// `LUN=N` (a SCSI disk with LUN N, as Azure names data disks) or
+    /// `LUN=H:C:T:L` (exactly that address).
+    Lun(Option<(u32, u32, u32)>, u32),
 }
 
 /// Builds a spec from the text after its `KEY=`.
@@ -53,17 +63,106 @@ impl fmt::Display for Spec {
             Spec::Label(s) => write!(f, "LABEL={s}"),
             Spec::PartUuid(s) => write!(f, "PARTUUID={s}"),
             Spec::PartLabel(s) => write!(f, "PARTLABEL={s}"),
+            Spec::ById(s) => write!(f, "/dev/disk/by-id/{s}"),
+            Spec::ByPath(s) => write!(f, "/dev/disk/by-path/{s}"),
+            Spec::Lun(None, l) => write!(f, "LUN={l}"),
+            Spec::Lun(Some((h, c, t)), l) => write!(f, "LUN={h}:{c}:{t}:{l}"),
         }
     }
 }
 
+/// Reverses udev's encoding of a name in a /dev/disk link: `\xHH` is the byte HH.
+pub fn udev_unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (
+            b[i],
+            b.get(i + 1),
+            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'\\', Some(b'x'), Some(v)) => {
+                out.push(v);
+                i += 4;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `/dev/disk/...` link as the spec it stands for; `Err` for a form that
+/// cannot be resolved without udev.
+fn disk_link(kind: &str, name: &str) -> Result<Spec, String> {
+    if name.is_empty() {
+        return Err(format!("/dev/disk/{kind}/ names no disk"));
+    }
+    let by_id_ok = ["nvme-", "virtio-", "scsi-0", "wwn-0x"];
+    Ok(match kind {
+        "by-uuid" => Spec::Uuid(name.to_string()),
+        "by-label" => Spec::Label(udev_unescape(name)),
+        "by-partuuid" => Spec::PartUuid(name.to_string()),
+        "by-partlabel" => Spec::PartLabel(udev_unescape(name)),
+        "by-id" => match name.strip_prefix("google-") {
+            Some(gcp) => Spec::Serial(gcp.to_string()),
+            None if by_id_ok.iter().any(|p| name.starts_with(p)) => Spec::ById(name.to_string()),
+            None => {
+                return Err(format!(
+                    "/dev/disk/by-id/{name} cannot be resolved without udev (known here: nvme-, \
+                     virtio-, scsi-0, wwn-0x, google-); use SERIAL=, UUID= or LABEL= instead"
+                ));
+            }
+        },
+        "by-path" if name.starts_with("pci-") => Spec::ByPath(name.to_string()),
+        _ => {
+            return Err(format!(
+                "/dev/disk/{kind}/{name} cannot be resolved without udev; use UUID=, LABEL=, \
+                 PARTUUID=, SERIAL= or a /dev/disk/by-uuid, by-label, by-id or by-path (pci-) link instead"
+            ));
+        }
+    })
+}
+
+/// `LUN=N` or `LUN=H:C:T:L`.
+fn lun(v: &str) -> Option<Spec> {
+    let n: Vec<u32> = v
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match n.as_slice() {
+        [l] => Some(Spec::Lun(None, *l)),
+        [h, c, t, l] => Some(Spec::Lun(Some((*h, *c, *t)), *l)),
+        _ => None,
+    }
+}
+
 impl Spec {
+    /// A spec that names one volume by what it holds or how it is known, so
+    /// two devices matching it at once is an error, not a choice.
+    pub fn names_one_volume(&self) -> bool {
+        !matches!(self, Spec::Devno(..) | Spec::ByPath(_))
+    }
+
     /// Parses a spec, or says what is accepted.
     pub fn parse(s: &str) -> Result<Spec, String> {
-        const ACCEPTED: &str =
-            "expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=";
+        const ACCEPTED: &str = "expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, \
+             SERIAL=, LUN= or a /dev/disk/by-* link";
         if s.is_empty() {
             return Err(format!("empty volume spec; {ACCEPTED}"));
+        }
+        if let Some(link) = s.strip_prefix("/dev/disk/") {
+            let (kind, name) = link.split_once('/').unwrap_or((link, ""));
+            return disk_link(kind, name);
+        }
+        if let Some(v) = s.strip_prefix("LUN=") {
+            return lun(v).ok_or_else(|| format!("`{v}` is not a LUN (N or H:C:T:L); {ACCEPTED}"));
         }
         if let Some(name) = s.strip_prefix("/dev/") {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
@@ -1035,13 +1134,66 @@ mod tests {
         let (cfg, _) = parse("root=/dev/sda rootfstype=xfs", false);
         assert_eq!((cfg.root, cfg.fstypes.len()), (None, 0));
         // A bad kernel value is reported with its own key.
-        let (_, w) = parse("root=/dev/disk/by-uuid/x", true);
+        let (_, w) = parse("root=/dev/disk/by-id/ata-x", true);
         assert_eq!(w.len(), 1);
         assert!(
-            w[0].starts_with("ignoring root=/dev/disk/by-uuid/x: "),
+            w[0].starts_with("ignoring root=/dev/disk/by-id/ata-x: "),
             "{}",
             w[0]
         );
+    }
+
+    #[test]
+    fn udev_links_as_specs() {
+        let p = |s: &str| Spec::parse(s);
+        assert_eq!(
+            p("/dev/disk/by-uuid/6b47dd90-d2cf-4709-a8c4-a18b6723dcc5"),
+            Ok(Spec::Uuid("6b47dd90-d2cf-4709-a8c4-a18b6723dcc5".into()))
+        );
+        assert_eq!(
+            p("/dev/disk/by-label/my\\x20data\\x2fv1"),
+            Ok(Spec::Label("my data/v1".into()))
+        );
+        assert_eq!(
+            p("/dev/disk/by-partlabel/EFI\\x20System"),
+            Ok(Spec::PartLabel("EFI System".into()))
+        );
+        assert_eq!(
+            p("/dev/disk/by-partuuid/5eedb007-02"),
+            Ok(Spec::PartUuid("5eedb007-02".into()))
+        );
+        assert_eq!(
+            p("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc"),
+            Ok(Spec::ById("nvme-Amazon_Elastic_Block_Store_vol0abc".into()))
+        );
+        assert_eq!(
+            p("/dev/disk/by-id/google-data-1"),
+            Ok(Spec::Serial("data-1".into()))
+        );
+        assert_eq!(
+            p("/dev/disk/by-path/pci-0000:00:04.0-nvme-1-part2"),
+            Ok(Spec::ByPath("pci-0000:00:04.0-nvme-1-part2".into()))
+        );
+        assert_eq!(p("LUN=3"), Ok(Spec::Lun(None, 3)));
+        assert_eq!(p("LUN=1:0:0:3"), Ok(Spec::Lun(Some((1, 0, 0)), 3)));
+        for bad in [
+            "/dev/disk/by-id/ata-ST1000_X",
+            "/dev/disk/by-id/usb-Kingston_1",
+            "/dev/disk/by-diskseq/3",
+            "/dev/disk/by-path/platform-a000000.virtio_mmio",
+            "/dev/disk/by-uuid/",
+            "LUN=",
+            "LUN=1:2",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        assert!(
+            p("/dev/disk/by-id/ata-ST1000_X")
+                .unwrap_err()
+                .contains("cannot be resolved without udev")
+        );
+        assert_eq!(udev_unescape("a\\x2"), "a\\x2");
+        assert_eq!(udev_unescape("\\xzz\\x41"), "\\xzzA");
     }
 
     #[test]
@@ -1082,7 +1234,7 @@ mod tests {
         assert_eq!(w.len(), 10, "{w:#?}");
         assert_eq!(
             w[0],
-            "ignoring pivot.root=sda: `sda` is not a valid volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=; using the default"
+            "ignoring pivot.root=sda: `sda` is not a valid volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=, LUN= or a /dev/disk/by-* link; using the default"
         );
         assert_eq!(
             w[1],
@@ -1124,7 +1276,7 @@ mod tests {
             vec![
                 "ignoring pivot.timeout=abc: `abc` is not a number of seconds (0 = forever); using the default",
                 "ignoring pivot.onfail=explode: `explode` is not one of oldinit, shell, reboot, poweroff, wait; using the default",
-                "ignoring pivot.root=: empty volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=; keeping the earlier value",
+                "ignoring pivot.root=: empty volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=, LUN= or a /dev/disk/by-* link; keeping the earlier value",
                 "ignoring pivot.hook_timeout=-1: `-1` is not a number of seconds (0 = no limit); using the default",
             ]
         );

@@ -93,6 +93,11 @@ pub enum Error {
         /// One description per device seen.
         seen: Vec<String>,
     },
+    /// Two or more devices match a spec that should name one volume.
+    Ambiguous {
+        spec: Spec,
+        devices: Vec<String>,
+    },
     NoFilesystem {
         device: PathBuf,
     },
@@ -276,6 +281,16 @@ impl fmt::Display for Error {
                     "none".to_string()
                 } else {
                     seen.join(", ")
+                }
+            ),
+            Ambiguous { spec, devices } => write!(
+                f,
+                "{} devices match {spec}: {}; detach one or use {}",
+                devices.len(),
+                devices.join(", "),
+                match spec {
+                    Spec::Serial(_) | Spec::ById(_) | Spec::Name(_) => "/dev/disk/by-path/...",
+                    _ => "SERIAL=",
                 }
             ),
             NoFilesystem { device } => write!(

@@ -4,6 +4,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod cpio;
 pub mod error;

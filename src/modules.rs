@@ -266,16 +266,128 @@ impl Aliases {
     }
 }
 
+/// What modprobe would read besides the module tree: parameters
+/// (`options` lines, `MOD.PARAM=VALUE` on the command line), soft
+/// dependencies (`softdep`, `modules.softdep`) and the blacklist
+/// (`blacklist` lines, `modprobe.blacklist=`). Module names are normalized
+/// (dashes as underscores).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ModConfig {
+    /// Module -> its parameters (`p=v`), in order: a later one wins in the kernel.
+    pub options: BTreeMap<String, Vec<String>>,
+    /// Module -> (pre, post) soft dependencies.
+    pub softdeps: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    pub blacklist: BTreeSet<String>,
+}
+
+/// The directories of modprobe configuration on the root pivot-init runs from.
+pub const MODPROBE_DIRS: [&str; 2] = ["/lib/modprobe.d", "/etc/modprobe.d"];
+
+impl ModConfig {
+    /// Adds the lines of a modprobe.d file or of `modules.softdep`.
+    pub fn add_conf(&mut self, text: &str) {
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            match (w.next(), w.next()) {
+                (Some("options"), Some(m)) => self
+                    .options
+                    .entry(m.replace('-', "_"))
+                    .or_default()
+                    .extend(w.map(str::to_string)),
+                (Some("blacklist"), Some(m)) => {
+                    self.blacklist.insert(m.replace('-', "_"));
+                }
+                (Some("softdep"), Some(m)) => {
+                    let entry = self.softdeps.entry(m.replace('-', "_")).or_default();
+                    let mut post = false;
+                    for t in w {
+                        match t {
+                            "pre:" => post = false,
+                            "post:" => post = true,
+                            name if post => entry.1.push(name.replace('-', "_")),
+                            name => entry.0.push(name.replace('-', "_")),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Adds what the kernel command line says: `MOD.PARAM=VALUE` (the kernel
+    /// leaves these for modules it does not have built in) and
+    /// `modprobe.blacklist=M1,M2`.
+    pub fn add_cmdline(&mut self, words: &[String]) {
+        for word in words {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let Some((module, param)) = key.split_once('.') else {
+                continue;
+            };
+            if module.is_empty() || param.is_empty() || module == "pivot" {
+                continue;
+            }
+            if module == "modprobe" && param == "blacklist" {
+                self.blacklist.extend(
+                    value
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(|m| m.replace('-', "_")),
+                );
+                continue;
+            }
+            let value = if value.contains(char::is_whitespace) {
+                format!("\"{value}\"")
+            } else {
+                value.to_string()
+            };
+            self.options
+                .entry(module.replace('-', "_"))
+                .or_default()
+                .push(format!("{param}={value}"));
+        }
+    }
+
+    /// The parameter string `finit_module` gets for `module`.
+    pub fn params(&self, module: &str) -> String {
+        self.options
+            .get(module)
+            .map(|o| o.join(" "))
+            .unwrap_or_default()
+    }
+
+    /// Reads `modules.softdep` of `dir` and the `*.conf` files of `conf_dirs`
+    /// (in name order), then the command line: the command line wins.
+    pub fn read(dir: &Path, conf_dirs: &[&str], cmdline_words: &[String]) -> ModConfig {
+        let mut c = ModConfig::default();
+        c.add_conf(&std::fs::read_to_string(dir.join("modules.softdep")).unwrap_or_default());
+        for d in conf_dirs {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
+                .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.retain(|f| f.extension().is_some_and(|e| e == "conf"));
+            files.sort();
+            for f in files {
+                c.add_conf(&std::fs::read_to_string(&f).unwrap_or_default());
+            }
+        }
+        c.add_cmdline(cmdline_words);
+        c
+    }
+}
+
 /// Loads modules from one module tree (`/lib/modules/$(uname -r)`).
 pub struct Loader {
     dir: PathBuf,
     deps: DepMap,
     builtin: BTreeSet<String>,
     aliases: Aliases,
+    conf: ModConfig,
 }
 
 impl Loader {
-    pub fn open(dir: &Path) -> Result<Loader, ModuleError> {
+    pub fn open(dir: &Path, conf: ModConfig) -> Result<Loader, ModuleError> {
         let dep_path = dir.join("modules.dep");
         let dep_text = std::fs::read_to_string(&dep_path).map_err(|e| ModuleError::NoDepFile {
             errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
@@ -287,34 +399,65 @@ impl Loader {
             deps: DepMap::parse(&dep_text),
             builtin: parse_builtin(&read("modules.builtin")),
             aliases: Aliases::parse(&read("modules.alias")),
+            conf,
         })
     }
 
-    /// Loads `wanted` and their dependencies; returns how many were loaded.
+    /// Loads `wanted` with their soft dependencies (`pre:` first, `post:`
+    /// after, best effort) and dependencies; returns how many were loaded.
     /// An error names the module and the reason.
     pub fn load(&self, wanted: &[String]) -> Result<usize, ModuleError> {
-        let order = self.deps.resolve(wanted, &self.builtin)?;
         let mut loaded = 0;
-        for rel in order {
-            let name = module_name(&rel);
-            if Path::new("/sys/module").join(&name).exists() {
-                log::debug!("module {name} is already loaded");
-                continue;
-            }
-            load_one(&self.dir.join(&rel), &name)?;
-            loaded += 1;
+        for w in wanted {
+            loaded += self.load_soft(&w.replace('-', "_"), 0)?;
         }
         Ok(loaded)
     }
 
+    fn load_soft(&self, name: &str, depth: usize) -> Result<usize, ModuleError> {
+        if depth > 8 {
+            return Err(ModuleError::Loop(name.to_string()));
+        }
+        let (pre, post) = self.conf.softdeps.get(name).cloned().unwrap_or_default();
+        let mut loaded = 0;
+        let soft = |m: &String| match self.load_soft(m, depth + 1) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("{e} (a soft dependency of {name})");
+                0
+            }
+        };
+        loaded += pre.iter().map(soft).sum::<usize>();
+        let order = self.deps.resolve(&[name.to_string()], &self.builtin)?;
+        for rel in order {
+            let m = module_name(&rel);
+            if Path::new("/sys/module").join(&m).exists() {
+                log::debug!("module {m} is already loaded");
+                continue;
+            }
+            load_one(&self.dir.join(&rel), &m, &self.conf.params(&m))?;
+            loaded += 1;
+        }
+        loaded += post.iter().map(soft).sum::<usize>();
+        Ok(loaded)
+    }
+
     /// Loads the drivers a device's modalias asks for, when this tree has
-    /// them (best effort: a failure is a warning). Returns how many loaded.
+    /// them and they are not blacklisted (best effort: a failure is a
+    /// warning). Returns how many loaded.
     pub fn load_for(&self, modalias: &str) -> usize {
         let wanted: Vec<String> = self
             .aliases
             .modules_for(modalias)
             .into_iter()
             .filter(|m| self.deps.modules.contains_key(m))
+            .filter(|m| {
+                let black = self.conf.blacklist.contains(m);
+                if black {
+                    log::debug!("not loading {m} for {modalias}: blacklisted");
+                }
+                !black
+            })
             .collect();
         if wanted.is_empty() {
             return 0;
@@ -353,7 +496,7 @@ impl Loader {
     }
 }
 
-fn load_one(path: &Path, name: &str) -> Result<(), ModuleError> {
+fn load_one(path: &Path, name: &str, params: &str) -> Result<(), ModuleError> {
     let (name, path) = (name.to_string(), path.to_path_buf());
     let file = match sys::open_ro(&path) {
         Ok(f) => f,
@@ -365,9 +508,14 @@ fn load_one(path: &Path, name: &str) -> Result<(), ModuleError> {
     } else {
         0
     };
-    match sys::finit_module(&file, flags) {
+    let params_c = std::ffi::CString::new(params).unwrap_or_default();
+    match sys::finit_module(&file, &params_c, flags) {
         Ok(()) => {
-            log::info!("loaded module {name}");
+            if params.is_empty() {
+                log::info!("loaded module {name}");
+            } else {
+                log::info!("loaded module {name} ({params})");
+            }
             Ok(())
         }
         Err(Errno::EXIST) => Ok(()),
@@ -490,5 +638,43 @@ garbage line\n";
             m.resolve(&["a".into()], &BTreeSet::new()).unwrap(),
             vec!["b.ko", "a.ko"]
         );
+    }
+
+    #[test]
+    fn modprobe_configuration() {
+        let mut c = ModConfig::default();
+        c.add_conf(
+            "# comment\noptions nvme_core io_timeout=30 max_retries=3\nblacklist floppy\n\
+             softdep virtio-blk pre: crc32c post: virtio_rng\nsoftdep cifs arc4\ninstall x /bin/true\n",
+        );
+        c.add_cmdline(&[
+            "console=ttyS0".into(),
+            "nvme_core.io_timeout=4294967295".into(),
+            "virtio-blk.queue_depth=64".into(),
+            "pivot.root=LABEL=x".into(),
+            "modprobe.blacklist=pcspkr,snd-pcsp".into(),
+            // As split_cmdline leaves `a.b="x y"`: the quotes are put back.
+            "a.b=x y".into(),
+            ".x=1".into(),
+            "x.=1".into(),
+        ]);
+        assert_eq!(
+            c.params("nvme_core"),
+            "io_timeout=30 max_retries=3 io_timeout=4294967295"
+        );
+        assert_eq!(c.params("virtio_blk"), "queue_depth=64");
+        assert_eq!(c.params("a"), "b=\"x y\"");
+        assert_eq!(c.params("pivot"), "");
+        assert_eq!(c.params("x"), "");
+        assert_eq!(
+            c.softdeps.get("virtio_blk"),
+            Some(&(vec!["crc32c".to_string()], vec!["virtio_rng".to_string()]))
+        );
+        assert_eq!(
+            c.softdeps.get("cifs"),
+            Some(&(vec!["arc4".to_string()], vec![]))
+        );
+        let black: Vec<&str> = c.blacklist.iter().map(String::as_str).collect();
+        assert_eq!(black, ["floppy", "pcspkr", "snd_pcsp"]);
     }
 }

@@ -30,6 +30,30 @@ impl Device {
     }
 }
 
+/// `0000:00:04.0`: a PCI address as a sysfs directory names it.
+fn is_pci_address(c: &str) -> bool {
+    let b = c.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && c.bytes()
+            .enumerate()
+            .all(|(i, x)| matches!(i, 4 | 7 | 10) || x.is_ascii_hexdigit())
+}
+
+/// `H:C:T:L`, as a SCSI device's sysfs directory is named.
+fn scsi_address(c: &str) -> Option<(u32, u32, u32, u32)> {
+    let n: Vec<u32> = c
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match n.as_slice() {
+        [h, c, t, l] => Some((*h, *c, *t, *l)),
+        _ => None,
+    }
+}
+
 /// Parses a sysfs `dev` file (`259:2\n`).
 pub fn parse_devno(s: &str) -> Option<(u32, u32)> {
     let (a, b) = s.trim().split_once(':')?;
@@ -141,6 +165,144 @@ impl SysBlock {
         Some((partn, self.device(disk)?))
     }
 
+    /// Whether a block device of this kernel name exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.root.join(name).exists()
+    }
+
+    fn attr(&self, name: &str, rel: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join(name).join(rel)).ok()?;
+        let t = text.trim();
+        (!t.is_empty()).then(|| t.to_string())
+    }
+
+    /// A disk's names under /dev/disk/by-id, as udev makes them:
+    /// `nvme-MODEL_SERIAL` and `nvme-WWID`, `virtio-SERIAL`,
+    /// `scsi-0VENDOR_MODEL_SERIAL` and `wwn-0xWWN`; a partition gets its
+    /// disk's names with `-partN`.
+    pub fn by_ids(&self, name: &str) -> Vec<String> {
+        if let Some((partn, disk)) = self.partition_of(name) {
+            return self
+                .by_ids(&disk.name)
+                .into_iter()
+                .map(|id| format!("{id}-part{partn}"))
+                .collect();
+        }
+        let under = |s: &str| s.split_whitespace().collect::<Vec<_>>().join("_");
+        let mut ids = Vec::new();
+        if name.starts_with("nvme") {
+            if let (Some(model), Some(serial)) = (
+                self.attr(name, "device/model"),
+                self.attr(name, "device/serial"),
+            ) {
+                ids.push(format!("nvme-{}_{}", under(&model), under(&serial)));
+            }
+            if let Some(wwid) = self.attr(name, "wwid") {
+                ids.push(format!("nvme-{}", under(&wwid)));
+            }
+        } else if name.starts_with("vd") {
+            if let Some(serial) = self.attr(name, "serial") {
+                ids.push(format!("virtio-{}", under(&serial)));
+            }
+        } else if name.starts_with("sd") {
+            let vendor = self.attr(name, "device/vendor");
+            let model = self.attr(name, "device/model");
+            if let (Some(v), Some(m), Some(serial)) = (vendor, model, self.scsi_serial(name)) {
+                ids.push(format!(
+                    "scsi-0{}_{}_{}",
+                    under(&v),
+                    under(&m),
+                    under(&serial)
+                ));
+            }
+            if let Some(naa) = self
+                .attr(name, "device/wwid")
+                .and_then(|w| w.strip_prefix("naa.").map(str::to_lowercase))
+            {
+                ids.push(format!("wwn-0x{naa}"));
+            }
+        }
+        ids
+    }
+
+    /// A SCSI disk's unit serial number (VPD page 0x80).
+    fn scsi_serial(&self, name: &str) -> Option<String> {
+        let page = std::fs::read(self.root.join(name).join("device/vpd_pg80")).ok()?;
+        let len = usize::from(*page.get(3)?);
+        let serial = page.get(4..4 + len)?;
+        let t = String::from_utf8_lossy(serial).trim().to_string();
+        (!t.is_empty()).then_some(t)
+    }
+
+    /// A disk's name under /dev/disk/by-path, as udev's path_id makes it for
+    /// PCI devices: `pci-DDDD:BB:DD.F` then `-nvme-NSID` (NVMe) or
+    /// `-scsi-H:C:T:L` (SCSI, H counted from the controller's first host);
+    /// virtio-blk has the PCI part only; `-partN` for a partition.
+    pub fn by_path(&self, name: &str) -> Option<String> {
+        if let Some((partn, disk)) = self.partition_of(name) {
+            return Some(format!("{}-part{partn}", self.by_path(&disk.name)?));
+        }
+        let real = std::fs::canonicalize(self.root.join(name)).ok()?;
+        // The PCI function nearest the disk: the controller.
+        let pci = real.ancestors().find(|a| {
+            a.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(is_pci_address)
+        })?;
+        let addr = pci.file_name()?.to_str()?;
+        let below = real.strip_prefix(pci).ok()?;
+        let below: Vec<&str> = below.iter().filter_map(|c| c.to_str()).collect();
+        let mut path = format!("pci-{addr}");
+        if below.contains(&"nvme") {
+            path.push_str(&format!("-nvme-{}", self.attr(name, "nsid")?));
+        } else if let Some((h, c, t, l)) = below.iter().rev().find_map(|c| scsi_address(c)) {
+            let base = self.first_scsi_host(pci)?;
+            path.push_str(&format!("-scsi-{}:{c}:{t}:{l}", h.checked_sub(base)?));
+        }
+        Some(path)
+    }
+
+    /// The lowest SCSI host number under a controller's sysfs directory.
+    fn first_scsi_host(&self, controller: &Path) -> Option<u32> {
+        let hosts = self.root.join("../../class/scsi_host");
+        let mut first = None;
+        for e in std::fs::read_dir(hosts).ok()?.filter_map(|e| e.ok()) {
+            let Ok(real) = std::fs::canonicalize(e.path()) else {
+                continue;
+            };
+            let n = e
+                .file_name()
+                .to_str()
+                .and_then(|f| f.strip_prefix("host")?.parse::<u32>().ok());
+            if let Some(n) = n
+                && real.starts_with(controller)
+                && first.is_none_or(|f| n < f)
+            {
+                first = Some(n);
+            }
+        }
+        first
+    }
+
+    /// A SCSI disk's address (host, channel, target, LUN).
+    pub fn scsi_address(&self, name: &str) -> Option<(u32, u32, u32, u32)> {
+        let real = std::fs::canonicalize(self.root.join(name).join("device")).ok()?;
+        scsi_address(real.file_name()?.to_str()?)
+    }
+
+    /// The name an EBS NVMe volume was attached as, from its controller's
+    /// Identify data; why not when it is not one.
+    pub fn attach_name(&self, dev: &Device) -> std::result::Result<String, String> {
+        let node = self.content(dev).map_err(|e| e.to_string())?;
+        let id = sys::nvme_identify_controller(&node).map_err(|e| {
+            format!(
+                "NVMe Identify Controller failed: {}",
+                crate::error::ErrnoText(e)
+            )
+        })?;
+        crate::cloud::ebs_attach_name(&id).map_err(|e| e.to_string())
+    }
+
     fn sector_size(&self, disk: &str) -> u64 {
         std::fs::read_to_string(self.root.join(disk).join("queue/logical_block_size"))
             .ok()
@@ -180,6 +342,8 @@ pub struct Facts<'a> {
     /// The probe: a filesystem, none known, or why the device cannot be read.
     fs: Option<std::result::Result<Option<Probe>, String>>,
     part: Option<Option<PartId>>,
+    /// The cloud attach name (`sdf`), or why there is none.
+    attach: Option<std::result::Result<String, String>>,
 }
 
 impl<'a> Facts<'a> {
@@ -190,7 +354,35 @@ impl<'a> Facts<'a> {
             serial: None,
             fs: None,
             part: None,
+            attach: None,
         }
+    }
+
+    /// Whether `name` (a kernel name that no device has now, like `sdp` or
+    /// `xvdp1`) is the name this EBS NVMe volume (or partition) was attached as.
+    fn attached_as(&mut self, name: &str) -> bool {
+        let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        let partn: Option<u32> = name[base.len()..].parse().ok();
+        if !crate::cloud::is_attach_form(base)
+            || !self.dev.name.starts_with("nvme")
+            || self.sys.exists(name)
+        {
+            return false;
+        }
+        let (sys, dev) = (self.sys, &self.dev);
+        let disk = match (partn, sys.partition_of(&dev.name)) {
+            (None, None) => dev.clone(),
+            (Some(n), Some((p, disk))) if n == p => disk,
+            _ => return false,
+        };
+        let attach = self.attach.get_or_insert_with(|| sys.attach_name(&disk));
+        let hit = attach
+            .as_ref()
+            .is_ok_and(|a| crate::cloud::normalize(a) == crate::cloud::normalize(base));
+        if hit {
+            log::info!("{} attached as /dev/{name}", self.dev.describe());
+        }
+        hit
     }
 
     pub fn serial(&mut self) -> Option<&str> {
@@ -224,7 +416,7 @@ impl<'a> Facts<'a> {
     /// Does this device match `spec`?
     pub fn matches(&mut self, spec: &Spec) -> bool {
         match spec {
-            Spec::Name(n) => *n == self.dev.name,
+            Spec::Name(n) => *n == self.dev.name || self.attached_as(n),
             Spec::Devno(a, b) => (*a, *b) == (self.dev.major, self.dev.minor),
             Spec::Serial(s) => self.serial().is_some_and(|r| serial_matches(s, r)),
             Spec::Uuid(u) => self
@@ -233,6 +425,12 @@ impl<'a> Facts<'a> {
             Spec::Label(l) => self.fs().is_some_and(|p| p.label == *l),
             Spec::PartUuid(u) => self.part().is_some_and(|p| p.uuid.eq_ignore_ascii_case(u)),
             Spec::PartLabel(l) => self.part().is_some_and(|p| p.label.as_deref() == Some(l)),
+            Spec::ById(id) => self.sys.by_ids(&self.dev.name).contains(id),
+            Spec::ByPath(p) => self.sys.by_path(&self.dev.name).as_ref() == Some(p),
+            Spec::Lun(hct, l) => self
+                .sys
+                .scsi_address(&self.dev.name)
+                .is_some_and(|(h, c, t, lun)| lun == *l && hct.is_none_or(|x| x == (h, c, t))),
         }
     }
 
@@ -254,6 +452,11 @@ impl<'a> Facts<'a> {
             }
             Some(Ok(None)) => s.push_str(" no known filesystem"),
             Some(Err(why)) => s.push_str(&format!(" cannot read: {why}")),
+            None => {}
+        }
+        match &self.attach {
+            Some(Ok(a)) => s.push_str(&format!(" attached as {a}")),
+            Some(Err(why)) => s.push_str(&format!(" ({why})")),
             None => {}
         }
         if let Some(Some(p)) = &self.part {
@@ -328,6 +531,8 @@ pub fn verdict(facts: &mut Facts, want: &Want) -> Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub dev: Device,
+    /// Everything that was read of it (`nvme1n1 (259:2) ext4 LABEL=data ...`).
+    pub what: String,
     pub fs: Option<Probe>,
     /// When its uevent (or the sysfs scan) brought it to us.
     pub at: Instant,
@@ -364,17 +569,41 @@ fn check(sys: &SysBlock, want: &Want, dev: Device, seen: &mut Seen) -> Option<Fo
     }
     let fs = facts.probed().cloned();
     Some(Found {
+        what: facts.describe(),
         dev: facts.dev,
         fs,
         at,
     })
 }
 
-fn scan(sys: &SysBlock, want: &Want, seen: &mut Seen) -> Option<Found> {
-    sys.names()
-        .into_iter()
-        .filter_map(|n| sys.device(&n))
-        .find_map(|d| check(sys, want, d, seen))
+/// Checks the devices present: the one that is the volume, `None` when
+/// none is, an error when more than one is (for a spec that names one
+/// volume, picking one would be a coin toss).
+fn scan(sys: &SysBlock, want: &Want, seen: &mut Seen) -> Result<Option<Found>> {
+    let mut found = Vec::new();
+    for dev in sys.names().into_iter().filter_map(|n| sys.device(&n)) {
+        if let Some(f) = check(sys, want, dev, seen) {
+            found.push(f);
+            if !want.spec.names_one_volume() {
+                break;
+            }
+        }
+    }
+    one_of(want, found)
+}
+
+/// The one match, or the ambiguity error naming all of them.
+fn one_of(want: &Want, mut found: Vec<Found>) -> Result<Option<Found>> {
+    if found.len() <= 1 {
+        return Ok(found.pop());
+    }
+    for f in &found {
+        log::warn!("saw {}: matches {}", f.what, want.spec);
+    }
+    Err(Error::Ambiguous {
+        spec: want.spec.clone(),
+        devices: found.iter().map(|f| f.dev.describe()).collect(),
+    })
 }
 
 /// The device a uevent announces, when it is a block device arriving. Its
@@ -439,19 +668,22 @@ impl Waiter<'_> {
         Ok(wake.saturating_duration_since(now))
     }
 
-    /// Handles every queued message; the device when one is the volume.
+    /// Handles every queued message; the device when one is the volume
+    /// (every queued message is still looked at: two matches arriving
+    /// together are as ambiguous as two present at the start).
     fn drain(
         &mut self,
         sock: &UeventSocket,
         buf: &mut [u8],
         on_modalias: &mut dyn FnMut(&str),
     ) -> Result<Option<Found>> {
+        let mut found = Vec::new();
         loop {
             let ev = match sock.recv(buf)? {
-                Recv::Empty => return Ok(None),
+                Recv::Empty => break,
                 Recv::Overflow => {
                     log::warn!("uevent queue overflowed; rescanning /sys/class/block");
-                    return Ok(scan(self.sys, self.want, &mut self.seen));
+                    return scan(self.sys, self.want, &mut self.seen);
                 }
                 Recv::Message(msg) => match uevent::parse(msg) {
                     Some(ev) => ev,
@@ -465,14 +697,41 @@ impl Waiter<'_> {
                 continue;
             };
             log::debug!("uevent {} {}", ev.action, dev.describe());
-            if let Some(found) = check(self.sys, self.want, dev, &mut self.seen) {
+            if found.iter().any(|f: &Found| f.dev == dev) {
+                continue;
+            }
+            if let Some(f) = check(self.sys, self.want, dev, &mut self.seen) {
                 log::info!(
                     "{} appeared after {} ms",
-                    found.dev.describe(),
+                    f.dev.describe(),
                     self.start.elapsed().as_millis()
                 );
-                return Ok(Some(found));
+                found.push(f);
+                if !self.want.spec.names_one_volume() {
+                    break;
+                }
             }
+        }
+        one_of(self.want, found)
+    }
+}
+
+/// After the volume was chosen and mounted: devices that arrived since and
+/// match too do not undo the boot, but each is logged.
+pub fn late_matches(sock: &UeventSocket, want: &Want, sys: &SysBlock, chosen: &Device) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(Recv::Message(msg)) = sock.recv(&mut buf) {
+        let Some(dev) = uevent::parse(msg).and_then(|ev| arriving(sys, &ev)) else {
+            continue;
+        };
+        if dev != *chosen && Facts::new(sys, dev.clone()).matches(want.spec) {
+            log::warn!(
+                "{} also matches {}, but appeared after {} was chosen: going on with {}",
+                dev.describe(),
+                want.spec,
+                chosen.name,
+                chosen.name
+            );
         }
     }
 }
@@ -507,7 +766,7 @@ pub fn wait_for(
         next_progress: start + PROGRESS_EVERY,
         seen: Seen::default(),
     };
-    if let Some(found) = scan(sys, want, &mut w.seen) {
+    if let Some(found) = scan(sys, want, &mut w.seen)? {
         log::info!("found {} already present", found.dev.describe());
         return Ok(found);
     }
@@ -643,7 +902,7 @@ mod tests {
             spec: &spec,
             fstypes: &fstypes,
         };
-        scan(sys, &want, seen).map(|f| f.dev.name)
+        scan(sys, &want, seen).unwrap().map(|f| f.dev.name)
     }
 
     fn ext4_sb(uuid: [u8; 16], label: &str) -> Vec<u8> {

@@ -358,7 +358,7 @@ fn f12_garbage_cmdline() {
     for w in [
         "pivot-init: ignoring pivot.timeout=abc: `abc` is not a number of seconds (0 = forever); using the default",
         "pivot-init: ignoring pivot.onfail=explode: `explode` is not one of oldinit, shell, reboot, poweroff, wait; using the default",
-        "pivot-init: ignoring pivot.root=: empty volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL= or SERIAL=; keeping the earlier value",
+        "pivot-init: ignoring pivot.root=: empty volume spec; expected /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=, LUN= or a /dev/disk/by-* link; keeping the earlier value",
         "pivot-init: ignoring pivot.bogus=1: unknown key; known keys: ",
     ] {
         assert_eq!(

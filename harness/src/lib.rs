@@ -71,6 +71,19 @@ pub fn modules_dir() -> PathBuf {
 
 /// An initramfs made by scripts/mkinitramfs with these modules and extra files.
 pub fn initramfs(scratch: &Scratch, modules: &[&str], extra: &[&str]) -> PathBuf {
+    // Hermetic: no options or softdeps from this host's /etc/modprobe.d.
+    let none = scratch.0.join("modprobe.d-empty");
+    std::fs::create_dir_all(&none).unwrap();
+    initramfs_with_modprobe(scratch, modules, extra, &none)
+}
+
+/// An initramfs whose module options and softdeps come from `modprobe_d`.
+pub fn initramfs_with_modprobe(
+    scratch: &Scratch,
+    modules: &[&str],
+    extra: &[&str],
+    modprobe_d: &Path,
+) -> PathBuf {
     prerequisites();
     let out = scratch.0.join("initramfs.img");
     let mut cmd = Command::new(root().join("scripts/mkinitramfs"));
@@ -81,7 +94,9 @@ pub fn initramfs(scratch: &Scratch, modules: &[&str], extra: &[&str]) -> PathBuf
         cmd.arg("--modules")
             .arg(modules.join(","))
             .arg("--kernel-modules")
-            .arg(modules_dir());
+            .arg(modules_dir())
+            .arg("--modprobe-d")
+            .arg(modprobe_d);
     }
     for e in extra {
         cmd.arg("--add").arg(e);
@@ -533,6 +548,7 @@ pub fn volume_tree(dir: PathBuf, id: &str) -> Tree {
                  m \"OLDROOT $(cat /old-root/etc/boot-id)\"\n\
                  for d in /proc /sys /dev /old-root; do m \"MOUNT $d $(grep -c \" $d \" /proc/mounts)\"; done\n\
                  [ -f /hook-ran ] && m \"HOOK $(cat /hook-ran)\"\n\
+                 for p in $(cat /etc/params 2>/dev/null); do m \"PARAM $p=$(cat /sys/module/$p)\"; done\n\
                  m \"ROOTDEV $(grep ' / ' /proc/mounts | head -n1)\"\n\
                  m END\nsync\npoweroff -f\n"
             )
@@ -784,6 +800,11 @@ impl Vm {
 
     /// Attaches a volume with the given QEMU device driver (`nvme`, `virtio-blk-pci`).
     pub fn hotplug(&mut self, driver: &str, d: &Disk) {
+        self.hotplug_with(driver, d, "")
+    }
+
+    /// Like [`Vm::hotplug`], with more device properties (`,"addr":"0x9"`).
+    pub fn hotplug_with(&mut self, driver: &str, d: &Disk, props: &str) {
         self.next_id += 1;
         let n = self.next_id;
         let mut q = Qmp::connect(&self.qmp);
@@ -792,7 +813,7 @@ impl Vm {
             d.image.display()
         ));
         q.cmd(&format!(
-            r#"{{"execute":"device_add","arguments":{{"driver":"{driver}","drive":"hp{n}","serial":"{}","id":"hpdev{n}"}}}}"#,
+            r#"{{"execute":"device_add","arguments":{{"driver":"{driver}","drive":"hp{n}","serial":"{}","id":"hpdev{n}"{props}}}}}"#,
             d.serial
         ));
     }

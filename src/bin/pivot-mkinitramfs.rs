@@ -10,7 +10,8 @@ use pivot_init::cpio::{Archive, Entry, Kind};
 use pivot_init::modules::{self, DepMap};
 
 const USAGE: &str = "usage: pivot-mkinitramfs --init BIN --output FILE [--list FILE]... \
-[--modules M1,M2 --kernel-modules /lib/modules/VERSION] [--compress gzip|zstd|none] [--add SRC:DEST[:MODE]]...";
+[--modules M1,M2 --kernel-modules /lib/modules/VERSION [--modprobe-d DIR]] \
+[--compress gzip|zstd|none] [--add SRC:DEST[:MODE]]...";
 
 struct Args {
     init: PathBuf,
@@ -18,6 +19,8 @@ struct Args {
     lists: Vec<PathBuf>,
     modules: Vec<String>,
     kernel_modules: Option<PathBuf>,
+    /// `options`/`softdep` lines for the included modules come from here.
+    modprobe_d: PathBuf,
     compress: String,
     add: Vec<String>,
 }
@@ -29,6 +32,7 @@ fn parse_args() -> Result<Args, String> {
         lists: Vec::new(),
         modules: Vec::new(),
         kernel_modules: None,
+        modprobe_d: PathBuf::from("/etc/modprobe.d"),
         compress: "gzip".into(),
         add: Vec::new(),
     };
@@ -46,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
                     .map(str::to_string),
             ),
             "--kernel-modules" => a.kernel_modules = Some(val()?.into()),
+            "--modprobe-d" => a.modprobe_d = val()?.into(),
             "--compress" => a.compress = val()?,
             "--add" => a.add.push(val()?),
             "--help" | "-h" => return Err(USAGE.into()),
@@ -80,8 +85,40 @@ fn file(data: Vec<u8>, mode: u32) -> Entry {
     }
 }
 
+/// The `options` and `softdep` lines of `conf` that concern `included`, as
+/// one modprobe.d file, and the soft dependencies to include too.
+fn modprobe_lines(
+    conf: &modules::ModConfig,
+    included: &std::collections::BTreeSet<String>,
+) -> String {
+    let mut out = String::from("# options and softdep lines for the modules of this initramfs\n");
+    for (m, opts) in &conf.options {
+        if included.contains(m) {
+            out.push_str(&format!("options {m} {}\n", opts.join(" ")));
+        }
+    }
+    for (m, (pre, post)) in &conf.softdeps {
+        if included.contains(m) && (!pre.is_empty() || !post.is_empty()) {
+            out.push_str(&format!("softdep {m}"));
+            if !pre.is_empty() {
+                out.push_str(&format!(" pre: {}", pre.join(" ")));
+            }
+            if !post.is_empty() {
+                out.push_str(&format!(" post: {}", post.join(" ")));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Adds the modules and their dependencies, with a modules.dep for them.
-fn add_modules(arc: &mut Archive, dir: &Path, wanted: &[String]) -> Result<usize, String> {
+fn add_modules(
+    arc: &mut Archive,
+    dir: &Path,
+    modprobe_d: &Path,
+    wanted: &[String],
+) -> Result<usize, String> {
     let version = dir.file_name().and_then(|v| v.to_str()).ok_or_else(|| {
         format!(
             "{}: cannot tell the kernel version from the name",
@@ -92,7 +129,23 @@ fn add_modules(arc: &mut Archive, dir: &Path, wanted: &[String]) -> Result<usize
     let deps = DepMap::parse(&dep_text);
     let builtin_text = std::fs::read(dir.join("modules.builtin")).unwrap_or_default();
     let builtin = modules::parse_builtin(&String::from_utf8_lossy(&builtin_text));
-    let files = deps.resolve(wanted, &builtin).map_err(|e| e.to_string())?;
+    // modprobe.d of the build host and the tree's modules.softdep; the
+    // command line of the boot adds its own parameters later.
+    let conf = modules::ModConfig::read(dir, &[&modprobe_d.to_string_lossy()], &[]);
+    // Soft dependencies of what is wanted come along when the tree has them.
+    let mut wanted: Vec<String> = wanted.iter().map(|w| w.replace('-', "_")).collect();
+    let mut i = 0;
+    while let Some(w) = wanted.get(i).cloned() {
+        if let Some((pre, post)) = conf.softdeps.get(&w) {
+            for m in pre.iter().chain(post) {
+                if deps.modules.contains_key(m) && !wanted.contains(m) {
+                    wanted.push(m.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    let files = deps.resolve(&wanted, &builtin).map_err(|e| e.to_string())?;
     let base = format!("/lib/modules/{version}");
     let mut dep_out = String::new();
     for rel in &files {
@@ -125,6 +178,10 @@ fn add_modules(arc: &mut Archive, dir: &Path, wanted: &[String]) -> Result<usize
     arc.add(
         &format!("{base}/modules.builtin"),
         file(builtin_text, 0o644),
+    );
+    arc.add(
+        "/etc/modprobe.d/pivot-init.conf",
+        file(modprobe_lines(&conf, &included).into_bytes(), 0o644),
     );
     Ok(files.len())
 }
@@ -182,7 +239,7 @@ fn run() -> Result<(), String> {
     }
     let mut nmods = 0;
     if let Some(dir) = &a.kernel_modules {
-        nmods = add_modules(&mut arc, dir, &a.modules)?;
+        nmods = add_modules(&mut arc, dir, &a.modprobe_d, &a.modules)?;
     }
     let cpio = arc.write();
     let raw = cpio.len();

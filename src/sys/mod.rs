@@ -404,9 +404,71 @@ pub fn machine() -> String {
         .into_owned()
 }
 
-/// Loads a kernel module from an open file (`finit_module`).
-pub fn finit_module(file: &OpenFile, flags: i32) -> std::result::Result<(), Errno> {
-    rustix::system::finit_module(file.fd(), c"", flags)
+/// The 4096-byte NVMe Identify Controller data of the controller behind
+/// the block device at `dev` (an admin command, read-only; needs root).
+pub fn nvme_identify_controller(dev: &Path) -> std::result::Result<Vec<u8>, Errno> {
+    use std::os::fd::AsRawFd;
+    /// struct nvme_passthru_cmd of <linux/nvme_ioctl.h> (72 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct PassthruCmd {
+        opcode: u8,
+        flags: u8,
+        rsvd1: u16,
+        nsid: u32,
+        cdw2: u32,
+        cdw3: u32,
+        metadata: u64,
+        addr: u64,
+        metadata_len: u32,
+        data_len: u32,
+        cdw10: u32,
+        cdw11: u32,
+        cdw12: u32,
+        cdw13: u32,
+        cdw14: u32,
+        cdw15: u32,
+        timeout_ms: u32,
+        result: u32,
+    }
+    /// _IOWR('N', 0x41, struct nvme_admin_cmd)
+    const NVME_IOCTL_ADMIN_CMD: libc::c_ulong = 0xC048_4E41;
+    let file = open_ro(dev)?;
+    let mut buf = vec![0u8; 4096];
+    let mut cmd = PassthruCmd {
+        opcode: 0x06, // Identify
+        addr: buf.as_mut_ptr() as u64,
+        data_len: 4096,
+        cdw10: 1, // CNS 1: the controller
+        timeout_ms: 5000,
+        ..PassthruCmd::default()
+    };
+    // SAFETY: the command is a valid struct nvme_passthru_cmd whose data
+    // pointer addresses `buf`, 4096 writable bytes that outlive the call; the
+    // kernel writes at most data_len bytes there and the result into `cmd`.
+    let r = unsafe {
+        libc::ioctl(
+            file.fd().as_raw_fd(),
+            NVME_IOCTL_ADMIN_CMD as _,
+            &mut cmd as *mut PassthruCmd,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Loads a kernel module from an open file (`finit_module`) with its
+/// parameters (`p=v p2=v2`).
+pub fn finit_module(
+    file: &OpenFile,
+    params: &std::ffi::CStr,
+    flags: i32,
+) -> std::result::Result<(), Errno> {
+    rustix::system::finit_module(file.fd(), params, flags)
 }
 
 /// Opens a file for reading and writing (the console).
