@@ -60,6 +60,83 @@ pub fn kernel() -> PathBuf {
     root().join("target/test-kernel/vmlinuz")
 }
 
+/// The machine a guest is: x86_64 (the default) or arm64.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Arch {
+    #[default]
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    pub fn kernel(self) -> PathBuf {
+        match self {
+            Arch::X86_64 => kernel(),
+            Arch::Aarch64 => root().join("target/test-kernel-arm64/vmlinuz"),
+        }
+    }
+
+    /// busybox-static built for this machine.
+    pub fn busybox(self) -> PathBuf {
+        match self {
+            Arch::X86_64 => PathBuf::from("/bin/busybox"),
+            Arch::Aarch64 => root().join("target/test-kernel-arm64/busybox"),
+        }
+    }
+
+    /// pivot-init built for this machine: `$PIVOT_INIT_BIN` /
+    /// `$PIVOT_INIT_BIN_AARCH64` (set by scripts/test), or built here.
+    pub fn pivot_init(self) -> PathBuf {
+        match self {
+            Arch::X86_64 => pivot_init_bin(),
+            Arch::Aarch64 => {
+                static BIN: OnceLock<PathBuf> = OnceLock::new();
+                BIN.get_or_init(|| {
+                    if let Ok(p) = std::env::var("PIVOT_INIT_BIN_AARCH64") {
+                        return PathBuf::from(p);
+                    }
+                    let st = Command::new(root().join("scripts/build"))
+                        .args(["--target", "aarch64-unknown-linux-musl"])
+                        .current_dir(root())
+                        .status()
+                        .expect("scripts/build runs");
+                    assert!(
+                        st.success(),
+                        "scripts/build --target aarch64-unknown-linux-musl failed"
+                    );
+                    root().join("target/aarch64-unknown-linux-musl/release/pivot-init")
+                })
+                .clone()
+            }
+        }
+    }
+
+    /// The marker helper of guest scripts: x86_64 guests write markers to a
+    /// second serial port; arm64 (QEMU virt has one UART) to the console,
+    /// prefixed, and the harness picks them out.
+    pub fn script_head(self) -> &'static str {
+        match self {
+            Arch::X86_64 => SCRIPT_HEAD,
+            Arch::Aarch64 => {
+                "#!/bin/sh\nexport PATH=/bin:/sbin\nm() { echo \"@@M $*\" > /dev/ttyAMA0; }\n"
+            }
+        }
+    }
+
+    fn check(self) {
+        if self == Arch::Aarch64 {
+            need(
+                have_cmd("qemu-system-aarch64"),
+                "`qemu-system-aarch64` is not installed (Debian package qemu-system-arm)",
+            );
+            need(
+                self.kernel().exists() && self.busybox().exists(),
+                "the arm64 test kernel and busybox in target/test-kernel-arm64",
+            );
+        }
+    }
+}
+
 /// The test kernel's module tree (with the modules.dep scripts/setup made).
 pub fn modules_dir() -> PathBuf {
     let ver =
@@ -67,6 +144,23 @@ pub fn modules_dir() -> PathBuf {
     root()
         .join("target/test-kernel/root/lib/modules")
         .join(ver.trim())
+}
+
+/// An initramfs with the pivot-init built for `arch` as /init, no modules.
+pub fn initramfs_for(arch: Arch, scratch: &Scratch) -> PathBuf {
+    let out = scratch.0.join("initramfs.img");
+    let o = Command::new(root().join("scripts/mkinitramfs"))
+        .env("PIVOT_INIT_BIN", arch.pivot_init())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("scripts/mkinitramfs runs");
+    assert!(
+        o.status.success(),
+        "mkinitramfs: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
 }
 
 /// An initramfs made by scripts/mkinitramfs with these modules and extra files.
@@ -228,7 +322,12 @@ impl Tree {
 
     /// busybox-static at /bin/busybox with the applets the scripts use.
     pub fn busybox(&self) -> &Self {
-        self.copy("/bin/busybox", Path::new("/bin/busybox"), 0o755);
+        self.busybox_for(Arch::X86_64)
+    }
+
+    /// The same with busybox built for `arch`.
+    pub fn busybox_for(&self, arch: Arch) -> &Self {
+        self.copy("/bin/busybox", &arch.busybox(), 0o755);
         for a in APPLETS {
             self.symlink(&format!("/bin/{a}"), "busybox");
         }
@@ -483,22 +582,31 @@ pub fn install_image(img: &Path, conf: &Path) -> String {
 
 /// The boot disk's own init: prints `OLD-INIT` markers and powers off.
 pub fn old_init_script() -> String {
+    old_init_script_for(Arch::X86_64)
+}
+
+pub fn old_init_script_for(arch: Arch) -> String {
     format!(
-        "{SCRIPT_HEAD}m \"OLD-INIT pid=$$ root=$(cat /etc/boot-id)\"\n\
+        "{}m \"OLD-INIT pid=$$ root=$(cat /etc/boot-id)\"\n\
          m \"OLD-INIT new-root-mounted=$(grep -c ' /new-root ' /proc/mounts)\"\n\
          m \"OLD-INIT sleepers=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$')\"\n\
          m \"OLD-INIT api=$(echo $(for d in /proc /sys /dev; do echo $d:$(grep -c \" $d \" /proc/mounts); done))\"\n\
          m \"OLD-INIT hook-procs=$(grep -l '98765[4]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)\"\n\
-         sync\npoweroff -f\n"
+         sync\npoweroff -f\n",
+        arch.script_head()
     )
 }
 
 /// A boot disk before pivot-init: busybox, its init (the old-init script)
 /// at `init_path`, /etc/boot-id.
 pub fn plain_boot_tree(dir: PathBuf, init_path: &str) -> Tree {
+    plain_boot_tree_for(Arch::X86_64, dir, init_path)
+}
+
+pub fn plain_boot_tree_for(arch: Arch, dir: PathBuf, init_path: &str) -> Tree {
     let tree = Tree::new(dir);
-    tree.busybox()
-        .file(init_path, old_init_script().as_bytes(), 0o755)
+    tree.busybox_for(arch)
+        .file(init_path, old_init_script_for(arch).as_bytes(), 0o755)
         .file("/etc/boot-id", b"boot-disk\n", 0o644)
         .mkdir("/proc")
         .mkdir("/sys")
@@ -515,8 +623,12 @@ impl BootDisk {
     /// A boot disk: pivot-init as /sbin/init, an old init that prints
     /// `OLD-INIT` and powers off, busybox, /etc/boot-id, /new-root.
     pub fn new(scratch: &Scratch) -> BootDisk {
-        let tree = plain_boot_tree(scratch.0.join("boot-tree"), "/sbin/init.old");
-        tree.copy("/sbin/init", &pivot_init_bin(), 0o755)
+        BootDisk::new_for(Arch::X86_64, scratch)
+    }
+
+    pub fn new_for(arch: Arch, scratch: &Scratch) -> BootDisk {
+        let tree = plain_boot_tree_for(arch, scratch.0.join("boot-tree"), "/sbin/init.old");
+        tree.copy("/sbin/init", &arch.pivot_init(), 0o755)
             .mkdir("/new-root");
         BootDisk { tree }
     }
@@ -536,12 +648,16 @@ pub fn base_cmdline() -> String {
 
 /// A volume tree whose /sbin/init reports what it sees as PID 1 and powers off.
 pub fn volume_tree(dir: PathBuf, id: &str) -> Tree {
+    volume_tree_for(Arch::X86_64, dir, id)
+}
+
+pub fn volume_tree_for(arch: Arch, dir: PathBuf, id: &str) -> Tree {
     let tree = Tree::new(dir);
-    tree.busybox()
+    tree.busybox_for(arch)
         .file(
             "/sbin/init",
             format!(
-                "{SCRIPT_HEAD}mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
+                "{}mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
                  m \"VOLUME-INIT id={id} pid=$$ args=$*\"\n\
                  m \"SIGS $(echo $(grep -E '^Sig(Blk|Ign)' /proc/1/status))\"\n\
                  m \"HOOK-PROCS $(grep -l '98765[4]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)\"\n\
@@ -550,7 +666,8 @@ pub fn volume_tree(dir: PathBuf, id: &str) -> Tree {
                  [ -f /hook-ran ] && m \"HOOK $(cat /hook-ran)\"\n\
                  for p in $(cat /etc/params 2>/dev/null); do m \"PARAM $p=$(cat /sys/module/$p)\"; done\n\
                  m \"ROOTDEV $(grep ' / ' /proc/mounts | head -n1)\"\n\
-                 m END\nsync\npoweroff -f\n"
+                 m END\nsync\npoweroff -f\n",
+                arch.script_head()
             )
             .as_bytes(),
             0o755,
@@ -573,6 +690,7 @@ pub struct Vm {
     next_id: u32,
     /// With `Boot::console_input`: the FIFO QEMU reads ttyS0 input from.
     console_in: Option<PathBuf>,
+    arch: Arch,
 }
 
 /// A disk to attach: image, NVMe serial.
@@ -596,6 +714,8 @@ pub struct Boot<'a> {
     pub cmdline: &'a str,
     /// ttyS0 through FIFOs, so that tests can type on the console (`Vm::type_console`).
     pub console_input: bool,
+    /// The machine (x86_64 `pc` by default, or arm64 `virt`).
+    pub arch: Arch,
 }
 
 impl Vm {
@@ -615,16 +735,35 @@ impl Vm {
     /// Boots the kernel as `b` says.
     pub fn start(scratch: &Scratch, b: &Boot) -> Vm {
         prerequisites();
+        b.arch.check();
         let console = scratch.0.join("console.log");
         let markers = scratch.0.join("markers.log");
         let qmp = scratch.0.join("qmp.sock");
-        let base = if b.disk.is_some() {
-            base_cmdline()
-        } else {
-            "console=ttyS0 panic=-1".to_string()
+        let tty = match b.arch {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
         };
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-M", "pc", "-m", "512", "-display", "none"])
+        let base = if b.disk.is_some() {
+            base_cmdline().replace("ttyS0", tty)
+        } else {
+            format!("console={tty} panic=-1")
+        };
+        let mut cmd = match b.arch {
+            Arch::X86_64 => {
+                let mut c = Command::new("qemu-system-x86_64");
+                c.args(["-accel", "tcg", "-M", "pc"]);
+                c
+            }
+            Arch::Aarch64 => {
+                let mut c = Command::new("qemu-system-aarch64");
+                // A PCIe root port to hot-plug into (the virt machine's root
+                // bus takes no hot-plug).
+                c.args(["-accel", "tcg", "-M", "virt", "-cpu", "max"])
+                    .args(["-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1"]);
+                c
+            }
+        };
+        cmd.args(["-m", "512", "-display", "none"])
             .args([
                 "-nodefaults",
                 "-no-reboot",
@@ -634,7 +773,7 @@ impl Vm {
                 "none",
             ])
             .arg("-kernel")
-            .arg(kernel())
+            .arg(b.arch.kernel())
             .arg("-append")
             // PIVOT_TEST_CMDLINE is appended to every boot, e.g. "pivot.loglevel=7 loglevel=8".
             .arg(format!(
@@ -648,8 +787,10 @@ impl Vm {
             } else {
                 format!("file:{}", console.display())
             })
-            .arg("-serial")
-            .arg(format!("file:{}", markers.display()))
+            .args(match b.arch {
+                Arch::X86_64 => vec!["-serial".to_string(), format!("file:{}", markers.display())],
+                Arch::Aarch64 => vec![],
+            })
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp.display()));
         if let Some(disk) = b.disk {
@@ -709,7 +850,7 @@ impl Vm {
             });
             console_in = Some(base.with_extension("in"));
         }
-        let child = cmd.spawn().expect("qemu-system-x86_64 starts");
+        let child = cmd.spawn().expect("qemu starts");
         Vm {
             child,
             console,
@@ -718,6 +859,7 @@ impl Vm {
             started: Instant::now(),
             next_id: 100,
             console_in,
+            arch: b.arch,
         }
     }
 
@@ -726,6 +868,15 @@ impl Vm {
     }
 
     pub fn markers_text(&self) -> String {
+        if self.arch == Arch::Aarch64 {
+            // Markers share the console: the lines the guest's `m` prefixed.
+            return self
+                .console_text()
+                .lines()
+                .filter_map(|l| l.trim_end_matches('\r').split_once("@@M ").map(|(_, m)| m))
+                .map(|m| format!("{m}\n"))
+                .collect();
+        }
         String::from_utf8_lossy(&std::fs::read(&self.markers).unwrap_or_default()).into_owned()
     }
 
@@ -805,6 +956,12 @@ impl Vm {
 
     /// Like [`Vm::hotplug`], with more device properties (`,"addr":"0x9"`).
     pub fn hotplug_with(&mut self, driver: &str, d: &Disk, props: &str) {
+        let bus = if self.arch == Arch::Aarch64 {
+            r#","bus":"rp1""#
+        } else {
+            ""
+        };
+        let props = format!("{props}{bus}");
         self.next_id += 1;
         let n = self.next_id;
         let mut q = Qmp::connect(&self.qmp);
