@@ -716,6 +716,12 @@ pub struct Boot<'a> {
     pub console_input: bool,
     /// The machine (x86_64 `pc` by default, or arm64 `virt`).
     pub arch: Arch,
+    /// Another kernel than the test kernel.
+    pub kernel: Option<&'a Path>,
+    /// The boot disk's image format (`raw` when `None`; `qcow2` for an overlay).
+    pub disk_format: Option<&'a str>,
+    /// The whole kernel command line instead of the harness's base (root=, console=).
+    pub replace_cmdline: bool,
 }
 
 impl Vm {
@@ -734,7 +740,9 @@ impl Vm {
 
     /// Boots the kernel as `b` says.
     pub fn start(scratch: &Scratch, b: &Boot) -> Vm {
-        prerequisites();
+        if b.kernel.is_none() {
+            prerequisites();
+        }
         b.arch.check();
         let console = scratch.0.join("console.log");
         let markers = scratch.0.join("markers.log");
@@ -743,7 +751,9 @@ impl Vm {
             Arch::X86_64 => "ttyS0",
             Arch::Aarch64 => "ttyAMA0",
         };
-        let base = if b.disk.is_some() {
+        let base = if b.replace_cmdline {
+            String::new()
+        } else if b.disk.is_some() {
             base_cmdline().replace("ttyS0", tty)
         } else {
             format!("console={tty} panic=-1")
@@ -773,7 +783,7 @@ impl Vm {
                 "none",
             ])
             .arg("-kernel")
-            .arg(b.arch.kernel())
+            .arg(b.kernel.map_or_else(|| b.arch.kernel(), Path::to_path_buf))
             .arg("-append")
             // PIVOT_TEST_CMDLINE is appended to every boot, e.g. "pivot.loglevel=7 loglevel=8".
             .arg(format!(
@@ -796,7 +806,8 @@ impl Vm {
         if let Some(disk) = b.disk {
             cmd.arg("-drive")
                 .arg(format!(
-                    "if=none,id=boot,format=raw,file={}",
+                    "if=none,id=boot,format={},file={}",
+                    b.disk_format.unwrap_or("raw"),
                     disk.display()
                 ))
                 .args(["-device", "nvme,drive=boot,serial=boot"]);
@@ -952,6 +963,38 @@ impl Vm {
     /// Attaches a volume with the given QEMU device driver (`nvme`, `virtio-blk-pci`).
     pub fn hotplug(&mut self, driver: &str, d: &Disk) {
         self.hotplug_with(driver, d, "")
+    }
+
+    /// Attaches an image of the given format (`raw`, `qcow2`) with a QEMU
+    /// device driver and more device properties.
+    pub fn hotplug_image(
+        &mut self,
+        driver: &str,
+        image: &Path,
+        format: &str,
+        serial: &str,
+        props: &str,
+    ) {
+        self.next_id += 1;
+        let n = self.next_id;
+        let mut q = Qmp::connect(&self.qmp);
+        q.cmd(&format!(
+            r#"{{"execute":"blockdev-add","arguments":{{"driver":"{format}","node-name":"hp{n}","file":{{"driver":"file","filename":"{}"}}}}}}"#,
+            image.display()
+        ));
+        let serial = if serial.is_empty() {
+            String::new()
+        } else {
+            format!(r#","serial":"{serial}""#)
+        };
+        q.cmd(&format!(
+            r#"{{"execute":"device_add","arguments":{{"driver":"{driver}","drive":"hp{n}","id":"hpdev{n}"{serial}{props}}}}}"#
+        ));
+    }
+
+    /// Whether QEMU has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Like [`Vm::hotplug`], with more device properties (`,"addr":"0x9"`).
