@@ -17,7 +17,7 @@ use crate::preflight::HookCheck;
 use crate::sys::{self, Halt, MountFlags, RealSys, Sys, UeventSocket, process};
 use crate::verify::CheckedInit;
 use crate::wait::{self, Found, Nodes, SysBlock, Want};
-use crate::{exec, hook, kmsg, modules, mount, preflight, switch};
+use crate::{exec, hook, kmods, kmsg, modules, mount, preflight, switch};
 
 /// The stages, in order; the current one names a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +103,8 @@ pub struct Boot {
     switched: bool,
     /// The API mounts the switch moved into the new root.
     moved: Vec<&'static str>,
+    /// What was mounted onto the volume (the boot disk's module tree), innermost last.
+    bound: Vec<PathBuf>,
     /// The exec failed after the switch and the switch was undone (or why not).
     undo: Option<std::result::Result<(), String>>,
     /// Subscribed once, before the first scan; kept open until `execve`.
@@ -167,6 +169,7 @@ impl Boot {
             changes: snap.changes,
             switched: snap.switched,
             moved: Vec::new(),
+            bound: Vec::new(),
             undo: None,
             uevents: None,
             api_mounted: Vec::new(),
@@ -513,8 +516,68 @@ impl Boot {
             .collect()
     }
 
+    /// Machine image: the boot disk's module tree (and firmware) for the
+    /// running kernel onto the volume, read-only, when `pivot.kmods` says so.
+    fn bind_kernel_trees(&mut self) {
+        if self.cfg.initramfs {
+            return;
+        }
+        let release = sys::kernel_release();
+        let modules = Path::new("/lib/modules").join(&release);
+        let vol = self.cfg.new_root.clone();
+        let in_vol = |p: &Path| sys::in_root(&vol, &kmods::resolve_in_volume(&vol, p));
+        let to = in_vol(&modules);
+        let trees = kmods::Trees {
+            boot: sys::is_dir(&modules),
+            volume: sys::is_dir(&to),
+        };
+        if !kmods::should_bind(self.cfg.kmods, trees) {
+            match (trees.volume, self.cfg.kmods) {
+                (true, _) => log::info!("modules for {release}: the volume's own"),
+                (false, kmods::Kmods::Volume) if trees.boot => {
+                    log::info!("modules for {release}: none on the volume (pivot.kmods=volume)")
+                }
+                _ => log::debug!("modules for {release}: none on the boot disk either"),
+            }
+            return;
+        }
+        let why = if trees.volume {
+            "pivot.kmods=boot"
+        } else {
+            "the volume has none"
+        };
+        match kmods::bind_read_only(&mut self.sys, &modules, &to, &vol) {
+            Ok(made) => {
+                self.bound.extend(made);
+                log::info!("modules for {release} from the boot disk ({why})");
+            }
+            Err(e) => log::warn!("{e}; the volume goes on without modules for {release}"),
+        }
+        let firmware = Path::new("/lib/firmware");
+        let fw_to = in_vol(firmware);
+        if sys::is_dir(firmware) && !sys::is_dir(&fw_to) {
+            match kmods::bind_read_only(&mut self.sys, firmware, &fw_to, &vol) {
+                Ok(made) => {
+                    self.bound.extend(made);
+                    log::info!("firmware from the boot disk (the volume has none)");
+                }
+                Err(e) => log::warn!("{e}; the volume goes on without firmware"),
+            }
+        }
+    }
+
+    /// Unmounts what was mounted onto the volume, innermost first.
+    fn unbind_kernel_trees(&mut self) {
+        while let Some(p) = self.bound.pop() {
+            if let Err(e) = self.sys.unmount(&p) {
+                log::warn!("{e}");
+            }
+        }
+    }
+
     /// Switches the root; returns how, for the summary line.
     fn switch(&mut self) -> Result<String> {
+        self.bind_kernel_trees();
         let moves = self.api_mounts();
         let (new_root, old_root) = (&self.cfg.new_root, &self.cfg.old_root);
         let mut how = if self.cfg.initramfs {
@@ -640,6 +703,10 @@ impl Boot {
         self.undo = None;
         if let Some(target) = self.mounted.take() {
             self.publish();
+            if let Err(e) = self.sys.chdir(Path::new("/")) {
+                log::warn!("{e}");
+            }
+            self.unbind_kernel_trees();
             unmount_volume(&mut self.sys, &target, &self.changes);
         }
         self.changes.clear();

@@ -252,6 +252,8 @@ pub struct Config {
     pub modules: Vec<String>,
     /// `pivot.coldplug`: load drivers by modalias (`None`: on in initramfs mode).
     pub coldplug: Option<bool>,
+    /// `pivot.kmods`: whose module tree the volume gets (machine image mode).
+    pub kmods: crate::kmods::Kmods,
     /// Running as `/init` of an initramfs (the root is ramfs/tmpfs).
     pub initramfs: bool,
 }
@@ -277,6 +279,7 @@ impl Default for Config {
             loglevel: 6,
             modules: Vec::new(),
             coldplug: None,
+            kmods: crate::kmods::Kmods::Auto,
             initramfs: false,
         }
     }
@@ -727,7 +730,7 @@ fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-pub const SETTINGS: [Setting; 18] = [
+pub const SETTINGS: [Setting; 19] = [
     Setting {
         key: "root",
         doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
@@ -872,6 +875,15 @@ pub const SETTINGS: [Setting; 18] = [
             Ok(())
         },
         show: |c| show_bool(c.coldplug_on()),
+    },
+    Setting {
+        key: "kmods",
+        doc: "the running kernel's modules on the volume: auto, volume or boot",
+        parse: |c, v| {
+            c.kmods = crate::kmods::Kmods::parse(v)?;
+            Ok(())
+        },
+        show: |c| c.kmods.to_string(),
     },
     Setting {
         key: "devtmpfs",

@@ -10,6 +10,7 @@ pub mod cpio;
 pub mod error;
 pub mod exec;
 pub mod hook;
+pub mod kmods;
 pub mod kmsg;
 pub mod modules;
 pub mod mount;

@@ -34,6 +34,22 @@ impl FakeSys {
         self
     }
 
+    /// Makes the next call whose text starts with `prefix` fail with
+    /// `errno`, once; the same call succeeds after that.
+    pub fn fail_once(mut self, prefix: &str, errno: Errno) -> FakeSys {
+        let prefix = prefix.to_string();
+        let used = std::cell::Cell::new(false);
+        self.failures.push((
+            Box::new(move |c| {
+                let hit = !used.get() && c.to_string().starts_with(&prefix);
+                used.set(used.get() || hit);
+                hit
+            }),
+            errno,
+        ));
+        self
+    }
+
     /// The calls as one-line texts.
     pub fn log(&self) -> Vec<String> {
         self.calls.iter().map(Call::to_string).collect()

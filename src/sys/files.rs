@@ -121,6 +121,24 @@ pub fn open_in_root(root: &Path, p: &Path) -> std::result::Result<OpenFile, Errn
     .map(OpenFile)
 }
 
+/// Opens the directory `p` (absolute as seen from inside `root`, symlinks
+/// resolved inside `root`) as a path handle, to learn where it is.
+pub fn open_dir_in_root(root: &Path, p: &Path) -> std::result::Result<OpenFile, Errno> {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let dir = rustix::fs::open(root, flags, Mode::empty())?;
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT) {
+        Err(Errno::NOSYS) => rustix::fs::open(root.join(rel), flags, Mode::empty()),
+        r => r,
+    }
+    .map(OpenFile)
+}
+
 /// Opens `p` (absolute as seen from inside `root`) for reading, refusing a
 /// final symlink (ELOOP) and any path that leaves `root` through a symlink
 /// or `..` (EXDEV): what is opened is a file of the volume.

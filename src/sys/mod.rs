@@ -25,7 +25,8 @@ use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
 
 pub use files::{
-    FileInfo, OpenFile, lstat, open_beneath, open_in_root, open_ro, read_at, read_regions, stat,
+    FileInfo, OpenFile, lstat, open_beneath, open_dir_in_root, open_in_root, open_ro, read_at,
+    read_regions, stat,
 };
 pub use rustix::fs::FileType;
 pub use rustix::io::Errno;
