@@ -127,7 +127,7 @@ fn module_params(cfg: &config::Config, words: &[String]) -> String {
     let dir = std::path::Path::new("/lib/modules").join(crate::sys::kernel_release());
     let conf = crate::modules::ModConfig::read(&dir, &crate::modules::MODPROBE_DIRS, words);
     let mut names: Vec<String> = cfg.modules.iter().map(|m| m.replace('-', "_")).collect();
-    names.extend(conf.options.keys().cloned());
+    names.extend(conf.options.iter().map(|(k, _)| k.clone()));
     names.sort();
     names.dedup();
     let mut out = String::from("\nmodule parameters (modprobe.d, then the command line):\n");

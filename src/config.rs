@@ -5,7 +5,6 @@
 //! file and `/proc/cmdline` and returns the config and
 //! the warnings to log. A bad value is reported by key and the default is kept.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -479,18 +478,36 @@ impl Source {
     }
 }
 
+/// Where each setting that is not at its default came from (a short list:
+/// a plain vector, no map).
+#[derive(Debug, Default)]
+pub struct Sources(Vec<(String, Source)>);
+
+impl Sources {
+    pub fn get(&self, key: &str) -> Option<Source> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, s)| *s)
+    }
+
+    fn set(&mut self, key: &str, source: Source) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(e) => e.1 = source,
+            None => self.0.push((key.to_string(), source)),
+        }
+    }
+}
+
 /// The result of reading the config file and the command line.
 #[derive(Debug)]
 pub struct Parsed {
     pub cfg: Config,
     pub warnings: Vec<String>,
     /// Keys (normalized, without `pivot.`) set by something other than the default.
-    pub sources: BTreeMap<String, Source>,
+    pub sources: Sources,
 }
 
 impl Parsed {
     pub fn source(&self, key: &str) -> Source {
-        self.sources.get(key).copied().unwrap_or(Source::Default)
+        self.sources.get(key).unwrap_or(Source::Default)
     }
 }
 
@@ -532,7 +549,7 @@ pub fn parse_all(config_file: Option<(&str, &str)>, cmdline: &str, initramfs: bo
             ..Config::default()
         },
         warnings: Vec::new(),
-        sources: BTreeMap::new(),
+        sources: Sources::default(),
     };
     if let Some((path, text)) = config_file {
         p.apply_file(path, text);
@@ -542,7 +559,7 @@ pub fn parse_all(config_file: Option<(&str, &str)>, cmdline: &str, initramfs: bo
     if initramfs {
         let applied = apply_kernel_keys(&mut p.cfg, &k, &set, &p.sources, &mut p.warnings);
         for key in applied {
-            p.sources.insert(key.to_string(), Source::KernelKey);
+            p.sources.set(key, Source::KernelKey);
         }
     }
     p
@@ -561,7 +578,7 @@ impl Parsed {
                 )),
                 Some(Ok((key, value))) => match apply(&mut self.cfg, &key, &value) {
                     Ok(()) => {
-                        self.sources.insert(key, Source::ConfigFile);
+                        self.sources.set(&key, Source::ConfigFile);
                     }
                     Err(why) => self.warnings.push(format!(
                         "{path}:{}: ignoring {key} = {value}: {why}; {}",
@@ -575,8 +592,8 @@ impl Parsed {
 
     /// The `pivot.*` words of the command line; returns the kernel's own
     /// root keys and the settings `pivot.*` keys set.
-    fn apply_cmdline<'w>(&mut self, words: &'w [String]) -> (KernelKeys<'w>, BTreeSet<String>) {
-        let mut set = BTreeSet::new();
+    fn apply_cmdline<'w>(&mut self, words: &'w [String]) -> (KernelKeys<'w>, Vec<String>) {
+        let mut set = Vec::new();
         let mut k = KernelKeys::default();
         for word in words {
             k.note(word);
@@ -587,8 +604,8 @@ impl Parsed {
             let norm = key.replace('-', "_");
             match apply(&mut self.cfg, &norm, value) {
                 Ok(()) => {
-                    set.insert(norm.clone());
-                    self.sources.insert(norm, Source::CommandLine);
+                    self.sources.set(&norm, Source::CommandLine);
+                    set.push(norm);
                 }
                 Err(why) => self.warnings.push(format!(
                     "ignoring pivot.{key}={value}: {why}; {}",
@@ -623,11 +640,11 @@ impl<'a> KernelKeys<'a> {
 fn apply_kernel_keys(
     cfg: &mut Config,
     k: &KernelKeys,
-    set: &BTreeSet<String>,
-    sources: &BTreeMap<String, Source>,
+    set: &[String],
+    sources: &Sources,
     warnings: &mut Vec<String>,
 ) -> Vec<&'static str> {
-    let unset = |key: &str| !set.contains(key);
+    let unset = |key: &str| !set.iter().any(|k| k == key);
     let mut applied = Vec::new();
     let mut kernel = |key: &str,
                       value: Option<&str>,
@@ -660,7 +677,7 @@ fn apply_kernel_keys(
     // The kernel's mount options apply when it gives any, or when the config
     // file gave none: then, like the kernel, read-only unless `rw`.
     let kernel_flags = k.rootflags.is_some() || k.ro.is_some();
-    if unset("flags") && (kernel_flags || !sources.contains_key("flags")) {
+    if unset("flags") && (kernel_flags || sources.get("flags").is_none()) {
         let mut opts = MountOpts::parse(k.rootflags.unwrap_or(""));
         if k.ro != Some(false) {
             opts.flags |= crate::sys::MountFlags::RDONLY;
@@ -940,8 +957,8 @@ fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
 }
 
 /// The tail of a warning about a refused value: what is used instead.
-fn kept(sources: &BTreeMap<String, Source>, key: &str) -> &'static str {
-    if sources.contains_key(key) {
+fn kept(sources: &Sources, key: &str) -> &'static str {
+    if sources.get(key).is_some() {
         "keeping the earlier value"
     } else {
         "using the default"

@@ -274,10 +274,30 @@ impl Aliases {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ModConfig {
     /// Module -> its parameters (`p=v`), in order: a later one wins in the kernel.
-    pub options: BTreeMap<String, Vec<String>>,
+    pub options: Vec<(String, Vec<String>)>,
     /// Module -> (pre, post) soft dependencies.
-    pub softdeps: BTreeMap<String, (Vec<String>, Vec<String>)>,
-    pub blacklist: BTreeSet<String>,
+    pub softdeps: Vec<(String, SoftDeps)>,
+    pub blacklist: Vec<String>,
+}
+
+/// A module's `pre:` and `post:` soft dependencies.
+pub type SoftDeps = (Vec<String>, Vec<String>);
+
+/// The entry for `key` in a short list of pairs, made when missing.
+fn entry<'a, V: Default>(list: &'a mut Vec<(String, V)>, key: &str) -> &'a mut V {
+    let i = match list.iter().position(|(k, _)| k == key) {
+        Some(i) => i,
+        None => {
+            list.push((key.to_string(), V::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
+}
+
+/// The value for `key` in a short list of pairs.
+pub fn lookup<'a, V>(list: &'a [(String, V)], key: &str) -> Option<&'a V> {
+    list.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// The directories of modprobe configuration on the root pivot-init runs from.
@@ -289,16 +309,12 @@ impl ModConfig {
         for line in text.lines() {
             let mut w = line.split_whitespace();
             match (w.next(), w.next()) {
-                (Some("options"), Some(m)) => self
-                    .options
-                    .entry(m.replace('-', "_"))
-                    .or_default()
-                    .extend(w.map(str::to_string)),
-                (Some("blacklist"), Some(m)) => {
-                    self.blacklist.insert(m.replace('-', "_"));
+                (Some("options"), Some(m)) => {
+                    entry(&mut self.options, &m.replace('-', "_")).extend(w.map(str::to_string))
                 }
+                (Some("blacklist"), Some(m)) => self.blacklist.push(m.replace('-', "_")),
                 (Some("softdep"), Some(m)) => {
-                    let entry = self.softdeps.entry(m.replace('-', "_")).or_default();
+                    let entry = entry(&mut self.softdeps, &m.replace('-', "_"));
                     let mut post = false;
                     for t in w {
                         match t {
@@ -342,17 +358,13 @@ impl ModConfig {
             } else {
                 value.to_string()
             };
-            self.options
-                .entry(module.replace('-', "_"))
-                .or_default()
-                .push(format!("{param}={value}"));
+            entry(&mut self.options, &module.replace('-', "_")).push(format!("{param}={value}"));
         }
     }
 
     /// The parameter string `finit_module` gets for `module`.
     pub fn params(&self, module: &str) -> String {
-        self.options
-            .get(module)
+        lookup(&self.options, module)
             .map(|o| o.join(" "))
             .unwrap_or_default()
     }
@@ -418,7 +430,9 @@ impl Loader {
         if depth > 8 {
             return Err(ModuleError::Loop(name.to_string()));
         }
-        let (pre, post) = self.conf.softdeps.get(name).cloned().unwrap_or_default();
+        let (pre, post) = lookup(&self.conf.softdeps, name)
+            .cloned()
+            .unwrap_or_default();
         let mut loaded = 0;
         let soft = |m: &String| match self.load_soft(m, depth + 1) {
             Ok(n) => n,
@@ -667,11 +681,11 @@ garbage line\n";
         assert_eq!(c.params("pivot"), "");
         assert_eq!(c.params("x"), "");
         assert_eq!(
-            c.softdeps.get("virtio_blk"),
+            lookup(&c.softdeps, "virtio_blk"),
             Some(&(vec!["crc32c".to_string()], vec!["virtio_rng".to_string()]))
         );
         assert_eq!(
-            c.softdeps.get("cifs"),
+            lookup(&c.softdeps, "cifs"),
             Some(&(vec!["arc4".to_string()], vec![]))
         );
         let black: Vec<&str> = c.blacklist.iter().map(String::as_str).collect();

@@ -3,7 +3,6 @@
 //! No sleep-polling: between events the process is blocked in `poll()`.
 //! Also the node stage ([`ensure_node`]), which makes the device's node.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -542,20 +541,24 @@ pub struct Found {
 /// timeout can list everything.
 #[derive(Default)]
 pub struct Seen {
-    pub devices: BTreeMap<String, String>,
+    /// (kernel name, what was read of it), each device once.
+    pub devices: Vec<(String, String)>,
 }
 
 impl Seen {
     fn note(&mut self, name: &str, what: String, why: &str) {
-        if self.devices.contains_key(name) {
+        if self.devices.iter().any(|(n, _)| n == name) {
             return;
         }
         log::info!("saw {what}: {why}");
-        self.devices.insert(name.to_string(), what);
+        self.devices.push((name.to_string(), what));
     }
 
+    /// What was read of each device, in name order.
     pub fn list(&self) -> Vec<String> {
-        self.devices.values().cloned().collect()
+        let mut d = self.devices.clone();
+        d.sort();
+        d.into_iter().map(|(_, what)| what).collect()
     }
 }
 
@@ -994,7 +997,11 @@ mod tests {
             None
         );
         assert_eq!(
-            seen2.devices.get("nvme1n1").map(String::as_str),
+            seen2
+                .devices
+                .iter()
+                .find(|(n, _)| n == "nvme1n1")
+                .map(|(_, w)| w.as_str()),
             Some(
                 "nvme1n1 (259:1) serial vol0abc ext4 LABEL=data UUID=abababab-abab-abab-abab-abababababab"
             )

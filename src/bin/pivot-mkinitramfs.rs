@@ -136,7 +136,7 @@ fn add_modules(
     let mut wanted: Vec<String> = wanted.iter().map(|w| w.replace('-', "_")).collect();
     let mut i = 0;
     while let Some(w) = wanted.get(i).cloned() {
-        if let Some((pre, post)) = conf.softdeps.get(&w) {
+        if let Some((pre, post)) = modules::lookup(&conf.softdeps, &w) {
             for m in pre.iter().chain(post) {
                 if deps.modules.contains_key(m) && !wanted.contains(m) {
                     wanted.push(m.clone());

@@ -549,3 +549,46 @@ mod tests {
         );
     }
 }
+
+/// The unwinder, left out. pivot-init is built with `panic = "abort"`: no
+/// frame is ever unwound, and std's default panic hook, which could print a
+/// backtrace, is replaced before anything can panic (`boot::run`; the CLI
+/// prints no backtraces). Yet std's backtrace printer and its (never
+/// called) personality routine name a few `_Unwind_*` functions, and the
+/// first reference drags in all of libunwind and, for its messages, musl's
+/// printf: about 58 KiB of the static binary. Defining the names here
+/// satisfies those references, so the linker never takes libunwind's
+/// objects; should a future std name another, the link fails loudly with a
+/// duplicate definition rather than silently.
+#[cfg(all(target_env = "musl", not(test)))]
+mod no_unwinder {
+    use std::ffi::c_void;
+
+    /// `_URC_END_OF_STACK` for a backtrace walk; `_URC_FATAL_PHASE1_ERROR`
+    /// for anything that would unwind.
+    const END_OF_STACK: i32 = 5;
+
+    macro_rules! stubs {
+        ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $val:expr;)*) => {$(
+            // SAFETY: each symbol is defined once in the final binary (so
+            // libunwind's is never linked); the signature is the C one std
+            // declares; the body touches no memory and calls nothing.
+            #[unsafe(no_mangle)]
+            pub extern "C" fn $name($(_: $ty),*) -> $ret {
+                $val
+            }
+        )*};
+    }
+
+    stubs! {
+        _Unwind_Backtrace(trace: *const c_void, arg: *mut c_void) -> i32 = END_OF_STACK;
+        _Unwind_GetIP(context: *const c_void) -> usize = 0;
+        _Unwind_GetIPInfo(context: *const c_void, before: *mut i32) -> usize = 0;
+        _Unwind_GetLanguageSpecificData(context: *const c_void) -> usize = 0;
+        _Unwind_GetRegionStart(context: *const c_void) -> usize = 0;
+        _Unwind_GetTextRelBase(context: *const c_void) -> usize = 0;
+        _Unwind_GetDataRelBase(context: *const c_void) -> usize = 0;
+        _Unwind_SetGR(context: *mut c_void, index: i32, value: usize) -> () = ();
+        _Unwind_SetIP(context: *mut c_void, value: usize) -> () = ();
+    }
+}
