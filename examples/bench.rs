@@ -1,6 +1,13 @@
-//! `scripts/bench`: how fast the root comes up after a volume is hot-plugged,
-//! pivot-init against the kernel's own `rootwait` and shell polling loops,
+//! `scripts/bench`: how fast the root comes up, pivot-init against the
+//! kernel's own `rootwait`, shell polling loops, and the initramfs tools
+//! people run (Debian's initramfs-tools, dracut, tiny-initramfs: images that
+//! `scripts/bench-peers` builds from Debian's packages for the same kernel),
 //! on the same kernel and QEMU (TCG) in one run.
+//!
+//! A boot that fails, times out or prints no marker is a failed run: it is
+//! reported with its scenario, run number and the tail of its console, and
+//! counted (`runs ok/total`); the bench exits non-zero only when a scenario
+//! has no successful run.
 //!
 //! Lag = printk time of the volume's init's first line (written to /dev/kmsg;
 //! it also prints /proc/uptime) minus printk time of the kernel's NVMe
@@ -8,7 +15,7 @@
 //! Identifiers", printed as the namespace is scanned, just before the disk is
 //! added). Both stamps come from the same clock in the same log.
 //!
-//! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet]
+//! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers]
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,22 +23,40 @@ use std::time::Duration;
 
 use pivot_harness::*;
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     KernelRootwait,
     Shell1s,
     Shell10ms,
     PivotImage,
     PivotInitramfs,
+    InitramfsTools,
+    Dracut,
+    TinyInitramfs,
+}
+
+/// When the volume comes: there at boot, or hot-plugged N s later.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum When {
+    AtBoot,
+    Hotplug(u64),
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    /// The hot-plug lag comparison (3 s after waiting).
+    const LAG: [Kind; 5] = [
         Kind::KernelRootwait,
         Kind::Shell1s,
         Kind::Shell10ms,
         Kind::PivotImage,
         Kind::PivotInitramfs,
+    ];
+    /// The initramfs comparison.
+    const PEERS: [Kind; 4] = [
+        Kind::PivotInitramfs,
+        Kind::InitramfsTools,
+        Kind::Dracut,
+        Kind::TinyInitramfs,
     ];
 
     fn name(self) -> &'static str {
@@ -41,14 +66,31 @@ impl Kind {
             Kind::Shell10ms => "shell-10ms",
             Kind::PivotImage => "pivot-init (image)",
             Kind::PivotInitramfs => "pivot-init (initramfs)",
+            Kind::InitramfsTools => "initramfs-tools",
+            Kind::Dracut => "dracut",
+            Kind::TinyInitramfs => "tiny-initramfs",
         }
+    }
+}
+
+/// A scenario: who boots, and when the volume comes.
+type Scenario = (Kind, When);
+
+fn scenario_name((k, w): Scenario) -> String {
+    match w {
+        When::AtBoot => format!("{} at boot", k.name()),
+        When::Hotplug(n) => format!("{} hot-plug {n} s", k.name()),
     }
 }
 
 /// One boot's numbers.
 #[derive(Clone, Default)]
 struct Run {
+    /// Hot-plug: NVMe namespace message -> the volume's init.
     lag_ms: f64,
+    /// At boot: kernel start -> the volume's init, and `Run /init` -> it.
+    kernel_to_init_ms: Option<f64>,
+    run_init_to_init_ms: Option<f64>,
     uevent_to_exec_ms: Option<f64>,
     cpu_ms: Option<f64>,
     hwm_kib: Option<u64>,
@@ -98,8 +140,15 @@ fn volume(s: &Scratch) -> PathBuf {
         .mkdir("/sys")
         .mkdir("/dev")
         .mkdir("/old-root");
-    t.ext4(&s.0.join("bench-vol.img"), 16, "benchvol")
+    t.ext4_args(
+        &s.0.join("bench-vol.img"),
+        16,
+        &["-L", "benchvol", "-U", VOLUME_UUID],
+    )
 }
+
+/// The bench volume's filesystem UUID (tiny-initramfs knows no LABEL=).
+const VOLUME_UUID: &str = "be4c0000-0000-4000-8000-00000000be4c";
 
 /// The classic shell initramfs: poll for the node, mount, switch_root.
 fn shell_initramfs(s: &Scratch, name: &str, delay: &str) -> PathBuf {
@@ -134,77 +183,109 @@ struct Media {
     shell_1s: PathBuf,
     shell_10ms: PathBuf,
     volume: PathBuf,
+    /// initramfs-tools, dracut, tiny-initramfs images (scripts/bench-peers).
+    peers: Option<[PathBuf; 3]>,
 }
 
-/// Boots one scenario, hot-plugs the volume `delay` after the guest started
-/// waiting, and reads the numbers off the console.
-fn one(kind: Kind, media: &Media, delay: Duration, n: usize, extra: &str) -> Result<Run, String> {
+impl Media {
+    fn initrd(&self, k: Kind) -> Option<&Path> {
+        let peers = self.peers.as_ref();
+        match k {
+            Kind::Shell1s => Some(&self.shell_1s),
+            Kind::Shell10ms => Some(&self.shell_10ms),
+            Kind::PivotInitramfs => Some(&self.pivot_initrd),
+            Kind::InitramfsTools => peers.map(|p| p[0].as_path()),
+            Kind::Dracut => peers.map(|p| p[1].as_path()),
+            Kind::TinyInitramfs => peers.map(|p| p[2].as_path()),
+            Kind::KernelRootwait | Kind::PivotImage => None,
+        }
+    }
+}
+
+/// Boots one scenario and reads the numbers off the kernel log the volume's
+/// init dumps; `Err` with the reason and the tail of the console when the
+/// boot did not get there.
+fn one(sc: Scenario, media: &Media, n: usize, extra: &str) -> Result<Run, String> {
+    let (kind, when) = sc;
     let s = Scratch::new(&format!(
         "bench-{}-{n}",
-        kind.name().replace([' ', '(', ')'], "")
+        scenario_name(sc).replace([' ', '(', ')'], "")
     ));
     let vol = s.0.join("vol.img");
     std::fs::copy(&media.volume, &vol).map_err(|e| e.to_string())?;
-    let (boot, waiting) = match kind {
-        Kind::KernelRootwait => (
-            Boot {
-                cmdline: &format!("root=/dev/nvme0n1 rootwait rw {extra}"),
-                ..Boot::default()
-            },
-            "Waiting for root device /dev/nvme0n1",
-        ),
-        Kind::Shell1s | Kind::Shell10ms => (
-            Boot {
-                initrd: Some(if kind == Kind::Shell1s {
-                    &media.shell_1s
-                } else {
-                    &media.shell_10ms
-                }),
-                cmdline: extra,
-                ..Boot::default()
-            },
-            "shell-wait: waiting",
-        ),
-        Kind::PivotImage => (
-            Boot {
-                disk: Some(&media.boot_disk),
-                cmdline: &format!("pivot.root=/dev/nvme1n1 pivot.hook=none {extra}"),
-                ..Boot::default()
-            },
-            "pivot-init: waiting for",
-        ),
-        Kind::PivotInitramfs => (
-            Boot {
-                initrd: Some(&media.pivot_initrd),
-                cmdline: &format!("root=/dev/nvme0n1 rw pivot.hook=none {extra}"),
-                ..Boot::default()
-            },
-            "pivot-init: waiting for",
-        ),
+    let cmdline = match kind {
+        Kind::KernelRootwait => format!("root=/dev/nvme0n1 rootwait rw {extra}"),
+        Kind::Shell1s | Kind::Shell10ms => extra.to_string(),
+        Kind::PivotImage => format!("pivot.root=/dev/nvme1n1 pivot.hook=none {extra}"),
+        Kind::PivotInitramfs => format!("root=LABEL=benchvol rw pivot.hook=none {extra}"),
+        Kind::InitramfsTools | Kind::Dracut => format!("root=LABEL=benchvol rw {extra}"),
+        Kind::TinyInitramfs => format!("root=UUID={VOLUME_UUID} rootwait rw {extra}"),
     };
-    let mut vm = Vm::start(&s, &boot);
-    if extra.contains("quiet") {
-        // The waiting lines do not reach the console: allow 4 s to boot.
-        std::thread::sleep(Duration::from_secs(4) + delay);
-    } else {
-        vm.wait_console(waiting);
-        std::thread::sleep(delay);
-    }
-    vm.hotplug_nvme(&Disk {
+    let at_boot = [Disk {
         image: &vol,
         serial: "benchvol",
-    });
+    }];
+    let boot = Boot {
+        disk: (kind == Kind::PivotImage).then_some(media.boot_disk.as_path()),
+        initrd: media.initrd(kind),
+        nvme: if when == When::AtBoot { &at_boot } else { &[] },
+        cmdline: &cmdline,
+        ..Boot::default()
+    };
+    let waiting = match kind {
+        Kind::KernelRootwait => Some("Waiting for root device /dev/nvme0n1"),
+        Kind::Shell1s | Kind::Shell10ms => Some("shell-wait: waiting"),
+        Kind::PivotImage | Kind::PivotInitramfs => Some("pivot-init: waiting for"),
+        _ => None,
+    };
+    let mut vm = Vm::start(&s, &boot);
+    if let When::Hotplug(delay) = when {
+        let delay = Duration::from_secs(delay);
+        match waiting {
+            Some(line) if !extra.contains("quiet") => {
+                vm.try_wait_console(line).map_err(|e| tail(&e))?;
+                std::thread::sleep(delay);
+            }
+            // The waiting lines do not reach the console (quiet, or a peer
+            // that prints none): allow the slowest (dracut) 15 s to boot.
+            _ => std::thread::sleep(Duration::from_secs(15) + delay),
+        }
+        vm.hotplug_nvme(&Disk {
+            image: &vol,
+            serial: "benchvol",
+        });
+    }
     // The kernel log as the volume's init dumped it (all levels, even with `quiet`).
-    let (_, console) = vm.wait_exit();
-    let ready = last_stamp(&console, "Ignoring bogus Namespace Identifiers")
-        .ok_or("no NVMe namespace message in the console")?;
-    let init = last_stamp(&console, INIT_LINE).ok_or("the volume's init did not run")?;
-    Ok(Run {
-        lag_ms: (init - ready) * 1000.0,
-        uevent_to_exec_ms: summary_number(&console, "; uevent to exec ", " ms;"),
-        cpu_ms: summary_number(&console, "; cpu ", " ms while waiting"),
-        hwm_kib: summary_number(&console, "VmHWM ", " KiB").map(|v| v as u64),
-    })
+    let (_, log) = vm.try_wait_exit().map_err(|e| tail(&e))?;
+    let init = last_stamp(&log, INIT_LINE)
+        .ok_or_else(|| format!("the volume's init did not run{}", tail(&vm.console_text())))?;
+    let mut run = Run {
+        uevent_to_exec_ms: summary_number(&log, "; uevent to exec ", " ms;"),
+        cpu_ms: summary_number(&log, "; cpu ", " ms while waiting"),
+        hwm_kib: summary_number(&log, "VmHWM ", " KiB").map(|v| v as u64),
+        ..Run::default()
+    };
+    match when {
+        When::Hotplug(_) => {
+            let ready = last_stamp(&log, "Ignoring bogus Namespace Identifiers")
+                .ok_or("no NVMe namespace message in the kernel log")?;
+            run.lag_ms = (init - ready) * 1000.0;
+        }
+        When::AtBoot => {
+            run.kernel_to_init_ms = Some(init * 1000.0);
+            run.run_init_to_init_ms =
+                last_stamp(&log, "Run /init as init process").map(|r| (init - r) * 1000.0);
+            run.lag_ms = init * 1000.0;
+        }
+    }
+    Ok(run)
+}
+
+/// The last lines of a console or a failure message.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(8);
+    format!("; console tail:\n    {}", lines[from..].join("\n    "))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -216,106 +297,206 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn main() {
-    let mut runs = 5usize;
-    let mut jobs = 2usize;
-    let mut plot: Option<PathBuf> = None;
-    let mut idle_secs = 20u64;
-    // `--quiet`: kernel `quiet` for every scenario (no console printing cost).
-    let mut extra = String::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
-        match a.as_str() {
-            "--runs" => runs = val().parse().expect("--runs N"),
-            "--jobs" => jobs = val().parse().expect("--jobs N"),
-            "--plot" => plot = Some(PathBuf::from(val())),
-            "--idle-secs" => idle_secs = val().parse().expect("--idle-secs S"),
-            "--quiet" => extra = "quiet".to_string(),
-            other => panic!(
-                "unknown argument {other}; usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S]"
-            ),
+/// Runs `one`, turning a panic in the harness (a QMP error, a full disk...)
+/// into a failed run instead of the end of the bench.
+fn guarded(sc: Scenario, media: &Media, n: usize, extra: &str) -> Result<Run, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(sc, media, n, extra))) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            Err(format!("harness error{}", tail(&msg)))
         }
     }
+}
+
+struct Opts {
+    runs: usize,
+    jobs: usize,
+    plot: Option<PathBuf>,
+    idle_secs: u64,
+    extra: String,
+    peers: bool,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        runs: 5,
+        jobs: 1,
+        plot: None,
+        idle_secs: 20,
+        extra: String::new(),
+        peers: true,
+    };
+    let usage = "usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers]";
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = || -> u64 {
+            args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                eprintln!("bench: {a} needs a number; {usage}");
+                std::process::exit(2)
+            })
+        };
+        match a.as_str() {
+            "--runs" => o.runs = num() as usize,
+            "--jobs" => o.jobs = num() as usize,
+            "--idle-secs" => o.idle_secs = num(),
+            "--plot" => o.plot = args.next().map(PathBuf::from),
+            // `--quiet`: kernel `quiet` for every scenario (no console printing cost).
+            "--quiet" => o.extra = "quiet".to_string(),
+            "--no-peers" => o.peers = false,
+            other => {
+                eprintln!("bench: unknown argument {other}; {usage}");
+                std::process::exit(2)
+            }
+        }
+    }
+    o
+}
+
+/// Every boot of the run, in order.
+fn scenarios(o: &Opts) -> Vec<(Scenario, usize)> {
+    let mut work = Vec::new();
+    for n in 0..o.runs {
+        for k in Kind::LAG {
+            work.push(((k, When::Hotplug(3)), n));
+        }
+        if o.peers {
+            for k in Kind::PEERS {
+                work.push(((k, When::AtBoot), n));
+                if k != Kind::PivotInitramfs {
+                    work.push(((k, When::Hotplug(3)), n));
+                }
+                work.push(((k, When::Hotplug(20)), n));
+            }
+        }
+    }
+    work
+}
+
+type Results = Vec<(Scenario, Result<Run, String>)>;
+
+fn main() {
+    let o = opts();
     let s = Scratch::new("bench");
     let boot_disk = BootDisk::new(&s).image(&s);
+    let peers = if o.peers {
+        let dir = root().join("target/peers");
+        let imgs =
+            ["initramfs-tools", "dracut", "tiny-initramfs"].map(|n| dir.join(format!("{n}.img")));
+        if imgs.iter().all(|p| p.exists()) {
+            Some(imgs)
+        } else {
+            eprintln!(
+                "bench: no peer images in {}: run scripts/bench-peers (or --no-peers)",
+                dir.display()
+            );
+            std::process::exit(2)
+        }
+    } else {
+        None
+    };
     let media = Media {
         boot_disk,
         pivot_initrd: initramfs(&s, &[], &[]),
         shell_1s: shell_initramfs(&s, "shell-1s", "sleep 1"),
         shell_10ms: shell_initramfs(&s, "shell-10ms", "usleep 10000"),
         volume: volume(&s),
+        peers,
     };
-    let mut work: Vec<(Kind, usize)> = Vec::new();
-    for n in 0..runs {
-        for k in Kind::ALL {
-            work.push((k, n));
-        }
-    }
-    let queue = Mutex::new(work);
-    let results: Mutex<Vec<(Kind, Run)>> = Mutex::new(Vec::new());
-    eprintln!(
-        "bench: {} boots, {jobs} at a time (TCG)",
-        runs * Kind::ALL.len()
-    );
+    let work = scenarios(&o);
+    eprintln!("bench: {} boots, {} at a time (TCG)", work.len(), o.jobs);
+    let queue = Mutex::new(work.into_iter().rev().collect::<Vec<_>>());
+    let results: Mutex<Results> = Mutex::new(Vec::new());
     std::thread::scope(|sc| {
-        for _ in 0..jobs.max(1) {
+        for _ in 0..o.jobs.max(1) {
             sc.spawn(|| {
-                loop {
-                    let Some((k, n)) = queue.lock().unwrap().pop() else {
-                        break;
-                    };
-                    match one(k, &media, Duration::from_secs(3), n, &extra) {
-                        Ok(r) => {
-                            eprintln!("bench: {:<24} run {n}: lag {:.1} ms", k.name(), r.lag_ms);
-                            results.lock().unwrap().push((k, r));
-                        }
-                        Err(e) => eprintln!("bench: {} run {n} failed: {e}", k.name()),
+                while let Some((scen, n)) = queue.lock().map(|mut q| q.pop()).ok().flatten() {
+                    let r = guarded(scen, &media, n, &o.extra);
+                    match &r {
+                        Ok(run) => eprintln!(
+                            "bench: {:<36} run {n}: {:.1} ms",
+                            scenario_name(scen),
+                            run.lag_ms
+                        ),
+                        Err(e) => eprintln!("bench: {} run {n} FAILED: {e}", scenario_name(scen)),
+                    }
+                    if let Ok(mut all) = results.lock() {
+                        all.push((scen, r));
                     }
                 }
             });
         }
     });
-    let results = results.into_inner().unwrap();
+    let results = results.into_inner().unwrap_or_default();
     // The idle cost: pivot-init waiting for a volume that comes after `idle_secs`.
-    eprintln!("bench: one pivot-init boot waiting {idle_secs} s for its volume");
-    let idle = one(
-        Kind::PivotImage,
+    eprintln!(
+        "bench: one pivot-init boot waiting {} s for its volume",
+        o.idle_secs
+    );
+    let idle = guarded(
+        (Kind::PivotImage, When::Hotplug(o.idle_secs)),
         &media,
-        Duration::from_secs(idle_secs),
         99,
-        &extra,
-    )
-    .ok();
+        &o.extra,
+    );
+    let empty = report(&o, &media, &results, idle);
+    if !empty.is_empty() {
+        eprintln!("bench: no successful run of: {}", empty.join(", "));
+        std::process::exit(1);
+    }
+}
 
-    let lags = |k: Kind| -> Vec<f64> {
+/// Prints the tables; returns the scenarios without a successful run.
+fn report(o: &Opts, media: &Media, results: &Results, idle: Result<Run, String>) -> Vec<String> {
+    let ok = |sc: Scenario| -> Vec<Run> {
         results
             .iter()
-            .filter(|(x, _)| *x == k)
-            .map(|(_, r)| r.lag_ms)
+            .filter(|(x, r)| *x == sc && r.is_ok())
+            .filter_map(|(_, r)| r.as_ref().ok().cloned())
             .collect()
     };
-    let med = |k: Kind| median(&mut lags(k));
-    let base_rootwait = med(Kind::KernelRootwait);
-    let base_shell = med(Kind::Shell10ms);
+    let total = |sc: Scenario| results.iter().filter(|(x, _)| *x == sc).count();
+    let mut empty = Vec::new();
+    let mut seen: Vec<Scenario> = Vec::new();
+    for (sc, _) in results {
+        if !seen.contains(sc) {
+            seen.push(*sc);
+        }
+    }
+    for sc in &seen {
+        if ok(*sc).is_empty() {
+            empty.push(scenario_name(*sc));
+        }
+    }
+    let med_of =
+        |v: Vec<f64>| median(&mut v.into_iter().filter(|x| x.is_finite()).collect::<Vec<_>>());
+    let lag = |sc: Scenario| med_of(ok(sc).iter().map(|r| r.lag_ms).collect());
+    let h3 = |k: Kind| (k, When::Hotplug(3));
+    let base_rootwait = lag(h3(Kind::KernelRootwait));
+    let base_shell = lag(h3(Kind::Shell10ms));
     println!(
-        "\nlag from the NVMe namespace message to the volume's init's first line, TCG, {runs} runs each\n"
+        "\nhot-plug: lag from the NVMe namespace message to the volume's init's first line, TCG, volume attached 3 s after waiting\n"
     );
     println!(
-        "{:<24} {:>5} {:>10} {:>10} {:>10} {:>12} {:>12}",
-        "scenario", "runs", "median ms", "min ms", "max ms", "/rootwait", "/shell-10ms"
+        "{:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "scenario", "runs ok", "median ms", "min ms", "max ms", "/rootwait", "/shell-10ms"
     );
     let mut csv = String::from("scenario,run,lag_ms\n");
-    for k in Kind::ALL {
-        let mut v = lags(k);
+    for k in Kind::LAG {
+        let mut v: Vec<f64> = ok(h3(k)).iter().map(|r| r.lag_ms).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
         for (i, l) in v.iter().enumerate() {
             csv.push_str(&format!("{},{i},{l:.3}\n", k.name()));
         }
-        let m = median(&mut v);
+        let m = median(&mut v.clone());
         println!(
-            "{:<24} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>12.2} {:>12.2}",
+            "{:<24} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>12.2}",
             k.name(),
-            v.len(),
+            format!("{}/{}", v.len(), total(h3(k))),
             m,
             v.first().copied().unwrap_or(f64::NAN),
             v.last().copied().unwrap_or(f64::NAN),
@@ -323,53 +504,133 @@ fn main() {
             m / base_shell
         );
     }
+    if let Some(peers) = &media.peers {
+        peers_table(o, media, peers, &ok, &total);
+    }
     let mut own: Vec<f64> = results
         .iter()
-        .filter(|(k, _)| matches!(k, Kind::PivotImage | Kind::PivotInitramfs))
-        .filter_map(|(_, r)| r.uevent_to_exec_ms)
+        .filter_map(|(_, r)| r.as_ref().ok()?.uevent_to_exec_ms)
         .collect();
-    let hwm = results.iter().filter_map(|(_, r)| r.hwm_kib).max();
+    let hwm = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok()?.hwm_kib)
+        .max();
     let bin = pivot_init_bin();
     println!();
     println!(
-        "pivot-init uevent -> exec (its own overhead): median {:.2} ms, max {:.2} ms over {} boots",
+        "pivot-init uevent -> exec (its own overhead): median {:.2} ms over {} boots",
         median(&mut own),
-        own.last().copied().unwrap_or(f64::NAN),
         own.len()
     );
     match &idle {
-        Some(r) => println!(
-            "pivot-init CPU while waiting {idle_secs} s, until exec: {} ms; VmHWM {} KiB",
+        Ok(r) => println!(
+            "pivot-init CPU while waiting {} s, until exec: {} ms; VmHWM {} KiB",
+            o.idle_secs,
             r.cpu_ms.map_or("?".into(), |c| format!("{c:.3}")),
             r.hwm_kib.map_or("?".into(), |h| h.to_string())
         ),
-        None => println!("pivot-init idle run failed"),
+        Err(e) => println!("pivot-init idle run failed: {e}"),
     }
     println!(
         "pivot-init peak VmHWM over all boots: {} KiB",
         hwm.map_or("?".into(), |h| h.to_string())
     );
     println!(
-        "binary {} bytes ({} KiB); initramfs without modules {} bytes ({} KiB, gzip)",
+        "binary {} bytes ({} KiB); initramfs without modules {} bytes ({} KiB)",
         file_len(&bin),
         file_len(&bin).div_ceil(1024),
         file_len(&media.pivot_initrd),
         file_len(&media.pivot_initrd).div_ceil(1024)
     );
     let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::fs::create_dir_all(&dir);
     let csv_path = dir.join("lags.csv");
-    std::fs::write(&csv_path, csv).unwrap();
+    let _ = std::fs::write(&csv_path, csv);
     println!("raw lags: {}", csv_path.display());
-    if let Some(png) = plot {
+    if let Some(png) = &o.plot {
         let st = std::process::Command::new("python3")
             .arg(root().join("scripts/bench_plot.py"))
             .arg(&csv_path)
-            .arg(&png)
-            .status()
-            .expect("python3 runs");
-        assert!(st.success(), "plotting failed");
-        println!("plot: {}", png.display());
+            .arg(png)
+            .status();
+        match st {
+            Ok(s) if s.success() => println!("plot: {}", png.display()),
+            _ => eprintln!("bench: plotting failed"),
+        }
+    }
+    empty
+}
+
+/// The initramfs comparison: image size, boot times with the volume there,
+/// hot-plug lags, each with its ratio to pivot-init.
+fn peers_table(
+    o: &Opts,
+    media: &Media,
+    peers: &[PathBuf; 3],
+    ok: &dyn Fn(Scenario) -> Vec<Run>,
+    total: &dyn Fn(Scenario) -> usize,
+) {
+    let _ = o;
+    let med =
+        |v: Vec<f64>| median(&mut v.into_iter().filter(|x| x.is_finite()).collect::<Vec<_>>());
+    let at = |k: Kind, f: fn(&Run) -> Option<f64>| {
+        med(ok((k, When::AtBoot)).iter().filter_map(f).collect())
+    };
+    let hot = |k: Kind, n: u64| {
+        let sc = if k == Kind::PivotInitramfs && n == 3 {
+            (k, When::Hotplug(3))
+        } else {
+            (k, When::Hotplug(n))
+        };
+        med(ok(sc).iter().map(|r| r.lag_ms).collect())
+    };
+    let size = |k: Kind| match k {
+        Kind::PivotInitramfs => file_len(&media.pivot_initrd),
+        Kind::InitramfsTools => file_len(&peers[0]),
+        Kind::Dracut => file_len(&peers[1]),
+        _ => file_len(&peers[2]),
+    };
+    let base = Kind::PivotInitramfs;
+    let (b_size, b_kernel, b_run, b_h3, b_h20) = (
+        size(base) as f64,
+        at(base, |r| r.kernel_to_init_ms),
+        at(base, |r| r.run_init_to_init_ms),
+        hot(base, 3),
+        hot(base, 20),
+    );
+    println!(
+        "\ninitramfs peers (same kernel, TCG, medians; in brackets: the ratio to pivot-init)\n"
+    );
+    println!(
+        "{:<24} {:>9} {:>22} {:>22} {:>22} {:>22} {:>22}",
+        "initramfs",
+        "runs ok",
+        "image bytes",
+        "kernel -> init ms",
+        "Run /init -> init ms",
+        "hot-plug 3 s lag ms",
+        "hot-plug 20 s lag ms"
+    );
+    for k in Kind::PEERS {
+        let runs: usize = [When::AtBoot, When::Hotplug(3), When::Hotplug(20)]
+            .iter()
+            .map(|w| ok((k, *w)).len())
+            .sum();
+        let all: usize = [When::AtBoot, When::Hotplug(3), When::Hotplug(20)]
+            .iter()
+            .map(|w| total((k, *w)))
+            .sum();
+        let cell = |v: f64, b: f64| format!("{v:.0} ({:.2}x)", v / b);
+        println!(
+            "{:<24} {:>9} {:>22} {:>22} {:>22} {:>22} {:>22}",
+            k.name(),
+            format!("{runs}/{all}"),
+            cell(size(k) as f64, b_size),
+            cell(at(k, |r| r.kernel_to_init_ms), b_kernel),
+            cell(at(k, |r| r.run_init_to_init_ms), b_run),
+            cell(hot(k, 3), b_h3),
+            cell(hot(k, 20), b_h20),
+        );
     }
 }
 

@@ -184,11 +184,14 @@ impl Boot {
         let t = Instant::now();
         let api = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
         boot.mount_api("proc", "/proc", "proc", api, "");
-        // PID 1's CPU counters include the kernel's own init work before exec.
-        boot.cpu_at_start = sys::cpu_us();
+
         // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
         let (cfg, warnings) = config::read_boot_config(sys::root_is_ram());
         boot.cfg = cfg;
+        if boot.debug() {
+            // PID 1's CPU counters include the kernel's own init work before exec.
+            boot.cpu_at_start = sys::cpu_us();
+        }
         boot.timings.push((Stage::Config, t.elapsed().as_millis()));
         boot.enter(Stage::Prepare);
         let t = Instant::now();
@@ -279,6 +282,12 @@ impl Boot {
         }
     }
 
+    /// `pivot.loglevel=7`: the summary line also reads what only it needs
+    /// (CPU time, peak memory: /proc/self/*, a few ms under TCG).
+    fn debug(&self) -> bool {
+        self.cfg.loglevel >= 7
+    }
+
     /// Tells the panic hook where the boot is.
     fn publish(&self) {
         if let Ok(mut v) = PANIC_VIEW.lock() {
@@ -315,15 +324,16 @@ impl Boot {
     /// The pipeline from the modules to the exec. Returns only on failure.
     fn pipeline(&mut self) -> Result<Infallible> {
         self.timings.truncate(2);
-        if !self.cfg.modules.is_empty() || self.cfg.coldplug_on() {
+        if !self.cfg.modules.is_empty() || (self.cfg.coldplug_on() && has_module_aliases()) {
             self.stage(Stage::Modules, Boot::load_modules)?;
         }
-        let cpu_before_wait = sys::cpu_us();
+        let cpu = |b: &Boot| if b.debug() { sys::cpu_us() } else { None };
+        let cpu_before_wait = cpu(self);
         let found = match self.stage(Stage::Wait, Boot::wait) {
             Err(Error::Requested(how)) => self.honor(how),
             r => r?,
         };
-        let cpu_waiting = sys::cpu_us()
+        let cpu_waiting = cpu(self)
             .zip(cpu_before_wait)
             .map(|(a, b)| a.saturating_sub(b));
         let node = self.stage(Stage::Node, |b| {
@@ -362,7 +372,7 @@ impl Boot {
         if self.uevents.is_none() {
             self.uevents = Some(UeventSocket::subscribe()?);
         }
-        let dir = Path::new("/lib/modules").join(sys::kernel_release());
+        let dir = module_dir();
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
         let conf = modules::ModConfig::read(
             &dir,
@@ -582,7 +592,7 @@ impl Boot {
         let (new_root, old_root) = (&self.cfg.new_root, &self.cfg.old_root);
         let mut how = if self.cfg.initramfs {
             // A failure here runs the normal policy (a shell if one is left, else wait).
-            match switch::switch_initramfs(&mut self.sys, new_root, old_root, &moves)? {
+            match switch::switch_initramfs(&mut self.sys, new_root, &moves)? {
                 switch::How::PivotRoot => "pivot_root (initramfs detached)".to_string(),
                 switch::How::SwitchRoot => "switch_root".to_string(),
             }
@@ -631,22 +641,27 @@ impl Boot {
             .iter()
             .map(|(s, ms)| format!("{} {ms}", s.name()))
             .collect();
-        let cpu_total = sys::cpu_us()
-            .zip(self.cpu_at_start)
-            .map(|(a, b)| a.saturating_sub(b));
-        log::info!(
+        let mut line = format!(
             "switched to {} ({fstype}) by {how}; uevent to exec {} ms; start to exec {} ms (uptime {} ms); \
-             stages {} ms; cpu {} ms while waiting, {} ms since start; VmHWM {} KiB; exec {}",
+             stages {} ms",
             node.display(),
             ms3(found.at.elapsed().as_micros()),
             self.t0.elapsed().as_millis(),
             sys::uptime_ms(),
             stages.join(", "),
-            cpu_waiting.map_or("?".to_string(), |us| ms3(us.into())),
-            cpu_total.map_or("?".to_string(), |us| ms3(us.into())),
-            sys::vm_hwm_kib().map_or("?".to_string(), |k| k.to_string()),
-            init.display()
         );
+        if self.debug() {
+            let cpu_total = sys::cpu_us()
+                .zip(self.cpu_at_start)
+                .map(|(a, b)| a.saturating_sub(b));
+            line.push_str(&format!(
+                "; cpu {} ms while waiting, {} ms since start; VmHWM {} KiB",
+                cpu_waiting.map_or("?".to_string(), |us| ms3(us.into())),
+                cpu_total.map_or("?".to_string(), |us| ms3(us.into())),
+                sys::vm_hwm_kib().map_or("?".to_string(), |k| k.to_string()),
+            ));
+        }
+        log::info!("{line}; exec {}", init.display());
     }
 
     /// Execs the checked init. In an initramfs, where the switch cannot be
@@ -772,6 +787,17 @@ fn unmount_volume(s: &mut dyn Sys, target: &Path, changes: &[&str]) -> Option<sy
             None
         }
     }
+}
+
+/// The running kernel's module tree, where its modules are.
+fn module_dir() -> PathBuf {
+    Path::new("/lib/modules").join(sys::kernel_release())
+}
+
+/// Whether there is anything to coldplug with: no `modules.alias`, no
+/// modules stage (an initramfs without modules does no work for them).
+fn has_module_aliases() -> bool {
+    sys::stat(&module_dir().join("modules.alias")).is_ok()
 }
 
 /// The block devices of this machine, their nodes in /dev (made if missing).

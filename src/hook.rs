@@ -39,7 +39,7 @@ pub fn run(cfg: &Config, check: HookCheck, device: &Path, fstype: &str) -> Resul
         HookCheck::Disabled => return Ok(false),
         HookCheck::Absent => {
             let hook = cfg.hook.as_deref().unwrap_or(Path::new(""));
-            log::info!("no hook at {} on the volume", hook.display());
+            log::debug!("no hook at {} on the volume", hook.display());
             return Ok(false);
         }
         HookCheck::Skip(path, why) => {

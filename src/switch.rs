@@ -78,57 +78,50 @@ pub enum How {
     SwitchRoot,
 }
 
-/// Initramfs mode: try pivot_root first (newer kernels allow it on an
-/// initramfs; the old root is then detached to free its memory); when the
-/// kernel refuses (EINVAL on rootfs) or the volume has no room for the old
-/// root, use switch_root semantics.
-pub fn switch_initramfs(
-    s: &mut dyn Sys,
-    new_root: &Path,
-    old_root: &Path,
-    moves: &[&str],
-) -> Result<How> {
-    prepare(s, new_root, moves)?;
-    let put_old = under(new_root, old_root);
-    match s.mkdir(&put_old) {
-        Ok(()) => match pivot(s, new_root, old_root, &put_old, moves) {
-            Ok(()) => {
-                if let Err(e) = s.unmount(old_root) {
-                    log::warn!("{e}; the initramfs stays at {}", old_root.display());
-                }
-                return Ok(How::PivotRoot);
-            }
-            Err(Error::PivotRoot { errno, .. }) if errno == Errno::INVAL => {
-                log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
-            }
-            Err(e) => return Err(e),
-        },
-        Err(e) => log::info!("{e}; using switch_root"),
-    }
-    switch_root(s, new_root, moves)?;
-    Ok(How::SwitchRoot)
-}
-
-/// switch_root semantics: check that `/` is a ramfs/tmpfs, free its contents
-/// (not crossing mounts), move the API mounts and the new root onto `/`, chroot.
-/// The directories the moves need were created before this is called.
-pub fn switch_root(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<()> {
+/// Initramfs mode. The API mounts move into the new root first; then
+/// `pivot_root(".", ".")`: newer kernels allow it out of an initramfs (the
+/// initramfs ends up mounted over the new root and is detached); where the
+/// kernel refuses (EINVAL on rootfs), switch_root semantics. Nothing is
+/// made on the volume for the old root: the initramfs is not kept.
+pub fn switch_initramfs(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<How> {
     if !s.root_is_ram() {
         return Err(Error::NotInitramfs);
     }
+    prepare(s, new_root, moves)?;
+    for m in moves {
+        let m = Path::new(m);
+        if let Err(e) = s.move_mount(m, &under(new_root, m)) {
+            log::warn!("{e}; the new root keeps its own {}", m.display());
+        }
+    }
+    s.chdir(new_root)?;
+    let here = Path::new(".");
+    match s.pivot_root(here, here) {
+        Ok(()) => {
+            if let Err(e) = s.unmount(here) {
+                log::warn!("{e}; the initramfs stays mounted");
+            }
+            s.chdir(Path::new("/"))?;
+            Ok(How::PivotRoot)
+        }
+        Err(Error::PivotRoot { errno, .. }) if errno == Errno::INVAL => {
+            log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
+            switch_root(s, new_root)?;
+            Ok(How::SwitchRoot)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// switch_root semantics, once the API mounts are in the new root and the
+/// cwd is the new root: free the initramfs contents (not crossing mounts),
+/// move the new root onto `/`, chroot.
+fn switch_root(s: &mut dyn Sys, new_root: &Path) -> Result<()> {
     let (entries, bytes) = s.free_initramfs();
     log::info!(
         "switch_root: freed the initramfs, removed {entries} entries, {} KiB",
         bytes / 1024
     );
-    for m in moves {
-        let m = Path::new(m);
-        let to = under(new_root, m);
-        if let Err(e) = s.move_mount(m, &to) {
-            log::warn!("{e}; the new root keeps its own {}", m.display());
-        }
-    }
-    s.chdir(new_root)?;
     s.move_mount(new_root, Path::new("/"))?;
     s.chroot(Path::new("."))?;
     s.chdir(Path::new("/"))?;
@@ -179,28 +172,20 @@ mod tests {
     #[test]
     fn initramfs_falls_back_to_switch_root_on_einval() {
         let mut s = FakeSys::default().fail("pivot_root", Errno::INVAL);
-        let how = switch_initramfs(
-            &mut s,
-            Path::new("/new-root"),
-            Path::new("/old-root"),
-            &["/dev", "/proc"],
-        )
-        .unwrap();
+        let how = switch_initramfs(&mut s, Path::new("/new-root"), &["/dev", "/proc"]).unwrap();
         assert_eq!(how, How::SwitchRoot);
         assert_eq!(
             s.log(),
             vec![
+                "statfs /",
                 "private /",
                 "mkdir /new-root/dev",
                 "mkdir /new-root/proc",
-                "mkdir /new-root/old-root",
-                "chdir /new-root",
-                "pivot_root /new-root /new-root/old-root",
-                "statfs /",
-                "free /",
                 "move /dev /new-root/dev",
                 "move /proc /new-root/proc",
                 "chdir /new-root",
+                "pivot_root . .",
+                "free /",
                 "move /new-root /",
                 "chroot .",
                 "chdir /",
@@ -209,29 +194,16 @@ mod tests {
     }
 
     #[test]
-    fn initramfs_pivot_root_when_allowed_detaches_old_root() {
+    fn initramfs_pivot_root_when_allowed_detaches_the_initramfs() {
         let mut s = FakeSys::default();
-        let how = switch_initramfs(
-            &mut s,
-            Path::new("/new-root"),
-            Path::new("/old-root"),
-            &["/dev"],
-        )
-        .unwrap();
+        let how = switch_initramfs(&mut s, Path::new("/new-root"), &["/dev"]).unwrap();
         assert_eq!(how, How::PivotRoot);
         assert_eq!(
-            &s.log()[s.calls.len() - 3..],
-            &["chdir /", "move /old-root/dev /dev", "umount /old-root"]
+            &s.log()[s.calls.len() - 4..],
+            &["chdir /new-root", "pivot_root . .", "umount .", "chdir /"]
         );
-    }
-
-    #[test]
-    fn read_only_volume_goes_straight_to_switch_root() {
-        let mut s = FakeSys::default().fail("mkdir /new-root/old-root", Errno::ROFS);
-        let how =
-            switch_initramfs(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[]).unwrap();
-        assert_eq!(how, How::SwitchRoot);
-        assert!(!s.log().iter().any(|c| c.starts_with("pivot_root")));
+        // Nothing is made on the volume for an old root.
+        assert!(!s.log().iter().any(|c| c.contains("old-root")));
     }
 
     #[test]
@@ -240,7 +212,7 @@ mod tests {
             not_ram: true,
             ..FakeSys::default()
         };
-        let err = switch_root(&mut s, Path::new("/new-root"), &["/dev"]).unwrap_err();
+        let err = switch_initramfs(&mut s, Path::new("/new-root"), &["/dev"]).unwrap_err();
         assert!(matches!(err, Error::NotInitramfs));
         assert_eq!(s.log(), vec!["statfs /"]);
     }
@@ -298,8 +270,7 @@ mod tests {
     #[test]
     fn initramfs_errors_other_than_einval_are_not_papered_over() {
         let mut s = FakeSys::default().fail("pivot_root", Errno::PERM);
-        let err = switch_initramfs(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[])
-            .unwrap_err();
+        let err = switch_initramfs(&mut s, Path::new("/new-root"), &[]).unwrap_err();
         assert!(matches!(
             err,
             Error::PivotRoot {
@@ -312,8 +283,7 @@ mod tests {
         let mut s = FakeSys::default()
             .fail("pivot_root", Errno::INVAL)
             .fail("move /new-root /", Errno::INVAL);
-        let err = switch_initramfs(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[])
-            .unwrap_err();
+        let err = switch_initramfs(&mut s, Path::new("/new-root"), &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "moving mount /new-root to / failed: errno 22 (Invalid argument)"

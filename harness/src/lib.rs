@@ -893,39 +893,56 @@ impl Vm {
 
     /// Waits until the console shows `needle`; panics with the console on timeout.
     pub fn wait_console(&mut self, needle: &str) {
+        if let Err(e) = self.try_wait_console(needle) {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits until the console shows `needle`; an error with the console
+    /// when the guest exits first or the boot timeout passes.
+    pub fn try_wait_console(&mut self, needle: &str) -> Result<(), String> {
         let deadline = Instant::now() + BOOT_TIMEOUT;
         while Instant::now() < deadline {
             if self.console_text().contains(needle) {
-                return;
+                return Ok(());
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "guest exited ({st}) before printing {needle:?}; console:\n{}",
                     self.console_text()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
+        Err(format!(
             "timeout waiting for {needle:?}; console:\n{}",
             self.console_text()
-        );
+        ))
     }
 
     /// Waits for the guest to power off; returns (console, markers).
     pub fn wait_exit(&mut self) -> (String, String) {
+        match self.try_wait_exit() {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Waits for the guest to power off; an error with the console and the
+    /// markers when it has not within the boot timeout (it is killed).
+    pub fn try_wait_exit(&mut self) -> Result<(String, String), String> {
         let deadline = Instant::now() + BOOT_TIMEOUT;
         loop {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return (self.console_text(), self.markers_text());
+                return Ok((self.console_text(), self.markers_text()));
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!(
+                return Err(format!(
                     "guest did not power off within {BOOT_TIMEOUT:?}; console:\n{}\nmarkers:\n{}",
                     self.console_text(),
                     self.markers_text()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
