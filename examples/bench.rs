@@ -16,6 +16,7 @@
 //! added). Both stamps come from the same clock in the same log.
 //!
 //! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers]
+//! (`PIVOT_BENCH_IDLE_EXTRA` is appended to the idle run's command line, e.g. `pivot.loglevel=7`.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -136,6 +137,8 @@ fn volume(s: &Scratch) -> PathBuf {
             .as_bytes(),
             0o755,
         )
+        // An OS tree as systemd (dracut's switch-root) checks for one.
+        .file("/etc/os-release", b"ID=bench\nNAME=bench\n", 0o644)
         .mkdir("/proc")
         .mkdir("/sys")
         .mkdir("/dev")
@@ -437,11 +440,17 @@ fn main() {
         "bench: one pivot-init boot waiting {} s for its volume",
         o.idle_secs
     );
+    // pivot.stats=1: the summary line then has the CPU time and peak memory.
+    let debug = format!(
+        "{} pivot.stats=1 {}",
+        o.extra,
+        std::env::var("PIVOT_BENCH_IDLE_EXTRA").unwrap_or_default()
+    );
     let idle = guarded(
         (Kind::PivotImage, When::Hotplug(o.idle_secs)),
         &media,
         99,
-        &o.extra,
+        &debug,
     );
     let empty = report(&o, &media, &results, idle);
     if !empty.is_empty() {

@@ -188,7 +188,7 @@ impl Boot {
         // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
         let (cfg, warnings) = config::read_boot_config(sys::root_is_ram());
         boot.cfg = cfg;
-        if boot.debug() {
+        if boot.stats() {
             // PID 1's CPU counters include the kernel's own init work before exec.
             boot.cpu_at_start = sys::cpu_us();
         }
@@ -282,10 +282,10 @@ impl Boot {
         }
     }
 
-    /// `pivot.loglevel=7`: the summary line also reads what only it needs
-    /// (CPU time, peak memory: /proc/self/*, a few ms under TCG).
-    fn debug(&self) -> bool {
-        self.cfg.loglevel >= 7
+    /// `pivot.stats=1`: the summary line also reads what only it needs (CPU
+    /// time, peak memory: /proc/self/*, a few ms under TCG).
+    fn stats(&self) -> bool {
+        self.cfg.stats
     }
 
     /// Tells the panic hook where the boot is.
@@ -327,7 +327,7 @@ impl Boot {
         if !self.cfg.modules.is_empty() || (self.cfg.coldplug_on() && has_module_aliases()) {
             self.stage(Stage::Modules, Boot::load_modules)?;
         }
-        let cpu = |b: &Boot| if b.debug() { sys::cpu_us() } else { None };
+        let cpu = |b: &Boot| if b.stats() { sys::cpu_us() } else { None };
         let cpu_before_wait = cpu(self);
         let found = match self.stage(Stage::Wait, Boot::wait) {
             Err(Error::Requested(how)) => self.honor(how),
@@ -650,7 +650,7 @@ impl Boot {
             sys::uptime_ms(),
             stages.join(", "),
         );
-        if self.debug() {
+        if self.stats() {
             let cpu_total = sys::cpu_us()
                 .zip(self.cpu_at_start)
                 .map(|(a, b)| a.saturating_sub(b));

@@ -239,6 +239,8 @@ pub struct Config {
     pub onfail: Option<OnFail>,
     /// `pivot.debug_panic=STAGE`: panic when that stage starts (to test the panic path).
     pub debug_panic: Option<Stage>,
+    /// `pivot.stats=1`: the summary line also says CPU time and peak memory.
+    pub stats: bool,
     /// `pivot.debug_exec_fail=1`: the exec of the checked init fails with
     /// ENOEXEC (to test undoing the switch).
     pub debug_exec_fail: bool,
@@ -270,6 +272,7 @@ impl Default for Config {
             hook_timeout_secs: 60,
             onfail: None,
             debug_panic: None,
+            stats: false,
             debug_exec_fail: false,
             init: PathBuf::from("/sbin/init"),
             old_init: PathBuf::from("/sbin/init.old"),
@@ -747,7 +750,7 @@ fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-pub const SETTINGS: [Setting; 19] = [
+pub const SETTINGS: [Setting; 20] = [
     Setting {
         key: "root",
         doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
@@ -920,6 +923,15 @@ pub const SETTINGS: [Setting; 19] = [
             Ok(())
         },
         show: |c| c.loglevel.to_string(),
+    },
+    Setting {
+        key: "stats",
+        doc: "add CPU time and peak memory to the summary line (reads /proc/self/*)",
+        parse: |c, v| {
+            c.stats = parse_bool(v)?;
+            Ok(())
+        },
+        show: |c| show_bool(c.stats),
     },
     Setting {
         key: "debug_panic",

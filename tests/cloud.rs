@@ -339,3 +339,43 @@ fn two_volumes_with_one_uuid() {
     let (console, m) = vm.wait_exit();
     boots(&console, &m, "twin");
 }
+
+/// The same Identify, while the boot goes on by another spec: the volume's
+/// init runs `pivot-init plan` (the boot disk's binary, at /old-root) for
+/// `/dev/sdf`, which asks each NVMe controller for its attach name.
+#[test]
+fn attach_name_in_plan_while_the_boot_goes_on() {
+    let s = Scratch::new("cloud-attach-plan");
+    let boot = BootDisk::new(&s).image(&s);
+    let t = volume_tree(s.0.join("ap"), "ap");
+    t.file(
+        "/sbin/init",
+        format!(
+            "{SCRIPT_HEAD}m \"VOLUME-INIT attach-plan\"\n\
+             /old-root/sbin/init plan --cmdline 'pivot.root=/dev/sdf' --config /dev/null > /plan.txt 2>&1\n\
+             while read -r l; do m \"PLAN $l\"; done < /plan.txt\n\
+             sync\npoweroff -f\n"
+        )
+        .as_bytes(),
+        0o755,
+    );
+    let vol = t.ext4(&s.0.join("ap.img"), 16, "attachplan");
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "vol0plan",
+        }],
+        "pivot.root=SERIAL=vol-0plan",
+    );
+    let (console, m) = vm.wait_exit();
+    assert_line(&m, "VOLUME-INIT attach-plan", "the boot went on", &console);
+    let lines = lines_with(&m, "(NVMe vendor 0x1b36, not an EBS volume)");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("nvme1n1 (259:") && l.trim_end().ends_with("no match")),
+        "{m}"
+    );
+}
