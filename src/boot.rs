@@ -718,9 +718,6 @@ impl Boot {
         self.undo = None;
         if let Some(target) = self.mounted.take() {
             self.publish();
-            if let Err(e) = self.sys.chdir(Path::new("/")) {
-                log::warn!("{e}");
-            }
             self.unbind_kernel_trees();
             unmount_volume(&mut self.sys, &target, &self.changes);
         }
