@@ -188,6 +188,7 @@ impl Boot {
         // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
         let (cfg, warnings) = config::read_boot_config(sys::root_is_ram());
         boot.cfg = cfg;
+        boot.publish_config();
         if boot.stats() {
             // PID 1's CPU counters include the kernel's own init work before exec.
             boot.cpu_at_start = sys::cpu_us();
@@ -288,17 +289,37 @@ impl Boot {
         self.cfg.stats
     }
 
-    /// Tells the panic hook where the boot is.
+    /// Tells the panic hook where the boot is (the config and arguments
+    /// once, in [`Boot::publish_config`]; the state at each change).
     fn publish(&self) {
         if let Ok(mut v) = PANIC_VIEW.lock() {
-            *v = Some(Snapshot {
-                cfg: self.cfg.clone(),
-                argv: self.argv.clone(),
-                stage: self.stage,
-                mounted: self.mounted.clone(),
-                changes: self.changes.clone(),
-                switched: self.switched,
-            });
+            match v.as_mut() {
+                Some(snap) => {
+                    snap.stage = self.stage;
+                    snap.mounted.clone_from(&self.mounted);
+                    snap.changes.clone_from(&self.changes);
+                    snap.switched = self.switched;
+                }
+                None => *v = Some(self.snapshot()),
+            }
+        }
+    }
+
+    /// Gives the panic hook the whole boot, config included.
+    fn publish_config(&self) {
+        if let Ok(mut v) = PANIC_VIEW.lock() {
+            *v = Some(self.snapshot());
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            cfg: self.cfg.clone(),
+            argv: self.argv.clone(),
+            stage: self.stage,
+            mounted: self.mounted.clone(),
+            changes: self.changes.clone(),
+            switched: self.switched,
         }
     }
 
