@@ -241,9 +241,14 @@ fn main() {
         "ttyS0"
     };
     let root = a.boot.as_deref().map(root_of);
+    // `loglevel=7` last: even with `quiet`, pivot-init's lines reach the
+    // console, where try reads its verdict.
     let cmdline = match &root {
-        Some(r) => format!("console={tty} panic=-1 root={r} rootwait rw {}", a.cmdline),
-        None => format!("console={tty} panic=-1 {}", a.cmdline),
+        Some(r) => format!(
+            "console={tty} panic=-1 root={r} rootwait rw {} loglevel=7",
+            a.cmdline
+        ),
+        None => format!("console={tty} panic=-1 {} loglevel=7", a.cmdline),
     };
     let mut qemu_args = Vec::new();
     if a.bus == "scsi" {
