@@ -107,7 +107,7 @@ pub struct Boot {
     bound: Vec<PathBuf>,
     /// The exec failed after the switch and the switch was undone (or why not).
     undo: Option<std::result::Result<(), String>>,
-    /// Subscribed once, before the first scan; kept open until `execve`.
+    /// Subscribed once, before the first scan; closed just before the switch.
     uevents: Option<UeventSocket>,
     /// The API filesystems pivot-init mounted itself.
     api_mounted: Vec<&'static str>,
@@ -466,7 +466,7 @@ impl Boot {
     /// A journal that needs recovery would be replayed even by a read-only
     /// mount, so such a volume is mounted as configured, and the log says so.
     /// Devices that match too but came after the volume was chosen: logged.
-    fn note_late_matches(&self, chosen: &wait::Device) {
+    fn note_late_matches(&mut self, chosen: &wait::Device) {
         if let (Some(sock), Some(spec)) = (&self.uevents, &self.cfg.root) {
             let want = Want {
                 spec,
@@ -474,6 +474,8 @@ impl Boot {
             };
             wait::late_matches(sock, &want, &block_devices(), chosen);
         }
+        // Done with uevents: closed here, not by the exec.
+        self.uevents = None;
     }
 
     fn mount(&mut self, node: &Path, found: &Found) -> Result<String> {
