@@ -86,6 +86,8 @@ static PANIC_VIEW: Mutex<Option<Snapshot>> = Mutex::new(None);
 /// it has mounted and switched, and what it holds open.
 pub struct Boot {
     cfg: Config,
+    /// The kernel command line as the config stage read it.
+    cmdline: String,
     argv: Vec<OsString>,
     sys: RealSys,
     stage: Stage,
@@ -101,7 +103,7 @@ pub struct Boot {
     changes: Vec<&'static str>,
     /// pivot_root or switch_root happened: the boot root is no longer `/`.
     switched: bool,
-    /// The API mounts the switch moved into the new root.
+    /// The API mounts the switch moves into the new root (found at the check).
     moved: Vec<&'static str>,
     /// What was mounted onto the volume (the boot disk's module tree), innermost last.
     bound: Vec<PathBuf>,
@@ -159,6 +161,7 @@ impl Boot {
         });
         Boot {
             cfg: snap.cfg,
+            cmdline: String::new(),
             argv: snap.argv,
             sys: RealSys,
             stage: snap.stage,
@@ -186,8 +189,9 @@ impl Boot {
         boot.mount_api("proc", "/proc", "proc", api, "");
 
         // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
-        let (cfg, warnings) = config::read_boot_config(sys::root_is_ram());
+        let (cfg, warnings, cmdline) = config::read_boot_config(sys::root_is_ram());
         boot.cfg = cfg;
+        boot.cmdline = cmdline;
         boot.publish_config();
         if boot.stats() {
             // PID 1's CPU counters include the kernel's own init work before exec.
@@ -394,11 +398,10 @@ impl Boot {
             self.uevents = Some(UeventSocket::subscribe()?);
         }
         let dir = module_dir();
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
         let conf = modules::ModConfig::read(
             &dir,
             &modules::MODPROBE_DIRS,
-            &config::split_cmdline(&cmdline),
+            &config::split_cmdline(&self.cmdline),
         );
         let loader = match modules::Loader::open(&dir, conf) {
             Ok(l) => l,
@@ -479,11 +482,7 @@ impl Boot {
     }
 
     fn mount(&mut self, node: &Path, found: &Found) -> Result<String> {
-        let probed = match &found.fs {
-            Some(p) => Some(p.clone()),
-            None if self.cfg.fstypes.is_empty() => Some(mount::probe_device(node)?),
-            None => None,
-        };
+        let probed = mount::known_filesystem(node, found.fs.clone(), &self.cfg.fstypes)?;
         let opts = &self.cfg.mount_opts;
         let replay = probed.as_ref().is_some_and(|p| p.needs_replay);
         let first = if replay {
@@ -513,8 +512,10 @@ impl Boot {
     /// checked on the read-only volume; then the volume is accepted and
     /// remounted with the configured flags.
     fn check_and_commit(&mut self) -> Result<(CheckedInit, HookCheck)> {
-        let moves = self.api_mounts();
-        let init = preflight::init(&self.cfg.new_root, &self.cfg, &moves)?;
+        // The API mounts the switch will carry over: they cover the volume's
+        // directories of the same names (the init must not live there).
+        self.moved = self.api_mounts();
+        let init = preflight::init(&self.cfg.new_root, &self.cfg, &self.moved)?;
         log::debug!("checked init {}", init.path.display());
         let hook = preflight::hook(&self.cfg.new_root, self.cfg.hook.as_deref());
         let opts = &self.cfg.mount_opts;
@@ -611,7 +612,7 @@ impl Boot {
     /// Switches the root; returns how, for the summary line.
     fn switch(&mut self) -> Result<String> {
         self.bind_kernel_trees();
-        let moves = self.api_mounts();
+        let moves = self.moved.clone();
         let (new_root, old_root) = (&self.cfg.new_root, &self.cfg.old_root);
         let mut how = if self.cfg.initramfs {
             // A failure here runs the normal policy (a shell if one is left, else wait).
@@ -626,7 +627,6 @@ impl Boot {
         self.switched = true;
         self.publish();
         how.push_str(&format!(", moved {}", moves.join(" ")));
-        self.moved = moves;
         Ok(how)
     }
 

@@ -303,8 +303,9 @@ impl Config {
 pub const CONFIG_FILE: &str = "/etc/pivot-init.conf";
 
 /// The boot's settings: [`CONFIG_FILE`] if present, then `/proc/cmdline`.
-/// Returns the config and the warnings to log once the log is open.
-pub fn read_boot_config(initramfs: bool) -> (Config, Vec<String>) {
+/// Returns the config, the warnings to log once the log is open, and the
+/// command line's text (the modules stage reads module parameters from it).
+pub fn read_boot_config(initramfs: bool) -> (Config, Vec<String>, String) {
     let mut early = Vec::new();
     let file = match read_config_file(Path::new(CONFIG_FILE)) {
         FileText::Absent => None,
@@ -331,7 +332,7 @@ pub fn read_boot_config(initramfs: bool) -> (Config, Vec<String>) {
         initramfs,
     );
     early.extend(p.warnings);
-    (p.cfg, early)
+    (p.cfg, early, cmdline)
 }
 
 /// What reading a config file found.

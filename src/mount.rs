@@ -9,11 +9,26 @@ use crate::mountopts::MountOpts;
 use crate::probe::{self, Probe};
 use crate::sys::Sys;
 
-/// Probes `device` for a filesystem we know.
-pub fn probe_device(device: &Path) -> Result<Probe> {
-    probe::read(device)?.ok_or_else(|| Error::NoFilesystem {
-        device: device.to_path_buf(),
-    })
+/// What is known of `device`'s filesystem before it is mounted: what the
+/// wait stage already read, else a probe when `pivot.fstype` does not say
+/// (then not knowing the type is an error); `None` when `pivot.fstype` names
+/// the types to try.
+pub fn known_filesystem(
+    device: &Path,
+    probed: Option<Probe>,
+    fstypes: &[String],
+) -> Result<Option<Probe>> {
+    match probed {
+        Some(p) => Ok(Some(p)),
+        None if fstypes.is_empty() => {
+            let p = probe::read(device)?.ok_or_else(|| Error::NoFilesystem {
+                device: device.to_path_buf(),
+            })?;
+            log::debug!("probed {}", device.display());
+            Ok(Some(p))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The types to try, in order: the probed one first, then the rest of
@@ -29,8 +44,9 @@ pub fn types_to_try(probed: Option<&Probe>, configured: &[String]) -> Vec<String
 }
 
 /// Mounts `device` on the configured new root with `opts` (the configured
-/// options, or those made read-only for the checks); returns the type used. `probed` is what is known of the device's filesystem, if
-/// anything; without it and without `pivot.fstype` the device is probed.
+/// options, or those made read-only for the checks); returns the type used.
+/// `probed` is what [`known_filesystem`] says; without it the types of
+/// `pivot.fstype` are tried in order.
 pub fn mount_volume(
     s: &mut dyn Sys,
     cfg: &Config,
@@ -43,16 +59,6 @@ pub fn mount_volume(
         s.mkdir(target)?;
         log::info!("created {}", target.display());
     }
-    let probed = match probed {
-        Some(p) => Some(p),
-        // Without pivot.fstype the probe decides; it is an error not to know the type.
-        None if cfg.fstypes.is_empty() => {
-            let p = probe_device(device)?;
-            log::debug!("probed {}", device.display());
-            Some(p)
-        }
-        None => None,
-    };
     let what = probed.as_ref().map_or(String::new(), |p| {
         format!(" (UUID={} LABEL={})", p.uuid, p.label)
     });
