@@ -16,7 +16,10 @@
 //! added). Both stamps come from the same clock in the same log.
 //!
 //! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers]
-//! (`PIVOT_BENCH_IDLE_EXTRA` is appended to the idle run's command line, e.g. `pivot.loglevel=7`.)
+//! [--only TEXT]. `--idle-secs 0`: no idle run; `--only`: the scenarios whose name contains TEXT.
+//! `PIVOT_BENCH_EXTRA` is appended to every boot's command line, `PIVOT_BENCH_IDLE_EXTRA` to the
+//! idle run's (e.g. `pivot.loglevel=7`; with `PIVOT_KEEP=1` each boot's kernel log stays in
+//! target/qemu-tests/bench-*/markers.log).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -183,6 +186,8 @@ fn shell_initramfs(s: &Scratch, name: &str, delay: &str) -> PathBuf {
 struct Media {
     boot_disk: PathBuf,
     pivot_initrd: PathBuf,
+    /// The same with `--compress xz` (only its size is reported).
+    pivot_initrd_xz: PathBuf,
     shell_1s: PathBuf,
     shell_10ms: PathBuf,
     volume: PathBuf,
@@ -323,6 +328,8 @@ struct Opts {
     idle_secs: u64,
     extra: String,
     peers: bool,
+    /// `--only TEXT`: the scenarios whose name contains TEXT.
+    only: Option<String>,
 }
 
 fn opts() -> Opts {
@@ -331,10 +338,13 @@ fn opts() -> Opts {
         jobs: 1,
         plot: None,
         idle_secs: 20,
-        extra: String::new(),
+        // PIVOT_BENCH_EXTRA: more kernel command line for every boot
+        // (`pivot.loglevel=7` with PIVOT_KEEP=1 keeps a trace of each).
+        extra: std::env::var("PIVOT_BENCH_EXTRA").unwrap_or_default(),
         peers: true,
+        only: None,
     };
-    let usage = "usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers]";
+    let usage = "usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers] [--only TEXT]";
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || -> u64 {
@@ -349,8 +359,9 @@ fn opts() -> Opts {
             "--idle-secs" => o.idle_secs = num(),
             "--plot" => o.plot = args.next().map(PathBuf::from),
             // `--quiet`: kernel `quiet` for every scenario (no console printing cost).
-            "--quiet" => o.extra = "quiet".to_string(),
+            "--quiet" => o.extra.push_str(" quiet"),
             "--no-peers" => o.peers = false,
+            "--only" => o.only = args.next(),
             other => {
                 eprintln!("bench: unknown argument {other}; {usage}");
                 std::process::exit(2)
@@ -376,6 +387,9 @@ fn scenarios(o: &Opts) -> Vec<(Scenario, usize)> {
                 work.push(((k, When::Hotplug(20)), n));
             }
         }
+    }
+    if let Some(only) = &o.only {
+        work.retain(|(sc, _)| scenario_name(*sc).contains(only.as_str()));
     }
     work
 }
@@ -405,6 +419,7 @@ fn main() {
     let media = Media {
         boot_disk,
         pivot_initrd: initramfs(&s, &[], &[]),
+        pivot_initrd_xz: initramfs_compressed(&s, "xz"),
         shell_1s: shell_initramfs(&s, "shell-1s", "sleep 1"),
         shell_10ms: shell_initramfs(&s, "shell-10ms", "usleep 10000"),
         volume: volume(&s),
@@ -435,23 +450,26 @@ fn main() {
         }
     });
     let results = results.into_inner().unwrap_or_default();
-    // The idle cost: pivot-init waiting for a volume that comes after `idle_secs`.
-    eprintln!(
-        "bench: one pivot-init boot waiting {} s for its volume",
-        o.idle_secs
-    );
-    // pivot.stats=1: the summary line then has the CPU time and peak memory.
-    let debug = format!(
-        "{} pivot.stats=1 {}",
-        o.extra,
-        std::env::var("PIVOT_BENCH_IDLE_EXTRA").unwrap_or_default()
-    );
-    let idle = guarded(
-        (Kind::PivotImage, When::Hotplug(o.idle_secs)),
-        &media,
-        99,
-        &debug,
-    );
+    // The idle cost: pivot-init waiting for a volume that comes after
+    // `idle_secs` (`--idle-secs 0`: no idle run).
+    let idle = (o.idle_secs > 0).then(|| {
+        eprintln!(
+            "bench: one pivot-init boot waiting {} s for its volume",
+            o.idle_secs
+        );
+        // pivot.stats=1: the summary line then has the CPU time and peak memory.
+        let debug = format!(
+            "{} pivot.stats=1 {}",
+            o.extra,
+            std::env::var("PIVOT_BENCH_IDLE_EXTRA").unwrap_or_default()
+        );
+        guarded(
+            (Kind::PivotImage, When::Hotplug(o.idle_secs)),
+            &media,
+            99,
+            &debug,
+        )
+    });
     let empty = report(&o, &media, &results, idle);
     if !empty.is_empty() {
         eprintln!("bench: no successful run of: {}", empty.join(", "));
@@ -460,7 +478,12 @@ fn main() {
 }
 
 /// Prints the tables; returns the scenarios without a successful run.
-fn report(o: &Opts, media: &Media, results: &Results, idle: Result<Run, String>) -> Vec<String> {
+fn report(
+    o: &Opts,
+    media: &Media,
+    results: &Results,
+    idle: Option<Result<Run, String>>,
+) -> Vec<String> {
     let ok = |sc: Scenario| -> Vec<Run> {
         results
             .iter()
@@ -532,24 +555,28 @@ fn report(o: &Opts, media: &Media, results: &Results, idle: Result<Run, String>)
         own.len()
     );
     match &idle {
-        Ok(r) => println!(
+        None => {}
+        Some(Ok(r)) => println!(
             "pivot-init CPU while waiting {} s, until exec: {} ms; VmHWM {} KiB",
             o.idle_secs,
             r.cpu_ms.map_or("?".into(), |c| format!("{c:.3}")),
             r.hwm_kib.map_or("?".into(), |h| h.to_string())
         ),
-        Err(e) => println!("pivot-init idle run failed: {e}"),
+        Some(Err(e)) => println!("pivot-init idle run failed: {e}"),
     }
     println!(
         "pivot-init peak VmHWM over all boots: {} KiB",
         hwm.map_or("?".into(), |h| h.to_string())
     );
     println!(
-        "binary {} bytes ({} KiB); initramfs without modules {} bytes ({} KiB)",
+        "binary {} bytes ({} KiB); initramfs without modules {} bytes ({} KiB, gzip, the default), \
+         {} bytes ({} KiB) with --compress xz",
         file_len(&bin),
         file_len(&bin).div_ceil(1024),
         file_len(&media.pivot_initrd),
-        file_len(&media.pivot_initrd).div_ceil(1024)
+        file_len(&media.pivot_initrd).div_ceil(1024),
+        file_len(&media.pivot_initrd_xz),
+        file_len(&media.pivot_initrd_xz).div_ceil(1024)
     );
     let dir = root().join("target/bench");
     let _ = std::fs::create_dir_all(&dir);

@@ -74,6 +74,38 @@ fn nvme_root_label_switch_root_frees_initramfs() {
     );
 }
 
+/// The smallest image (`--compress xz`: CRC32 check, x86 branch filter) is
+/// one the kernel unpacks: the volume's init runs after switch_root.
+#[test]
+fn xz_initramfs_boots() {
+    let s = Scratch::new("ird-xz");
+    let initrd = initramfs_compressed(&s, "xz");
+    let head = std::fs::read(&initrd).unwrap();
+    assert!(head.starts_with(b"\xfd7zXZ\0"), "not an xz stream");
+    let vol = volume_tree(s.0.join("vol"), "xz1").ext4(&s.0.join("vol.img"), 16, "xzvol");
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            initrd: Some(&initrd),
+            nvme: &[Disk {
+                image: &vol,
+                serial: "xzvol",
+            }],
+            cmdline: "root=LABEL=xzvol rw",
+            ..Boot::default()
+        },
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(console.contains("(initramfs mode)"), "{console}");
+    assert!(!console.contains("Initramfs unpacking failed"), "{console}");
+    assert_line(
+        &m,
+        "VOLUME-INIT id=xz1 pid=1 args=",
+        "volume init",
+        &console,
+    );
+}
+
 /// virtio-blk volume hot-plugged 3 s after boot; its drivers are modules
 /// loaded by pivot-init (with their dependencies) before the wait.
 #[test]

@@ -163,6 +163,26 @@ pub fn initramfs_for(arch: Arch, scratch: &Scratch) -> PathBuf {
     out
 }
 
+/// An initramfs without modules, compressed with `how` (gzip, zstd, xz, none).
+pub fn initramfs_compressed(scratch: &Scratch, how: &str) -> PathBuf {
+    prerequisites();
+    let out = scratch.0.join(format!("initramfs-{how}.img"));
+    let o = Command::new(root().join("scripts/mkinitramfs"))
+        .env("PIVOT_INIT_BIN", pivot_init_bin())
+        .arg("-o")
+        .arg(&out)
+        .args(["--compress", how])
+        .output()
+        .expect("scripts/mkinitramfs runs");
+    assert!(
+        o.status.success(),
+        "mkinitramfs: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout).trim());
+    out
+}
+
 /// An initramfs made by scripts/mkinitramfs with these modules and extra files.
 pub fn initramfs(scratch: &Scratch, modules: &[&str], extra: &[&str]) -> PathBuf {
     // Hermetic: no options or softdeps from this host's /etc/modprobe.d.

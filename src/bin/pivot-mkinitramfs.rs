@@ -11,7 +11,7 @@ use pivot_init::modules::{self, DepMap};
 
 const USAGE: &str = "usage: pivot-mkinitramfs --init BIN --output FILE [--list FILE]... \
 [--modules M1,M2 --kernel-modules /lib/modules/VERSION [--modprobe-d DIR]] \
-[--compress gzip|zstd|none] [--add SRC:DEST[:MODE]]...";
+[--compress gzip|zstd|xz|none] [--add SRC:DEST[:MODE]]...";
 
 struct Args {
     init: PathBuf,
@@ -60,9 +60,9 @@ fn parse_args() -> Result<Args, String> {
     if a.init.as_os_str().is_empty() || a.output.as_os_str().is_empty() {
         return Err("--init and --output are required".into());
     }
-    if !matches!(a.compress.as_str(), "gzip" | "zstd" | "none") {
+    if !matches!(a.compress.as_str(), "gzip" | "zstd" | "xz" | "none") {
         return Err(format!(
-            "--compress {}: expected gzip, zstd or none",
+            "--compress {}: expected gzip, zstd, xz or none",
             a.compress
         ));
     }
@@ -186,10 +186,20 @@ fn add_modules(
     Ok(files.len())
 }
 
-fn compress(data: Vec<u8>, how: &str) -> Result<Vec<u8>, String> {
-    let args: &[&str] = match how {
-        "gzip" => &["gzip", "-n", "-9", "-c"],
-        "zstd" => &["zstd", "-q", "-19", "-c"],
+/// Whether `init` is an x86-64 ELF (e_machine 62): xz then adds its x86
+/// branch filter, which the kernel's decompressor applies (XZ_DEC_X86).
+fn is_x86_64_elf(init: &[u8]) -> bool {
+    init.starts_with(b"\x7fELF") && init.get(18..20) == Some(&[62, 0][..])
+}
+
+/// Compresses the cpio archive. xz: CRC32 check, the only one the kernel's
+/// xz decoder verifies besides none (docs: Documentation/staging/xz.rst).
+fn compress(data: Vec<u8>, how: &str, x86: bool) -> Result<Vec<u8>, String> {
+    let args: &[&str] = match (how, x86) {
+        ("gzip", _) => &["gzip", "-n", "-9", "-c"],
+        ("zstd", _) => &["zstd", "-q", "-19", "-c"],
+        ("xz", true) => &["xz", "--check=crc32", "--x86", "--lzma2=preset=9e", "-c"],
+        ("xz", false) => &["xz", "--check=crc32", "--lzma2=preset=9e", "-c"],
         _ => return Ok(data),
     };
     let mut child = Command::new(args[0])
@@ -223,7 +233,9 @@ fn run() -> Result<(), String> {
         arc.add_list(&text, &|src| read(&base.join(src)))
             .map_err(|e| format!("{}: {e}", list.display()))?;
     }
-    arc.add("/init", file(read(&a.init)?, 0o755));
+    let init = read(&a.init)?;
+    let x86 = is_x86_64_elf(&init);
+    arc.add("/init", file(init, 0o755));
     for spec in &a.add {
         let parts: Vec<&str> = spec.split(':').collect();
         let (src, dest, mode) = match parts.as_slice() {
@@ -243,7 +255,7 @@ fn run() -> Result<(), String> {
     }
     let cpio = arc.write();
     let raw = cpio.len();
-    let out = compress(cpio, &a.compress)?;
+    let out = compress(cpio, &a.compress, x86)?;
     write_atomically(&a.output, &out)?;
     println!(
         "{}: {} bytes ({} KiB; {} uncompressed, {}), {} entries, {} module file(s)",
