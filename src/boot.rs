@@ -80,6 +80,20 @@ struct Snapshot {
     switched: bool,
 }
 
+impl Snapshot {
+    /// Before the config is read: defaults and PID 1's arguments.
+    fn initial(argv: Vec<OsString>) -> Snapshot {
+        Snapshot {
+            cfg: Config::default(),
+            argv,
+            stage: Stage::Config,
+            mounted: None,
+            changes: Vec::new(),
+            switched: false,
+        }
+    }
+}
+
 static PANIC_VIEW: Mutex<Option<Snapshot>> = Mutex::new(None);
 
 /// The boot's state: the config, PID 1's arguments, where the boot is, what
@@ -116,16 +130,22 @@ pub struct Boot {
     loader: Option<Loader>,
 }
 
-/// PID 1's entry point. Never returns.
-pub fn run() -> ! {
+/// PID 1's entry point, with its arguments (`argv`, as the kernel passed
+/// them). Never returns.
+pub fn run(argv: Vec<OsString>) -> ! {
     kmsg::init();
+    // The panic hook's view exists from the start: what it execs again.
+    let initial = Snapshot::initial(argv);
+    if let Ok(mut v) = PANIC_VIEW.lock() {
+        *v = Some(initial.clone());
+    }
     std::panic::set_hook(Box::new(|info| {
         let msg = match info.location() {
             Some(l) => format!("{info} at {}:{}", l.file(), l.line()),
             None => info.to_string(),
         };
         let snap = PANIC_VIEW.try_lock().ok().and_then(|g| g.clone());
-        let mut boot = Boot::from_snapshot(snap);
+        let mut boot = Boot::from_snapshot(snap.unwrap_or_else(|| Snapshot::initial(Vec::new())));
         boot.fail(Error::Panic { msg });
         // The shell was left: start over (this binary from the top) rather
         // than return, which would abort PID 1.
@@ -137,7 +157,7 @@ pub fn run() -> ! {
     sys::signals::reset_all();
     // Ctrl-Alt-Del becomes a SIGINT that the wait takes as a reboot request.
     sys::signals::ctrl_alt_del_reboots(false);
-    let mut boot = Boot::start();
+    let mut boot = Boot::start(initial);
     loop {
         let err = match boot.pipeline() {
             Ok(never) => match never {},
@@ -150,15 +170,7 @@ pub fn run() -> ! {
 }
 
 impl Boot {
-    fn from_snapshot(snap: Option<Snapshot>) -> Boot {
-        let snap = snap.unwrap_or_else(|| Snapshot {
-            cfg: Config::default(),
-            argv: std::env::args_os().collect(),
-            stage: Stage::Config,
-            mounted: None,
-            changes: Vec::new(),
-            switched: false,
-        });
+    fn from_snapshot(snap: Snapshot) -> Boot {
         Boot {
             cfg: snap.cfg,
             cmdline: String::new(),
@@ -181,8 +193,8 @@ impl Boot {
     }
 
     /// The config and prepare stages: /proc, the settings, /sys, /dev, the log.
-    fn start() -> Boot {
-        let mut boot = Boot::from_snapshot(None);
+    fn start(initial: Snapshot) -> Boot {
+        let mut boot = Boot::from_snapshot(initial);
         boot.publish();
         let t = Instant::now();
         let api = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;

@@ -371,6 +371,35 @@ pub fn split_dev(dev: u64) -> (u32, u32) {
     (rustix::fs::major(dev), rustix::fs::minor(dev))
 }
 
+/// The process's arguments from C `main`'s `argc`/`argv` (the binary's
+/// entry is `no_main`; see `src/main.rs`). A null `argv` or entry ends the list.
+///
+/// # Safety
+/// `argv` is null or points to `argc` pointers, each null or to a
+/// NUL-terminated string, all valid for the lifetime of the process.
+pub unsafe fn args_from_c(
+    argc: std::ffi::c_int,
+    argv: *const *const std::ffi::c_char,
+) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let n = usize::try_from(argc).unwrap_or(0);
+    let mut out = Vec::with_capacity(n);
+    if argv.is_null() {
+        return out;
+    }
+    for i in 0..n {
+        // SAFETY: i < argc, and the caller vouches for argc entries.
+        let p = unsafe { *argv.add(i) };
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: a non-null entry is a NUL-terminated string (caller).
+        let arg = unsafe { std::ffi::CStr::from_ptr(p) };
+        out.push(std::ffi::OsStr::from_bytes(arg.to_bytes()).to_os_string());
+    }
+    out
+}
+
 /// Whether this process is PID 1.
 pub fn is_pid1() -> bool {
     rustix::process::getpid().is_init()
@@ -525,6 +554,23 @@ pub fn in_root(base: &Path, p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod args_tests {
+    #[test]
+    fn args_from_c_reads_argc_entries_and_stops_at_null() {
+        let a = c"/init";
+        let b = c"single";
+        let v = [a.as_ptr(), b.as_ptr(), std::ptr::null()];
+        // SAFETY: three valid entries, the last null.
+        let got = unsafe { super::args_from_c(3, v.as_ptr()) };
+        assert_eq!(got, ["/init", "single"]);
+        // SAFETY: a null argv is allowed.
+        assert!(unsafe { super::args_from_c(1, std::ptr::null()) }.is_empty());
+        // SAFETY: argc 1 reads only the first entry.
+        assert_eq!(unsafe { super::args_from_c(1, v.as_ptr()) }, ["/init"]);
+    }
 }
 
 #[cfg(test)]
