@@ -97,6 +97,7 @@ struct Run {
     run_init_to_init_ms: Option<f64>,
     uevent_to_exec_ms: Option<f64>,
     cpu_ms: Option<f64>,
+    wakeups: Option<f64>,
     hwm_kib: Option<u64>,
 }
 
@@ -213,7 +214,15 @@ impl Media {
 /// Boots one scenario and reads the numbers off the kernel log the volume's
 /// init dumps; `Err` with the reason and the tail of the console when the
 /// boot did not get there.
-fn one(sc: Scenario, media: &Media, n: usize, extra: &str) -> Result<Run, String> {
+/// `quiet_boot`: how long a guest takes to boot to its wait when the waiting
+/// line does not reach the console (`quiet`, or a peer that prints none).
+fn one(
+    sc: Scenario,
+    media: &Media,
+    n: usize,
+    extra: &str,
+    quiet_boot: Duration,
+) -> Result<Run, String> {
     let (kind, when) = sc;
     let s = Scratch::new(&format!(
         "bench-{}-{n}",
@@ -255,8 +264,8 @@ fn one(sc: Scenario, media: &Media, n: usize, extra: &str) -> Result<Run, String
                 std::thread::sleep(delay);
             }
             // The waiting lines do not reach the console (quiet, or a peer
-            // that prints none): allow the slowest (dracut) 15 s to boot.
-            _ => std::thread::sleep(Duration::from_secs(15) + delay),
+            // that prints none): allow for the boot.
+            _ => std::thread::sleep(quiet_boot + delay),
         }
         vm.hotplug_nvme(&Disk {
             image: &vol,
@@ -270,6 +279,7 @@ fn one(sc: Scenario, media: &Media, n: usize, extra: &str) -> Result<Run, String
     let mut run = Run {
         uevent_to_exec_ms: summary_number(&log, "; uevent to exec ", " ms;"),
         cpu_ms: summary_number(&log, "; cpu ", " ms while waiting"),
+        wakeups: summary_number(&log, " ms while waiting (", " wake-ups)"),
         hwm_kib: summary_number(&log, "VmHWM ", " KiB").map(|v| v as u64),
         ..Run::default()
     };
@@ -307,8 +317,16 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs `one`, turning a panic in the harness (a QMP error, a full disk...)
 /// into a failed run instead of the end of the bench.
-fn guarded(sc: Scenario, media: &Media, n: usize, extra: &str) -> Result<Run, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(sc, media, n, extra))) {
+fn guarded(
+    sc: Scenario,
+    media: &Media,
+    n: usize,
+    extra: &str,
+    quiet_boot: Duration,
+) -> Result<Run, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        one(sc, media, n, extra, quiet_boot)
+    })) {
         Ok(r) => r,
         Err(p) => {
             let msg = p
@@ -433,7 +451,8 @@ fn main() {
         for _ in 0..o.jobs.max(1) {
             sc.spawn(|| {
                 while let Some((scen, n)) = queue.lock().map(|mut q| q.pop()).ok().flatten() {
-                    let r = guarded(scen, &media, n, &o.extra);
+                    // The slowest peer (dracut) needs about 15 s to boot.
+                    let r = guarded(scen, &media, n, &o.extra, Duration::from_secs(15));
                     match &r {
                         Ok(run) => eprintln!(
                             "bench: {:<36} run {n}: {:.1} ms",
@@ -453,8 +472,9 @@ fn main() {
     // The idle cost: pivot-init waiting for a volume that comes after
     // `idle_secs` (`--idle-secs 0`: no idle run).
     let idle = (o.idle_secs > 0).then(|| {
+        let n = o.runs.clamp(1, 3);
         eprintln!(
-            "bench: one pivot-init boot waiting {} s for its volume",
+            "bench: {n} pivot-init boot(s) waiting {} s for their volume",
             o.idle_secs
         );
         // pivot.stats=1: the summary line then has the CPU time and peak memory.
@@ -463,12 +483,23 @@ fn main() {
             o.extra,
             std::env::var("PIVOT_BENCH_IDLE_EXTRA").unwrap_or_default()
         );
-        guarded(
-            (Kind::PivotImage, When::Hotplug(o.idle_secs)),
-            &media,
-            99,
-            &debug,
-        )
+        // pivot-init is waiting about 2.5 s after QEMU starts (TCG): the
+        // volume comes about `idle_secs` after it began to wait.
+        (0..n)
+            .map(|i| {
+                let r = guarded(
+                    (Kind::PivotImage, When::Hotplug(o.idle_secs)),
+                    &media,
+                    90 + i,
+                    &debug,
+                    Duration::from_millis(2500),
+                );
+                if let Err(e) = &r {
+                    eprintln!("bench: idle run {i} FAILED: {e}");
+                }
+                r
+            })
+            .collect::<Vec<_>>()
     });
     let empty = report(&o, &media, &results, idle);
     if !empty.is_empty() {
@@ -482,7 +513,7 @@ fn report(
     o: &Opts,
     media: &Media,
     results: &Results,
-    idle: Option<Result<Run, String>>,
+    idle: Option<Vec<Result<Run, String>>>,
 ) -> Vec<String> {
     let ok = |sc: Scenario| -> Vec<Run> {
         results
@@ -543,9 +574,12 @@ fn report(
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok()?.uevent_to_exec_ms)
         .collect();
+    // Only the idle runs have pivot.stats=1 (VmHWM in the summary line).
     let hwm = results
         .iter()
-        .filter_map(|(_, r)| r.as_ref().ok()?.hwm_kib)
+        .map(|(_, r)| r)
+        .chain(idle.iter().flatten())
+        .filter_map(|r| r.as_ref().ok()?.hwm_kib)
         .max();
     let bin = pivot_init_bin();
     println!();
@@ -554,15 +588,23 @@ fn report(
         median(&mut own),
         own.len()
     );
-    match &idle {
-        None => {}
-        Some(Ok(r)) => println!(
-            "pivot-init CPU while waiting {} s, until exec: {} ms; VmHWM {} KiB",
+    if let Some(idle) = &idle {
+        let ok: Vec<&Run> = idle.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let mut cpu: Vec<f64> = ok.iter().filter_map(|r| r.cpu_ms).collect();
+        let mut wake: Vec<f64> = ok.iter().filter_map(|r| r.wakeups).collect();
+        let (lo, hi) = (
+            cpu.iter().copied().fold(f64::INFINITY, f64::min),
+            cpu.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        println!(
+            "pivot-init CPU while waiting {} s (from its first sleep to the device's uevent): \
+             median {:.3} ms (min {lo:.3}, max {hi:.3}), median {} wake-ups, over {}/{} runs",
             o.idle_secs,
-            r.cpu_ms.map_or("?".into(), |c| format!("{c:.3}")),
-            r.hwm_kib.map_or("?".into(), |h| h.to_string())
-        ),
-        Some(Err(e)) => println!("pivot-init idle run failed: {e}"),
+            median(&mut cpu),
+            median(&mut wake),
+            ok.len(),
+            idle.len()
+        );
     }
     println!(
         "pivot-init peak VmHWM over all boots: {} KiB",

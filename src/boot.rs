@@ -364,15 +364,10 @@ impl Boot {
         if !self.cfg.modules.is_empty() || (self.cfg.coldplug_on() && has_module_aliases()) {
             self.stage(Stage::Modules, Boot::load_modules)?;
         }
-        let cpu = |b: &Boot| if b.stats() { sys::cpu_us() } else { None };
-        let cpu_before_wait = cpu(self);
         let found = match self.stage(Stage::Wait, Boot::wait) {
             Err(Error::Requested(how)) => self.honor(how),
             r => r?,
         };
-        let cpu_waiting = cpu(self)
-            .zip(cpu_before_wait)
-            .map(|(a, b)| a.saturating_sub(b));
         let node = self.stage(Stage::Node, |b| {
             wait::ensure_node(&mut b.sys, Path::new("/dev"), &found.dev)
         })?;
@@ -388,7 +383,7 @@ impl Boot {
         if reaped > 0 {
             log::info!("reaped {reaped} leftover child process(es)");
         }
-        self.summary(&node, &fstype, &how, &found, cpu_waiting, &init.path);
+        self.summary(&node, &fstype, &how, &found, &init.path);
         let err = self.exec(&init);
         // The open init keeps the volume busy: close it before any undo.
         drop(init);
@@ -471,6 +466,7 @@ impl Boot {
             &want,
             &sysfs,
             self.cfg.timeout_secs,
+            self.stats(),
             &mut hotplug,
         );
         self.uevents = Some(sock);
@@ -662,15 +658,7 @@ impl Boot {
     }
 
     /// The last line before `exec`: device, how, times, CPU, memory.
-    fn summary(
-        &self,
-        node: &Path,
-        fstype: &str,
-        how: &str,
-        found: &Found,
-        cpu_waiting: Option<u64>,
-        init: &Path,
-    ) {
+    fn summary(&self, node: &Path, fstype: &str, how: &str, found: &Found, init: &Path) {
         let stages: Vec<String> = self
             .timings
             .iter()
@@ -689,9 +677,18 @@ impl Boot {
             let cpu_total = sys::cpu_us()
                 .zip(self.cpu_at_start)
                 .map(|(a, b)| a.saturating_sub(b));
+            // While waiting: from the first sleep to the device's uevent
+            // (nothing when the first scan found it).
+            let waiting = match found.idle {
+                None => "0 ms while waiting (present at once)".to_string(),
+                Some(idle) => format!(
+                    "{} ms while waiting ({} wake-ups)",
+                    idle.cpu_us.map_or("?".to_string(), |us| ms3(us.into())),
+                    idle.wakeups
+                ),
+            };
             line.push_str(&format!(
-                "; cpu {} ms while waiting, {} ms since start; VmHWM {} KiB",
-                cpu_waiting.map_or("?".to_string(), |us| ms3(us.into())),
+                "; cpu {waiting}, {} ms since start; VmHWM {} KiB",
                 cpu_total.map_or("?".to_string(), |us| ms3(us.into())),
                 sys::vm_hwm_kib().map_or("?".to_string(), |k| k.to_string()),
             ));

@@ -535,6 +535,17 @@ pub struct Found {
     pub fs: Option<Probe>,
     /// When its uevent (or the sysfs scan) brought it to us.
     pub at: Instant,
+    /// What the waiting cost; `None` when the first scan found it.
+    pub idle: Option<Idle>,
+}
+
+/// The cost of waiting, from PID 1's first sleep to the uevent that brought
+/// the device: how often it woke (uevents, signals, progress lines), and
+/// its CPU time (`pivot.stats=1` only: read from /proc/self/schedstat).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Idle {
+    pub wakeups: u32,
+    pub cpu_us: Option<u64>,
 }
 
 /// Tracks what was seen, so each non-matching device is logged once and a
@@ -576,6 +587,7 @@ fn check(sys: &SysBlock, want: &Want, dev: Device, seen: &mut Seen) -> Option<Fo
         dev: facts.dev,
         fs,
         at,
+        idle: None,
     })
 }
 
@@ -751,12 +763,14 @@ fn seen_text(list: &[String]) -> String {
 /// means forever. `sock` must have been subscribed before this is called,
 /// so that a device appearing during the scan is not missed. `on_modalias`
 /// is called for each device added while waiting (hotplug driver loading).
+/// `stats`: measure the CPU time of the waiting ([`Found::idle`]).
 pub fn wait_for(
     sock: &UeventSocket,
     signals: Option<&SignalFd>,
     want: &Want,
     sys: &SysBlock,
     timeout_secs: u64,
+    stats: bool,
     on_modalias: &mut dyn FnMut(&str),
 ) -> Result<Found> {
     let start = Instant::now();
@@ -782,17 +796,28 @@ pub fn wait_for(
         }
     );
     let mut buf = vec![0u8; 16 * 1024];
+    let cpu_at_first_sleep = if stats { sys::cpu_us() } else { None };
+    let mut wakeups = 0;
     loop {
         let sleep = w.sleep_time()?;
         let ready = sock.wait_with(signals, sleep)?;
+        wakeups += 1;
         if ready.signal
             && let Some(s) = signals
         {
             take_signals(s)?;
         }
         if ready.uevent
-            && let Some(found) = w.drain(sock, &mut buf, on_modalias)?
+            && let Some(mut found) = w.drain(sock, &mut buf, on_modalias)?
         {
+            // Up to the device's uevent: what follows is the boot's own time.
+            let cpu_now = if stats { sys::cpu_us() } else { None };
+            found.idle = Some(Idle {
+                wakeups,
+                cpu_us: cpu_now
+                    .zip(cpu_at_first_sleep)
+                    .map(|(b, a)| b.saturating_sub(a)),
+            });
             return Ok(found);
         }
     }

@@ -20,7 +20,7 @@ fn volume_attached_at_boot() {
             image: &vol,
             serial: "vol0abc",
         }],
-        "pivot.root=SERIAL=vol-0abc pivotarg1",
+        "pivot.root=SERIAL=vol-0abc pivotarg1 pivot.stats=1",
     );
     let (console, m) = vm.wait_exit();
     assert_line(
@@ -61,15 +61,22 @@ fn volume_attached_at_boot() {
         summary[0]
     );
     assert!(summary[0].contains("; exec /sbin/init"), "{}", summary[0]);
+    // pivot.stats=1 with the volume there at the first scan: no waiting.
+    assert!(
+        summary[0].contains("; cpu 0 ms while waiting (present at once), "),
+        "{}",
+        summary[0]
+    );
 }
 
-/// The volume is attached over QMP 3 s after pivot-init started waiting.
+/// The volume is attached over QMP 3 s after pivot-init started waiting;
+/// `pivot.stats=1` adds what the waiting cost to the summary line.
 #[test]
 fn volume_hotplugged_after_boot() {
     let s = Scratch::new("hotplug");
     let boot = BootDisk::new(&s).image(&s);
     let vol = volume_tree(s.0.join("vol"), "v2").ext4(&s.0.join("vol.img"), 16, "data");
-    let mut vm = Vm::boot(&s, &boot, &[], "pivot.root=/dev/nvme1n1");
+    let mut vm = Vm::boot(&s, &boot, &[], "pivot.root=/dev/nvme1n1 pivot.stats=1");
     vm.wait_console("pivot-init: waiting for /dev/nvme1n1 (uevents; timeout none)");
     std::thread::sleep(Duration::from_secs(3));
     vm.hotplug_nvme(&Disk {
@@ -95,6 +102,19 @@ fn volume_hotplugged_after_boot() {
     let wait_pos = console.find("pivot-init: waiting for").unwrap();
     let seen_pos = console.find("appeared after").unwrap();
     assert!(wait_pos < seen_pos);
+    // `cpu X ms while waiting (N wake-ups), Y ms since start; VmHWM Z KiB`:
+    // at least the wake-up of the device's own uevent.
+    let summary = lines_with(&console, "pivot-init: switched to");
+    assert_eq!(summary.len(), 1, "{console}");
+    let stats = summary[0]
+        .split("; cpu ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no stats in {}", summary[0]));
+    let (cpu, rest) = stats.split_once(" ms while waiting (").unwrap();
+    let (wakeups, rest) = rest.split_once(" wake-ups), ").unwrap();
+    assert!(cpu.parse::<f64>().is_ok(), "{}", summary[0]);
+    assert!(wakeups.parse::<u32>().unwrap() >= 1, "{}", summary[0]);
+    assert!(rest.contains(" ms since start; VmHWM "), "{}", summary[0]);
 }
 
 /// The hook on the volume runs before the pivot: the file it writes (relative
