@@ -7,12 +7,15 @@
 //! code run for the first time is translated, so that is time on the boot
 //! path. The arguments come from `main`'s own parameters: on musl,
 //! `std::env::args` is empty without the runtime's start-up.
-#![no_main]
+//! (Under `cargo test` the test harness brings its own `main`.)
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 use std::ffi::{c_char, c_int};
 
 /// # Safety
 /// Called by the C start code only, with the process's `argc`/`argv`.
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     // SAFETY: the C start code passes the process's argc/argv: argc valid
