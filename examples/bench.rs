@@ -235,7 +235,12 @@ fn one(
         Kind::Shell1s | Kind::Shell10ms => extra.to_string(),
         Kind::PivotImage => format!("pivot.root=/dev/nvme1n1 pivot.hook=none {extra}"),
         Kind::PivotInitramfs => format!("root=LABEL=benchvol rw pivot.hook=none {extra}"),
-        Kind::InitramfsTools | Kind::Dracut => format!("root=LABEL=benchvol rw {extra}"),
+        // initramfs-tools gives up on the root device after 30 s (its
+        // ROOTDELAY default), which the 20 s hot-plug under `quiet` (15 s
+        // boot allowance + 20 s) can pass: told to wait longer, as a user of
+        // late volumes would tell it. dracut and tiny-initramfs wait on.
+        Kind::InitramfsTools => format!("root=LABEL=benchvol rw rootdelay=300 {extra}"),
+        Kind::Dracut => format!("root=LABEL=benchvol rw {extra}"),
         Kind::TinyInitramfs => format!("root=UUID={VOLUME_UUID} rootwait rw {extra}"),
     };
     let at_boot = [Disk {
