@@ -5,6 +5,7 @@
 //!
 //! Missing prerequisites are errors that say how to fix them; nothing skips.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -146,32 +147,14 @@ pub fn modules_dir() -> PathBuf {
         .join(ver.trim())
 }
 
-/// An initramfs with the pivot-init built for `arch` as /init, no modules.
-pub fn initramfs_for(arch: Arch, scratch: &Scratch) -> PathBuf {
-    let out = scratch.0.join("initramfs.img");
+/// Runs scripts/mkinitramfs with `init` as /init and these arguments into
+/// `out`; panics with its stderr when it fails.
+fn mkinitramfs(init: &Path, out: &Path, args: &[&OsStr]) -> PathBuf {
     let o = Command::new(root().join("scripts/mkinitramfs"))
-        .env("PIVOT_INIT_BIN", arch.pivot_init())
+        .env("PIVOT_INIT_BIN", init)
         .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("scripts/mkinitramfs runs");
-    assert!(
-        o.status.success(),
-        "mkinitramfs: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
-/// An initramfs without modules, compressed with `how` (gzip, zstd, xz, none).
-pub fn initramfs_compressed(scratch: &Scratch, how: &str) -> PathBuf {
-    prerequisites();
-    let out = scratch.0.join(format!("initramfs-{how}.img"));
-    let o = Command::new(root().join("scripts/mkinitramfs"))
-        .env("PIVOT_INIT_BIN", pivot_init_bin())
-        .arg("-o")
-        .arg(&out)
-        .args(["--compress", how])
+        .arg(out)
+        .args(args)
         .output()
         .expect("scripts/mkinitramfs runs");
     assert!(
@@ -180,7 +163,23 @@ pub fn initramfs_compressed(scratch: &Scratch, how: &str) -> PathBuf {
         String::from_utf8_lossy(&o.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&o.stdout).trim());
-    out
+    out.to_path_buf()
+}
+
+/// An initramfs with the pivot-init built for `arch` as /init, no modules.
+pub fn initramfs_for(arch: Arch, scratch: &Scratch) -> PathBuf {
+    mkinitramfs(&arch.pivot_init(), &scratch.0.join("initramfs.img"), &[])
+}
+
+/// An initramfs without modules, compressed with `how` (gzip, zstd, xz, none).
+pub fn initramfs_compressed(scratch: &Scratch, how: &str) -> PathBuf {
+    prerequisites();
+    let out = scratch.0.join(format!("initramfs-{how}.img"));
+    mkinitramfs(
+        &pivot_init_bin(),
+        &out,
+        &[OsStr::new("--compress"), OsStr::new(how)],
+    )
 }
 
 /// An initramfs made by scripts/mkinitramfs with these modules and extra files.
@@ -199,30 +198,23 @@ pub fn initramfs_with_modprobe(
     modprobe_d: &Path,
 ) -> PathBuf {
     prerequisites();
-    let out = scratch.0.join("initramfs.img");
-    let mut cmd = Command::new(root().join("scripts/mkinitramfs"));
-    cmd.env("PIVOT_INIT_BIN", pivot_init_bin())
-        .arg("-o")
-        .arg(&out);
+    let joined = modules.join(",");
+    let dir = modules_dir();
+    let mut args: Vec<&OsStr> = Vec::new();
     if !modules.is_empty() {
-        cmd.arg("--modules")
-            .arg(modules.join(","))
-            .arg("--kernel-modules")
-            .arg(modules_dir())
-            .arg("--modprobe-d")
-            .arg(modprobe_d);
+        args.extend([
+            OsStr::new("--modules"),
+            OsStr::new(&joined),
+            OsStr::new("--kernel-modules"),
+            dir.as_os_str(),
+            OsStr::new("--modprobe-d"),
+            modprobe_d.as_os_str(),
+        ]);
     }
     for e in extra {
-        cmd.arg("--add").arg(e);
+        args.extend([OsStr::new("--add"), OsStr::new(e)]);
     }
-    let o = cmd.output().expect("scripts/mkinitramfs runs");
-    assert!(
-        o.status.success(),
-        "mkinitramfs: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    eprintln!("{}", String::from_utf8_lossy(&o.stdout).trim());
-    out
+    mkinitramfs(&pivot_init_bin(), &scratch.0.join("initramfs.img"), &args)
 }
 
 /// The static pivot-init binary: `$PIVOT_INIT_BIN` (set by scripts/test), or
