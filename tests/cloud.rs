@@ -156,17 +156,14 @@ fn by_uuid_in_initramfs_mode() {
         16,
         &["-L", "byuuid", "-U", uuid],
     );
-    let mut vm = Vm::start(
+    let mut vm = Vm::initramfs(
         &s,
-        &Boot {
-            initrd: Some(&initrd),
-            nvme: &[Disk {
-                image: &vol,
-                serial: "byuuid",
-            }],
-            cmdline: &format!("root=/dev/disk/by-uuid/{uuid} rw"),
-            ..Boot::default()
-        },
+        &initrd,
+        &[Disk {
+            image: &vol,
+            serial: "byuuid",
+        }],
+        &format!("root=/dev/disk/by-uuid/{uuid} rw"),
     );
     let (console, m) = vm.wait_exit();
     boots(&console, &m, "bu");

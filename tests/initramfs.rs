@@ -13,18 +13,15 @@ fn nvme_root_label_switch_root_frees_initramfs() {
     let s = Scratch::new("ird-nvme");
     let initrd = initramfs(&s, &[], &[]);
     let vol = volume_tree(s.0.join("vol"), "i1").ext4(&s.0.join("vol.img"), 16, "ivol");
-    let mut vm = Vm::start(
+    let mut vm = Vm::initramfs(
         &s,
-        &Boot {
-            initrd: Some(&initrd),
-            nvme: &[Disk {
-                image: &vol,
-                serial: "ivol",
-            }],
-            // Debug lines on the console too: the pivot_root attempt is one.
-            cmdline: "root=LABEL=ivol rw pivot.loglevel=7 loglevel=8",
-            ..Boot::default()
-        },
+        &initrd,
+        &[Disk {
+            image: &vol,
+            serial: "ivol",
+        }],
+        // Debug lines on the console too: the pivot_root attempt is one.
+        "root=LABEL=ivol rw pivot.loglevel=7 loglevel=8",
     );
     let (console, m) = vm.wait_exit();
     assert!(console.contains("(initramfs mode)"), "{console}");
@@ -83,17 +80,14 @@ fn xz_initramfs_boots() {
     let head = std::fs::read(&initrd).unwrap();
     assert!(head.starts_with(b"\xfd7zXZ\0"), "not an xz stream");
     let vol = volume_tree(s.0.join("vol"), "xz1").ext4(&s.0.join("vol.img"), 16, "xzvol");
-    let mut vm = Vm::start(
+    let mut vm = Vm::initramfs(
         &s,
-        &Boot {
-            initrd: Some(&initrd),
-            nvme: &[Disk {
-                image: &vol,
-                serial: "xzvol",
-            }],
-            cmdline: "root=LABEL=xzvol rw",
-            ..Boot::default()
-        },
+        &initrd,
+        &[Disk {
+            image: &vol,
+            serial: "xzvol",
+        }],
+        "root=LABEL=xzvol rw",
     );
     let (console, m) = vm.wait_exit();
     assert!(console.contains("(initramfs mode)"), "{console}");
@@ -254,17 +248,14 @@ fn module_fs_boot(
     let initrd = initramfs(&s, &[module], &[]);
     let tree = volume_tree(s.0.join("vol"), module);
     let img = make(&tree, &s.0.join("vol.img"));
-    let mut vm = Vm::start(
+    let mut vm = Vm::initramfs(
         &s,
-        &Boot {
-            initrd: Some(&initrd),
-            nvme: &[Disk {
-                image: &img,
-                serial: "fsvol",
-            }],
-            cmdline: &format!("pivot.modules={module} root=LABEL=modfs rw"),
-            ..Boot::default()
-        },
+        &initrd,
+        &[Disk {
+            image: &img,
+            serial: "fsvol",
+        }],
+        &format!("pivot.modules={module} root=LABEL=modfs rw"),
     );
     let (console, m) = vm.wait_exit();
     assert!(
@@ -340,17 +331,14 @@ fn wrong_architecture_init_refused_before_switch_root() {
     t.file("/sbin/init", &foreign, 0o755);
     let vol = t.ext4(&s.0.join("vol.img"), 16, "ivol");
     let before = std::fs::read(&vol).unwrap();
-    let mut vm = Vm::start(
+    let mut vm = Vm::initramfs(
         &s,
-        &Boot {
-            initrd: Some(&initrd),
-            nvme: &[Disk {
-                image: &vol,
-                serial: "ivol",
-            }],
-            cmdline: "root=LABEL=ivol rw",
-            ..Boot::default()
-        },
+        &initrd,
+        &[Disk {
+            image: &vol,
+            serial: "ivol",
+        }],
+        "root=LABEL=ivol rw",
     );
     vm.wait_console("pivot-init: nothing left to run; PID 1 waits");
     let console = vm.console_text();

@@ -750,6 +750,20 @@ impl Vm {
         )
     }
 
+    /// Boots the kernel with `initrd` (x86_64), the NVMe disks there at
+    /// boot and `cmdline`: the initramfs twin of [`Vm::boot`].
+    pub fn initramfs(scratch: &Scratch, initrd: &Path, at_boot: &[Disk], cmdline: &str) -> Vm {
+        Vm::start(
+            scratch,
+            &Boot {
+                initrd: Some(initrd),
+                nvme: at_boot,
+                cmdline,
+                ..Boot::default()
+            },
+        )
+    }
+
     /// Boots the kernel as `b` says.
     pub fn start(scratch: &Scratch, b: &Boot) -> Vm {
         if b.kernel.is_none() {
