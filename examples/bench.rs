@@ -2,7 +2,10 @@
 //! kernel's own `rootwait`, shell polling loops, and the initramfs tools
 //! people run (Debian's initramfs-tools, dracut, tiny-initramfs: images that
 //! `scripts/bench-peers` builds from Debian's packages for the same kernel),
-//! on the same kernel and QEMU (TCG) in one run.
+//! on the same kernel and QEMU (TCG) in one run. Beside them a lower bound,
+//! "floor" (examples/bench-floor.c): an /init without a C library that only
+//! mounts the volume when its uevent comes, moves it onto / and execs its
+//! init; no initramfs can reach the volume's init sooner.
 //!
 //! A boot that fails, times out or prints no marker is a failed run: it is
 //! reported with its scenario, run number and the tail of its console, and
@@ -37,6 +40,8 @@ enum Kind {
     InitramfsTools,
     Dracut,
     TinyInitramfs,
+    /// The least an initramfs can do (examples/bench-floor.c): a lower bound.
+    Floor,
 }
 
 /// When the volume comes: there at boot, or hot-plugged N s later.
@@ -56,11 +61,12 @@ impl Kind {
         Kind::PivotInitramfs,
     ];
     /// The initramfs comparison.
-    const PEERS: [Kind; 4] = [
+    const PEERS: [Kind; 5] = [
         Kind::PivotInitramfs,
         Kind::InitramfsTools,
         Kind::Dracut,
         Kind::TinyInitramfs,
+        Kind::Floor,
     ];
 
     fn name(self) -> &'static str {
@@ -73,6 +79,7 @@ impl Kind {
             Kind::InitramfsTools => "initramfs-tools",
             Kind::Dracut => "dracut",
             Kind::TinyInitramfs => "tiny-initramfs",
+            Kind::Floor => "floor (lower bound)",
         }
     }
 }
@@ -172,16 +179,34 @@ fn shell_initramfs(s: &Scratch, name: &str, delay: &str) -> PathBuf {
         ),
     )
     .unwrap();
+    initramfs_of(s, name, &script, &["--add", "/bin/busybox:/bin/busybox"])
+}
+
+/// An initramfs whose /init is `init` (scripts/mkinitramfs, `args` added).
+fn initramfs_of(s: &Scratch, name: &str, init: &Path, args: &[&str]) -> PathBuf {
     let out = s.0.join(format!("{name}.img"));
     let o = std::process::Command::new(root().join("scripts/mkinitramfs"))
-        .env("PIVOT_INIT_BIN", &script)
+        .env("PIVOT_INIT_BIN", init)
         .arg("-o")
         .arg(&out)
-        .args(["--add", "/bin/busybox:/bin/busybox"])
+        .args(args)
         .output()
         .expect("scripts/mkinitramfs runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
+}
+
+/// The floor: examples/bench-floor.c, built without a C library, as /init.
+fn floor_initramfs(s: &Scratch) -> PathBuf {
+    let bin = s.0.join("bench-floor");
+    let o = std::process::Command::new("cc")
+        .args(["-O2", "-static", "-nostdlib", "-fno-stack-protector", "-o"])
+        .arg(&bin)
+        .arg(root().join("examples/bench-floor.c"))
+        .output()
+        .expect("cc (the C compiler Rust links with) runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    initramfs_of(s, "floor", &bin, &[])
 }
 
 struct Media {
@@ -191,6 +216,8 @@ struct Media {
     pivot_initrd_xz: PathBuf,
     shell_1s: PathBuf,
     shell_10ms: PathBuf,
+    /// examples/bench-floor.c as /init.
+    floor: PathBuf,
     volume: PathBuf,
     /// initramfs-tools, dracut, tiny-initramfs images (scripts/bench-peers).
     peers: Option<[PathBuf; 3]>,
@@ -206,6 +233,7 @@ impl Media {
             Kind::InitramfsTools => peers.map(|p| p[0].as_path()),
             Kind::Dracut => peers.map(|p| p[1].as_path()),
             Kind::TinyInitramfs => peers.map(|p| p[2].as_path()),
+            Kind::Floor => Some(&self.floor),
             Kind::KernelRootwait | Kind::PivotImage => None,
         }
     }
@@ -247,6 +275,7 @@ fn one(
         Kind::Shell1s | Kind::Shell10ms => extra.to_string(),
         Kind::PivotImage => format!("pivot.root=/dev/nvme1n1 pivot.hook=none {extra}"),
         Kind::PivotInitramfs => format!("root=LABEL=benchvol rw pivot.hook=none {extra}"),
+        Kind::Floor => extra.to_string(),
         Kind::InitramfsTools | Kind::Dracut => format!("root=LABEL=benchvol rw {extra}"),
         Kind::TinyInitramfs => format!("root=UUID={VOLUME_UUID} rootwait rw {extra}"),
     };
@@ -452,6 +481,7 @@ fn main() {
         pivot_initrd_xz: initramfs_compressed(&s, "xz"),
         shell_1s: shell_initramfs(&s, "shell-1s", "sleep 1"),
         shell_10ms: shell_initramfs(&s, "shell-10ms", "usleep 10000"),
+        floor: floor_initramfs(&s),
         volume: volume(&s),
         peers,
     };
@@ -677,6 +707,7 @@ fn peers_table(
         Kind::PivotInitramfs => file_len(&media.pivot_initrd),
         Kind::InitramfsTools => file_len(&peers[0]),
         Kind::Dracut => file_len(&peers[1]),
+        Kind::Floor => file_len(&media.floor),
         _ => file_len(&peers[2]),
     };
     let base = Kind::PivotInitramfs;
@@ -688,7 +719,8 @@ fn peers_table(
         hot(base, 20),
     );
     println!(
-        "\ninitramfs peers (same kernel, TCG, medians; in brackets: the ratio to pivot-init)\n"
+        "\ninitramfs peers (same kernel, TCG, medians; in brackets: the ratio to pivot-init; \
+         floor: examples/bench-floor.c, the least an /init can do, no product)\n"
     );
     println!(
         "{:<24} {:>9} {:>22} {:>22} {:>22} {:>22} {:>22}",
