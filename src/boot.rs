@@ -568,10 +568,11 @@ impl Boot {
         let modules = Path::new("/lib/modules").join(&release);
         let vol = self.cfg.new_root.clone();
         let in_vol = |p: &Path| sys::in_root(&vol, &kmods::resolve_in_volume(&vol, p));
-        let to = in_vol(&modules);
+        // Resolving where the tree would go walks the volume's paths: only
+        // when it is bound (one open tells whether the volume has one).
         let trees = kmods::Trees {
             boot: sys::is_dir(&modules),
-            volume: sys::is_dir(&to),
+            volume: sys::open_dir_in_root(&vol, &modules).is_ok(),
         };
         if !kmods::should_bind(self.cfg.kmods, trees) {
             match (trees.volume, self.cfg.kmods) {
@@ -583,6 +584,7 @@ impl Boot {
             }
             return;
         }
+        let to = in_vol(&modules);
         let why = if trees.volume {
             "pivot.kmods=boot"
         } else {
