@@ -356,18 +356,10 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Runs `one`, turning a panic in the harness (a QMP error, a full disk...)
-/// into a failed run instead of the end of the bench.
-fn guarded(
-    sc: Scenario,
-    media: &Media,
-    n: usize,
-    extra: &str,
-    quiet_boot: Duration,
-) -> Result<Run, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        one(sc, media, n, extra, quiet_boot)
-    })) {
+/// Runs a boot (`one`), turning a panic in the harness (a QMP error, a full
+/// disk...) into a failed run instead of the end of the bench.
+fn guarded(boot: impl FnOnce() -> Result<Run, String>) -> Result<Run, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(boot)) {
         Ok(r) => r,
         Err(p) => {
             let msg = p
@@ -493,7 +485,7 @@ fn main() {
         for _ in 0..o.jobs.max(1) {
             sc.spawn(|| {
                 while let Some((scen, n)) = queue.lock().map(|mut q| q.pop()).ok().flatten() {
-                    let r = guarded(scen, &media, n, &o.extra, quiet_boot(scen.0));
+                    let r = guarded(|| one(scen, &media, n, &o.extra, quiet_boot(scen.0)));
                     match &r {
                         Ok(run) => eprintln!(
                             "bench: {:<36} run {n}: {:.1} ms",
@@ -528,13 +520,15 @@ fn main() {
         // volume comes about `idle_secs` after it began to wait.
         (0..n)
             .map(|i| {
-                let r = guarded(
-                    (Kind::PivotImage, When::Hotplug(o.idle_secs)),
-                    &media,
-                    90 + i,
-                    &debug,
-                    Duration::from_millis(2500),
-                );
+                let r = guarded(|| {
+                    one(
+                        (Kind::PivotImage, When::Hotplug(o.idle_secs)),
+                        &media,
+                        90 + i,
+                        &debug,
+                        Duration::from_millis(2500),
+                    )
+                });
                 if let Err(e) = &r {
                     eprintln!("bench: idle run {i} FAILED: {e}");
                 }
@@ -608,8 +602,8 @@ fn report(
             m / base_shell
         );
     }
-    if let Some(peers) = &media.peers {
-        peers_table(o, media, peers, &ok, &total);
+    if media.peers.is_some() {
+        peers_table(media, &ok, &total);
     }
     let mut own: Vec<f64> = results
         .iter()
@@ -683,33 +677,18 @@ fn report(
 /// The initramfs comparison: image size, boot times with the volume there,
 /// hot-plug lags, each with its ratio to pivot-init.
 fn peers_table(
-    o: &Opts,
     media: &Media,
-    peers: &[PathBuf; 3],
     ok: &dyn Fn(Scenario) -> Vec<Run>,
     total: &dyn Fn(Scenario) -> usize,
 ) {
-    let _ = o;
     let med =
         |v: Vec<f64>| median(&mut v.into_iter().filter(|x| x.is_finite()).collect::<Vec<_>>());
     let at = |k: Kind, f: fn(&Run) -> Option<f64>| {
         med(ok((k, When::AtBoot)).iter().filter_map(f).collect())
     };
-    let hot = |k: Kind, n: u64| {
-        let sc = if k == Kind::PivotInitramfs && n == 3 {
-            (k, When::Hotplug(3))
-        } else {
-            (k, When::Hotplug(n))
-        };
-        med(ok(sc).iter().map(|r| r.lag_ms).collect())
-    };
-    let size = |k: Kind| match k {
-        Kind::PivotInitramfs => file_len(&media.pivot_initrd),
-        Kind::InitramfsTools => file_len(&peers[0]),
-        Kind::Dracut => file_len(&peers[1]),
-        Kind::Floor => file_len(&media.floor),
-        _ => file_len(&peers[2]),
-    };
+    let hot = |k: Kind, n: u64| med(ok((k, When::Hotplug(n))).iter().map(|r| r.lag_ms).collect());
+    // The image each one boots, as the boots take it.
+    let size = |k: Kind| media.initrd(k).map_or(0, file_len);
     let base = Kind::PivotInitramfs;
     let (b_size, b_kernel, b_run, b_h3, b_h20) = (
         size(base) as f64,
