@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Parsed};
+use crate::matching::{self, Facts, Verdict, Want};
+use crate::modules::{self, ModConfig};
 use crate::preflight::{self, HookCheck, OldRootCheck};
-use crate::wait::{self, Facts, Nodes, SysBlock, Verdict, Want};
+use crate::sys::{Files, RealSys, Sys};
+use crate::sysblock::{Nodes, SysBlock};
 
 pub const USAGE: &str = "\
 usage: pivot-init plan [--cmdline STRING] [--config FILE] [--initramfs] [--sysfs DIR]
@@ -61,7 +64,7 @@ fn parse_opts(args: &[String], allow_initramfs: bool) -> Result<Opts, String> {
 }
 
 /// Reads the config file and command line the way the boot does.
-fn load(o: &Opts, out: &mut String) -> Result<Parsed, String> {
+fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
     let (cmdline, from) = match &o.cmdline {
         Some(c) => (c.clone(), "--cmdline"),
         None => (
@@ -75,7 +78,7 @@ fn load(o: &Opts, out: &mut String) -> Result<Parsed, String> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::CONFIG_FILE));
     let mut early = Vec::new();
-    let text = match config::read_config_file(&path) {
+    let text = match config::read_config_file(fs, &path) {
         config::FileText::Text(t, warnings) => {
             out.push_str(&format!("config file: {} (read)\n", path.display()));
             early.extend(warnings);
@@ -123,10 +126,10 @@ fn cmdline_words(o: &Opts) -> Result<Vec<String>, String> {
 }
 
 /// The parameters modules will get, as the modules stage reads them.
-fn module_params(cfg: &config::Config, words: &[String]) -> String {
-    let dir = std::path::Path::new("/lib/modules").join(crate::sys::kernel_release());
-    let conf = crate::modules::ModConfig::read(&dir, &crate::modules::MODPROBE_DIRS, words);
-    let mut names: Vec<String> = cfg.modules.iter().map(|m| m.replace('-', "_")).collect();
+fn module_params(sys: &dyn Sys, cfg: &config::Config, words: &[String]) -> String {
+    let dir = modules::module_dir(&sys.kernel_release());
+    let conf = ModConfig::read(sys, &dir, &modules::MODPROBE_DIRS, words);
+    let mut names: Vec<String> = cfg.modules.iter().map(|m| modules::normalize(m)).collect();
     names.extend(conf.options.iter().map(|(k, _)| k.clone()));
     names.sort();
     names.dedup();
@@ -146,6 +149,7 @@ fn module_params(cfg: &config::Config, words: &[String]) -> String {
 
 /// `plan`: returns (output, exit status).
 pub fn plan(args: &[String]) -> Result<(String, i32), String> {
+    let real = RealSys::default();
     let o = parse_opts(args, true)?;
     let sysfs = o
         .sysfs
@@ -163,7 +167,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
             "machine image"
         }
     );
-    let p = load(&o, &mut out)?;
+    let p = load(&real, &o, &mut out)?;
     out.push_str("\nsettings:\n");
     for (key, value) in p.cfg.settings() {
         out.push_str(&format!(
@@ -171,7 +175,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
             p.source(key).name()
         ));
     }
-    out.push_str(&module_params(&p.cfg, &cmdline_words(&o)?));
+    out.push_str(&module_params(&real, &p.cfg, &cmdline_words(&o)?));
     out.push_str("\nwarnings:\n");
     if p.warnings.is_empty() {
         out.push_str("  (none)\n");
@@ -190,6 +194,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
                 "\nblock devices on this machine and {spec} now:\n"
             ));
             let sys = SysBlock {
+                sys: &real,
                 root: sysfs.clone(),
                 nodes: Nodes::ReadOnly(PathBuf::from("/dev")),
             };
@@ -207,7 +212,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
                     spec,
                     fstypes: &p.cfg.fstypes,
                 };
-                let v = wait::verdict(&mut f, &want);
+                let v = matching::verdict(&mut f, &want);
                 let verdict = match v {
                     Verdict::NoMatch => "no match".to_string(),
                     Verdict::WrongFs(_) => format!(
@@ -235,19 +240,20 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
 
 /// `check VOLUME_DIR`: returns (output, exit status).
 pub fn check(args: &[String]) -> Result<(String, i32), String> {
+    let sys = RealSys::default();
     let o = parse_opts(args, false)?;
     let dir = match o.positional.as_slice() {
         [d] => PathBuf::from(d),
         [] => return Err("check needs a VOLUME_DIR".into()),
         [_, extra, ..] => return Err(format!("check takes one VOLUME_DIR, not also `{extra}`")),
     };
-    if !crate::sys::is_dir(&dir) {
+    if !sys.is_dir(&dir) {
         return Err(format!("{} is not a directory", dir.display()));
     }
     let mut out = String::new();
     let cfg = if o.cmdline.is_some() || o.config.is_some() {
         let mut header = String::new();
-        load(&o, &mut header)?.cfg
+        load(&sys, &o, &mut header)?.cfg
     } else {
         config::Config::default()
     };
@@ -260,7 +266,7 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
             .map_or("none".to_string(), |h| h.display().to_string()),
         cfg.old_root.display()
     ));
-    let pf = preflight::preflight(&dir, &cfg);
+    let pf = preflight::preflight(&sys, &dir, &cfg);
     let mut problems = 0;
     let mut problem = |out: &mut String, text: String| {
         problems += 1;
@@ -273,7 +279,7 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
             init.path.display()
         )),
         Ok(init) => {
-            let why = preflight::init_problem(&dir, &cfg, &cfg.init)
+            let why = preflight::init_problem(&sys, &dir, &cfg, &cfg.init)
                 .map(|w| w.to_string())
                 .unwrap_or_default();
             let text = format!(

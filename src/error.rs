@@ -1,28 +1,16 @@
-//! One error type for the whole boot: a variant per failing operation, each
-//! carrying the path, device, flags and errno involved as values; `Display`
-//! turns them into one sentence.
+//! One error type for the whole boot, above the layers whose errors it
+//! wraps: a failed system call ([`SysError`], which names the operation,
+//! its arguments and the errno), a module that cannot be loaded, and a
+//! variant per failure of a stage, each carrying the path, device and errno
+//! involved as values; `Display` turns them into one sentence.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::Spec;
 use crate::modules::ModuleError;
-use crate::sys::process::Exit;
-use crate::sys::{Errno, Halt, MountFlags};
+use crate::spec::Spec;
+use crate::sys::{Errno, ErrnoText, Exit, Halt, SysError};
 use crate::verify::InitProblem;
-
-/// Formats an errno as `errno 2 (No such file or directory)`.
-pub struct ErrnoText(pub Errno);
-
-impl fmt::Display for ErrnoText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let io = std::io::Error::from_raw_os_error(self.0.raw_os_error());
-        // std renders "No such file or directory (os error 2)"; keep the text, add the number.
-        let text = io.to_string();
-        let text = text.split(" (os error").next().unwrap_or("");
-        write!(f, "errno {} ({})", self.0.raw_os_error(), text)
-    }
-}
 
 /// What was found where a block node was wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,53 +27,12 @@ pub enum NodeKind {
 
 #[derive(Debug)]
 pub enum Error {
-    Mount {
-        source: PathBuf,
-        target: PathBuf,
-        fstype: String,
-        flags: MountFlags,
-        data: String,
-        errno: Errno,
-    },
-    Remount {
-        target: PathBuf,
-        flags: MountFlags,
-        data: String,
-        errno: Errno,
-    },
-    Unmount {
-        target: PathBuf,
-        errno: Errno,
-    },
-    Mkdir {
-        path: PathBuf,
-        errno: Errno,
-    },
-    Mknod {
-        path: PathBuf,
-        major: u32,
-        minor: u32,
-        errno: Errno,
-    },
+    /// A system call failed.
+    Sys(SysError),
     NotBlockDevice {
         path: PathBuf,
         found: NodeKind,
         want: (u32, u32),
-    },
-    Open {
-        path: PathBuf,
-        errno: Errno,
-    },
-    Read {
-        path: PathBuf,
-        errno: Errno,
-    },
-    Netlink {
-        op: &'static str,
-        errno: Errno,
-    },
-    Poll {
-        errno: Errno,
     },
     WaitTimeout {
         spec: Spec,
@@ -124,40 +71,11 @@ pub enum Error {
         root: PathBuf,
         tried: Vec<(PathBuf, InitProblem)>,
     },
-    PivotRoot {
-        new_root: PathBuf,
-        put_old: PathBuf,
-        errno: Errno,
-    },
-    MoveMount {
-        from: PathBuf,
-        to: PathBuf,
-        errno: Errno,
-    },
-    Chdir {
-        path: PathBuf,
-        errno: Errno,
-    },
-    MakePrivate {
-        errno: Errno,
-    },
-    Chroot {
-        path: PathBuf,
-        errno: Errno,
-    },
     NotInitramfs,
     Modules(ModuleError),
-    Exec {
-        path: PathBuf,
-        errno: Errno,
-    },
     /// The init's path names another file than the one that was checked.
     InitChanged {
         path: PathBuf,
-    },
-    Halt {
-        how: Halt,
-        errno: Errno,
     },
     Panic {
         msg: String,
@@ -185,61 +103,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Error::*;
         match self {
-            Mount {
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-                errno,
-            } => write!(
-                f,
-                "mounting {} on {} as {fstype} (flags {}) failed: {}",
-                source.display(),
-                target.display(),
-                crate::mountopts::describe(*flags, data),
-                ErrnoText(*errno)
-            ),
-            Remount {
-                target,
-                flags,
-                data,
-                errno,
-            } => write!(
-                f,
-                "remounting {} with {} failed: {}",
-                target.display(),
-                crate::mountopts::describe(*flags, data),
-                ErrnoText(*errno)
-            ),
-            Unmount { target, errno } => write!(
-                f,
-                "unmounting {} failed: {}",
-                target.display(),
-                ErrnoText(*errno)
-            ),
-            Mkdir { path, errno } => write!(
-                f,
-                "cannot create directory {}: {}{}",
-                path.display(),
-                ErrnoText(*errno),
-                if *errno == Errno::ROFS {
-                    "; create it in the image or boot with `rw`"
-                } else {
-                    ""
-                }
-            ),
-            Mknod {
-                path,
-                major,
-                minor,
-                errno,
-            } => write!(
-                f,
-                "cannot create block node {} ({major}:{minor}): {}",
-                path.display(),
-                ErrnoText(*errno)
-            ),
+            Sys(e) => e.fmt(f),
             NotBlockDevice {
                 path,
                 found: NodeKind::NotThisNode,
@@ -258,22 +122,6 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Open { path, errno } => {
-                write!(f, "cannot open {}: {}", path.display(), ErrnoText(*errno))
-            }
-            Read { path, errno } => {
-                write!(f, "cannot read {}: {}", path.display(), ErrnoText(*errno))
-            }
-            Netlink { op, errno } => write!(
-                f,
-                "uevent netlink socket: {op} failed: {}",
-                ErrnoText(*errno)
-            ),
-            Poll { errno } => write!(
-                f,
-                "waiting on the uevent socket failed: {}",
-                ErrnoText(*errno)
-            ),
             WaitTimeout { spec, secs, seen } => write!(
                 f,
                 "no device matching {spec} appeared within {secs} s; block devices seen: {}",
@@ -337,77 +185,21 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            PivotRoot {
-                new_root,
-                put_old,
-                errno,
-            } => write!(
-                f,
-                "pivot_root({}, {}) failed: {}",
-                new_root.display(),
-                put_old.display(),
-                ErrnoText(*errno)
-            ),
-            MoveMount { from, to, errno } => write!(
-                f,
-                "moving mount {} to {} failed: {}",
-                from.display(),
-                to.display(),
-                ErrnoText(*errno)
-            ),
-            Chdir { path, errno } => {
-                write!(
-                    f,
-                    "chdir to {} failed: {}",
-                    path.display(),
-                    ErrnoText(*errno)
-                )
-            }
-            MakePrivate { errno } => write!(
-                f,
-                "making / recursively private (MS_REC|MS_PRIVATE) failed: {}",
-                ErrnoText(*errno)
-            ),
-            Exec { path, errno } => {
-                write!(
-                    f,
-                    "exec of {} failed: {}",
-                    path.display(),
-                    ErrnoText(*errno)
-                )
-            }
             InitChanged { path } => write!(
                 f,
                 "{} is no longer the file that was checked; not running it",
                 path.display()
             ),
-            Chroot { path, errno } => {
-                write!(
-                    f,
-                    "chroot to {} failed: {}",
-                    path.display(),
-                    ErrnoText(*errno)
-                )
-            }
             NotInitramfs => write!(
                 f,
                 "/ is not a ramfs or tmpfs, so it is not an initramfs: refusing to delete its contents"
             ),
             Modules(e) => write!(f, "loading kernel modules failed: {e}"),
-            Halt { how, errno } => write!(
-                f,
-                "{} failed: {}",
-                match how {
-                    crate::sys::Halt::Reboot => "reboot",
-                    crate::sys::Halt::PowerOff => "poweroff",
-                },
-                ErrnoText(*errno)
-            ),
             Panic { msg } => write!(f, "internal error (panic): {msg}"),
-            Requested(crate::sys::Halt::Reboot) => {
+            Requested(Halt::Reboot) => {
                 write!(f, "a reboot was asked for (Ctrl-Alt-Del)")
             }
-            Requested(crate::sys::Halt::PowerOff) => {
+            Requested(Halt::PowerOff) => {
                 write!(f, "a power-off was asked for (SIGPWR)")
             }
             NoRootSpec => write!(
@@ -418,7 +210,21 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Sys(e) => Some(e),
+            Error::Modules(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<SysError> for Error {
+    fn from(e: SysError) -> Error {
+        Error::Sys(e)
+    }
+}
 
 impl From<ModuleError> for Error {
     fn from(e: ModuleError) -> Error {
@@ -431,29 +237,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::Op;
+    use std::error::Error as _;
 
     #[test]
     fn display_names_path_and_errno() {
-        let e = Error::Mkdir {
-            path: "/new-root".into(),
-            errno: Errno::ROFS,
-        };
+        let e = Error::from(Op::Mkdir("/new-root".into()).failed(Errno::ROFS));
         assert_eq!(
             e.to_string(),
             "cannot create directory /new-root: errno 30 (Read-only file system); create it in the image or boot with `rw`"
         );
-        let e = Error::Mount {
-            source: "/dev/nvme1n1".into(),
-            target: "/new-root".into(),
-            fstype: "ext4".into(),
-            flags: MountFlags::NOATIME,
-            data: "discard".into(),
-            errno: Errno::INVAL,
-        };
-        assert_eq!(
-            e.to_string(),
-            "mounting /dev/nvme1n1 on /new-root as ext4 (flags rw,noatime,discard) failed: errno 22 (Invalid argument)"
-        );
+        assert!(e.source().is_some());
         let e = Error::NotBlockDevice {
             path: "/dev/sdp".into(),
             found: NodeKind::Block(8, 1),
@@ -463,6 +257,7 @@ mod tests {
             e.to_string(),
             "/dev/sdp exists but is a block node for 8:1, not 8:240"
         );
+        assert!(e.source().is_none());
         let e = Error::AllFstypesFailed {
             device: "/dev/vdb".into(),
             target: "/new-root".into(),

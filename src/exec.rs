@@ -5,8 +5,9 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::sys::{self, Errno, process};
+use crate::sys::{End, Errno, Exit, Op, Program, SpawnOpts, Sys, process};
 use crate::verify::{self, Arch, CheckedInit, Rules};
 
 /// Inits tried after the configured one, in order, as the kernel does.
@@ -15,13 +16,12 @@ use crate::verify::{self, Arch, CheckedInit, Rules};
 pub const FALLBACK_INITS: [&str; 4] = ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"];
 
 /// Whether `p` (absolute, as seen from inside `root`) can be run there.
-pub fn executable_in(root: &Path, p: &Path) -> bool {
-    let arch = Arch::running();
+pub fn executable_in(sys: &dyn Sys, root: &Path, p: &Path) -> bool {
     let rules = Rules {
-        arch: arch.as_ref(),
-        covered: &[],
+        arch: Arch::running(sys),
+        covered: Vec::new(),
     };
-    verify::init_problem(root, p, &rules).is_none()
+    verify::init_problem(sys, root, p, &rules).is_none()
 }
 
 /// The list of inits to try: the configured one, then the usual places.
@@ -38,6 +38,7 @@ pub fn candidates(wanted: &Path, initramfs: bool) -> Vec<PathBuf> {
 /// Picks the init to run on the new root before anything irreversible
 /// happens, and keeps it open: the exec runs the file that was checked.
 pub fn choose_init(
+    sys: &dyn Sys,
     root: &Path,
     wanted: &Path,
     initramfs: bool,
@@ -45,7 +46,7 @@ pub fn choose_init(
 ) -> Result<CheckedInit> {
     let mut tried = Vec::new();
     for c in candidates(wanted, initramfs) {
-        match verify::check_init(root, &c, rules) {
+        match verify::check_init(sys, root, &c, rules) {
             Ok(init) => {
                 if c != wanted {
                     let problems: Vec<String> = tried
@@ -81,68 +82,99 @@ fn argv(path: &CString, args: &[OsString]) -> Vec<CString> {
     argv
 }
 
-/// What every exec of PID 1 starts from, besides the default signal
-/// dispositions set at start: only fds 0-2 (the console) survive it, and
-/// Ctrl-Alt-Del is back to the kernel's default for the next init.
-fn clean_for_exec() {
-    sys::signals::cloexec_from(3);
-    sys::signals::ctrl_alt_del_reboots(true);
-}
-
 /// The path as a C string and PID 1's arguments for it (argv[0] becomes
 /// the path, then what the kernel gave), with the process made ready to exec.
-fn prepare(path: &Path, args: &[OsString]) -> Result<(CString, Vec<CString>)> {
-    let path_c = process::c_path(path).map_err(|errno| Error::Exec {
-        path: path.to_path_buf(),
-        errno,
-    })?;
+fn prepare(sys: &dyn Sys, path: &Path, args: &[OsString]) -> Result<(CString, Vec<CString>)> {
+    let path_c = process::c_path(path).map_err(|errno| Op::Exec(path.into()).failed(errno))?;
     let argv = argv(&path_c, args);
-    clean_for_exec();
+    sys.clean_for_exec();
     Ok((path_c, argv))
 }
 
-/// Replaces this process with `path`, giving it the arguments PID 1 got from
-/// the kernel. Returns only on failure.
-pub fn exec(path: &Path, args: &[OsString]) -> Error {
-    match prepare(path, args) {
-        Ok((path_c, argv)) => Error::Exec {
-            path: path.to_path_buf(),
-            errno: process::execve(&path_c, &argv, &process::environ()),
-        },
-        Err(e) => e,
-    }
+/// Replaces PID 1 with `path`, giving it the arguments PID 1 got from the
+/// kernel. Returns only on failure (or on the fake, how it ended).
+pub fn exec(sys: &dyn Sys, path: &Path, args: &[OsString]) -> Result<End> {
+    let (path_c, argv) = prepare(sys, path, args)?;
+    sys.exec(Program::Path(&path_c), &argv, &process::environ())
+        .map_err(|errno| Op::Exec(path.into()).failed(errno).into())
 }
 
 /// Execs a checked init (after the switch: its path is now seen from `/`).
 /// A binary runs from the open file (`execveat`); a script by its path,
 /// which its interpreter opens again, once the path is seen to name the
-/// same file. Returns only on failure.
-pub fn exec_checked(init: &CheckedInit, args: &[OsString]) -> Error {
+/// same file. Returns only on failure (or on the fake, how it ended).
+pub fn exec_checked(sys: &dyn Sys, init: &CheckedInit, args: &[OsString]) -> Result<End> {
     let path = init.path.as_path();
-    let fail = |errno| Error::Exec {
-        path: path.to_path_buf(),
-        errno,
-    };
-    let (path_c, argv) = match prepare(path, args) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
+    let fail = |errno| Error::from(Op::Exec(path.into()).failed(errno));
+    let (path_c, argv) = prepare(sys, path, args)?;
     if !init.script {
-        match process::execveat(&init.file, &argv, &process::environ()) {
-            Errno::NOSYS => log::debug!("no execveat in this kernel: exec by path"),
-            errno => return fail(errno),
+        match sys.exec(Program::File(&init.file), &argv, &process::environ()) {
+            Err(Errno::NOSYS) => log::debug!("no execveat in this kernel: exec by path"),
+            r => return r.map_err(fail),
         }
     }
-    let same = match (sys::stat(path), init.file.info()) {
+    let same = match (sys.stat(path), init.file.info()) {
         (Ok(a), Ok(b)) => (a.dev, a.ino) == (b.dev, b.ino),
         _ => false,
     };
     if !same {
-        return Error::InitChanged {
+        return Err(Error::InitChanged {
             path: path.to_path_buf(),
-        };
+        });
     }
-    fail(process::execve(&path_c, &argv, &process::environ()))
+    sys.exec(Program::Path(&path_c), &argv, &process::environ())
+        .map_err(fail)
+}
+
+/// The exec stage: execs the checked init. In an initramfs, where the
+/// switch cannot be undone, the other candidates are tried if that still
+/// fails. `pivot.debug_exec_fail` makes the first exec fail (ENOEXEC).
+pub fn exec_init(
+    sys: &dyn Sys,
+    cfg: &Config,
+    init: &CheckedInit,
+    args: &[OsString],
+) -> Result<End> {
+    let mut last = if cfg.debug_exec_fail {
+        Error::from(Op::Exec(init.path.clone()).failed(Errno::NOEXEC))
+    } else {
+        match exec_checked(sys, init, args) {
+            Ok(end) => return Ok(end),
+            Err(e) => e,
+        }
+    };
+    if !cfg.initramfs {
+        return Err(last);
+    }
+    for c in candidates(&cfg.init, true) {
+        if c != init.path && executable_in(sys, Path::new("/"), &c) {
+            log::error!("{last}; trying {}", c.display());
+            match exec(sys, &c, args) {
+                Ok(end) => return Ok(end),
+                Err(e) => last = e,
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Runs `/bin/sh` on the console (PID 1's stdin/stdout/stderr) and waits for it.
+pub fn console_shell(sys: &dyn Sys) -> std::result::Result<Exit, Errno> {
+    let sh = c"/bin/sh";
+    let opts = SpawnOpts {
+        cwd: c"/",
+        new_group: true,
+        stdin_null: false,
+        new_pid_ns: false,
+        fd3: None,
+    };
+    let child = sys.spawn(
+        Program::Path(sh),
+        &[sh.to_owned()],
+        &process::environ(),
+        &opts,
+    )?;
+    Ok(sys.wait_child(child.pid, None)?.unwrap_or(Exit::Other))
 }
 
 #[cfg(test)]
@@ -177,14 +209,15 @@ mod tests {
         std::fs::create_dir_all(root.join("bin")).unwrap();
         let rules = Rules {
             arch: None,
-            covered: &[],
+            covered: Vec::new(),
         };
+        let fs = crate::sys::RealSys::default();
         let choose = |initramfs| {
-            choose_init(&root, Path::new("/sbin/init"), initramfs, &rules).map(|i| i.path)
+            choose_init(&fs, &root, Path::new("/sbin/init"), initramfs, &rules).map(|i| i.path)
         };
         // An absolute symlink pointing at something only the host has.
         std::os::unix::fs::symlink("/bin/busybox", root.join("sbin/init")).unwrap();
-        assert!(!executable_in(&root, Path::new("/sbin/init")));
+        assert!(!executable_in(&fs, &root, Path::new("/sbin/init")));
         std::fs::write(root.join("bin/sh"), b"plain").unwrap();
         assert_eq!(
             choose(true).unwrap_err().to_string(),

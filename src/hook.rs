@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::preflight::{Hook, HookCheck};
-use crate::sys::Errno;
-use crate::sys::process::{self, Exit, Program, SpawnOpts};
+use crate::sys::{Errno, Exit, Program, SpawnOpts, Sys, process};
 
 pub const HOOK_PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -34,7 +33,13 @@ fn hook_env(device: &Path, new_root: &Path, fstype: &str) -> Vec<CString> {
 /// Runs the hook as `check` (made before the commit point) found it, with
 /// cwd = the new root. Returns whether it ran; Ok when there is none, it was
 /// skipped, it succeeded, or it failed with `pivot.hook_failure=continue`.
-pub fn run(cfg: &Config, check: HookCheck, device: &Path, fstype: &str) -> Result<bool> {
+pub fn run(
+    sys: &dyn Sys,
+    cfg: &Config,
+    check: HookCheck,
+    device: &Path,
+    fstype: &str,
+) -> Result<bool> {
     let hook = match check {
         HookCheck::Disabled => return Ok(false),
         HookCheck::Absent => {
@@ -50,7 +55,7 @@ pub fn run(cfg: &Config, check: HookCheck, device: &Path, fstype: &str) -> Resul
     };
     let started = Instant::now();
     log::info!("running hook {}", hook.path.display());
-    let status = spawn_and_wait(cfg, &hook, device, fstype)?;
+    let status = spawn_and_wait(sys, cfg, &hook, device, fstype)?;
     let path = hook.path;
     let Some(status) = status else {
         return timed_out(cfg, path).map(|()| true);
@@ -75,7 +80,13 @@ pub fn run(cfg: &Config, check: HookCheck, device: &Path, fstype: &str) -> Resul
 /// for it, at most `pivot.hook_timeout`; `None` when it was still running
 /// then. A script runs as `INTERPRETER [ARG] /proc/self/fd/3`, its file on
 /// fd 3, its interpreter from the boot root (as the kernel would resolve it).
-fn spawn_and_wait(cfg: &Config, hook: &Hook, device: &Path, fstype: &str) -> Result<Option<Exit>> {
+fn spawn_and_wait(
+    sys: &dyn Sys,
+    cfg: &Config,
+    hook: &Hook,
+    device: &Path,
+    fstype: &str,
+) -> Result<Option<Exit>> {
     let path = hook.path.as_path();
     let spawn_err = |op: &'static str| {
         move |errno| Error::HookSpawn {
@@ -109,18 +120,17 @@ fn spawn_and_wait(cfg: &Config, hook: &Hook, device: &Path, fstype: &str) -> Res
         None => Program::File(&hook.file),
     };
     let env = hook_env(device, &cfg.new_root, fstype);
-    let child = process::spawn(program, &argv, &env, &opts).map_err(spawn_err("fork"))?;
+    let child = sys
+        .spawn(program, &argv, &env, &opts)
+        .map_err(spawn_err("fork"))?;
     if !child.own_pid_ns {
         log::warn!(
             "no PID namespaces in this kernel: the hook's process group is killed when it exits, \
              but a child it moved to a new session (setsid) may survive"
         );
     }
-    let waited = if cfg.hook_timeout_secs == 0 {
-        process::wait_child(child.pid).map(Some)
-    } else {
-        process::wait_child_for(child.pid, Duration::from_secs(cfg.hook_timeout_secs))
-    };
+    let limit = (cfg.hook_timeout_secs > 0).then(|| Duration::from_secs(cfg.hook_timeout_secs));
+    let waited = sys.wait_child(child.pid, limit);
     let status = waited.map_err(spawn_err("waiting for it"))?;
     if status.is_none() {
         log::warn!(
@@ -128,10 +138,10 @@ fn spawn_and_wait(cfg: &Config, hook: &Hook, device: &Path, fstype: &str) -> Res
             path.display(),
             cfg.hook_timeout_secs
         );
-        process::kill_group(child.pid, Duration::from_secs(2));
+        sys.kill_group(child.pid, Duration::from_secs(2));
     } else if !child.own_pid_ns {
         // What it left in its process group goes with it.
-        process::kill_group(child.pid, Duration::ZERO);
+        sys.kill_group(child.pid, Duration::ZERO);
     }
     Ok(status)
 }
@@ -152,9 +162,10 @@ fn timed_out(cfg: &Config, path: PathBuf) -> Result<()> {
 mod tests {
     use super::*;
     use crate::preflight;
+    use crate::sys::RealSys;
 
     fn check(cfg: &Config) -> HookCheck {
-        preflight::hook(&cfg.new_root, cfg.hook.as_deref())
+        preflight::hook(&RealSys::default(), &cfg.new_root, cfg.hook.as_deref())
     }
 
     #[test]
@@ -174,12 +185,26 @@ mod tests {
             new_root: dir.clone(),
             ..Config::default()
         };
-        run(&cfg, check(&cfg), Path::new("/dev/vdz"), "ext4").unwrap();
+        run(
+            &RealSys::default(),
+            &cfg,
+            check(&cfg),
+            Path::new("/dev/vdz"),
+            "ext4",
+        )
+        .unwrap();
         let out = std::fs::read_to_string(dir.join("out")).unwrap();
         assert_eq!(out, format!("/dev/vdz ext4 {0} {0}\n", dir.display()));
 
         std::fs::write(&hook, "#!/bin/sh\nexit 3\n").unwrap();
-        let err = run(&cfg, check(&cfg), Path::new("/dev/vdz"), "ext4").unwrap_err();
+        let err = run(
+            &RealSys::default(),
+            &cfg,
+            check(&cfg),
+            Path::new("/dev/vdz"),
+            "ext4",
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("hook {} failed: exit status 3", hook.display())
@@ -188,7 +213,16 @@ mod tests {
             hook_abort: false,
             ..cfg.clone()
         };
-        assert!(run(&cont, check(&cont), Path::new("/dev/vdz"), "ext4").is_ok());
+        assert!(
+            run(
+                &RealSys::default(),
+                &cont,
+                check(&cont),
+                Path::new("/dev/vdz"),
+                "ext4"
+            )
+            .is_ok()
+        );
 
         // A hook that outlives its timeout is killed with its children.
         std::fs::write(&hook, "#!/bin/sh\nsleep 987651 &\nsleep 987652\n").unwrap();
@@ -197,7 +231,14 @@ mod tests {
             ..cfg.clone()
         };
         let t = std::time::Instant::now();
-        let err = run(&slow, check(&slow), Path::new("/dev/vdz"), "ext4").unwrap_err();
+        let err = run(
+            &RealSys::default(),
+            &slow,
+            check(&slow),
+            Path::new("/dev/vdz"),
+            "ext4",
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -213,7 +254,16 @@ mod tests {
             "#!/bin/sh\nsetsid sleep 987653 &\nsleep 0.2\nexit 0\n",
         )
         .unwrap();
-        assert!(run(&cfg, check(&cfg), Path::new("/dev/vdz"), "ext4").unwrap());
+        assert!(
+            run(
+                &RealSys::default(),
+                &cfg,
+                check(&cfg),
+                Path::new("/dev/vdz"),
+                "ext4"
+            )
+            .unwrap()
+        );
         assert_eq!(survivors("987653"), Vec::<String>::new());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -5,42 +5,75 @@
 //! read-only, where the volume's would be; likewise `/lib/firmware` when
 //! the volume has none at all.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::config::{Config, Kmods};
 use crate::error::Result;
-use crate::sys::{self, MountFlags, Sys};
+use crate::modules::module_dir;
+use crate::sys::{self, MountFlags, Resolve, Sys};
 
-/// `pivot.kmods`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Kmods {
-    /// Bind the boot disk's tree when the volume has none for this kernel.
-    #[default]
-    Auto,
-    /// Never bind: the volume's own tree or nothing.
-    Volume,
-    /// Always bind the boot disk's tree (over the volume's own).
-    Boot,
-}
-
-impl Kmods {
-    pub fn parse(v: &str) -> std::result::Result<Kmods, String> {
-        match v {
-            "auto" => Ok(Kmods::Auto),
-            "volume" => Ok(Kmods::Volume),
-            "boot" => Ok(Kmods::Boot),
-            _ => Err(format!("`{v}` is not one of auto, volume, boot")),
+/// Machine image: the boot disk's module tree (and firmware) for the
+/// running kernel onto the volume mounted at `cfg.new_root`, read-only,
+/// when `pivot.kmods` says so. Returns the mounts made, innermost last
+/// (undone with [`unbind`]); a bind that fails is a warning: the volume
+/// goes on without it.
+pub fn bind_trees(sys: &dyn Sys, cfg: &Config) -> Vec<PathBuf> {
+    let mut made = Vec::new();
+    if cfg.initramfs {
+        return made;
+    }
+    let release = sys.kernel_release();
+    let modules = module_dir(&release);
+    let vol = cfg.new_root.as_path();
+    let in_vol = |p: &Path| sys::in_root(vol, &resolve_in_volume(sys, vol, p));
+    // Resolving where the tree would go walks the volume's paths: only
+    // when it is bound (one open tells whether the volume has one).
+    let trees = Trees {
+        boot: sys.is_dir(&modules),
+        volume: sys.open_in(vol, &modules, Resolve::DirInRoot).is_ok(),
+    };
+    if !should_bind(cfg.kmods, trees) {
+        match (trees.volume, cfg.kmods) {
+            (true, _) => log::info!("modules for {release}: the volume's own"),
+            (false, Kmods::Volume) if trees.boot => {
+                log::info!("modules for {release}: none on the volume (pivot.kmods=volume)")
+            }
+            _ => log::debug!("modules for {release}: none on the boot disk either"),
+        }
+        return made;
+    }
+    let why = if trees.volume {
+        "pivot.kmods=boot"
+    } else {
+        "the volume has none"
+    };
+    match bind_read_only(sys, &modules, &in_vol(&modules), vol) {
+        Ok(m) => {
+            made.extend(m);
+            log::info!("modules for {release} from the boot disk ({why})");
+        }
+        Err(e) => log::warn!("{e}; the volume goes on without modules for {release}"),
+    }
+    let firmware = Path::new("/lib/firmware");
+    let fw_to = in_vol(firmware);
+    if sys.is_dir(firmware) && !sys.is_dir(&fw_to) {
+        match bind_read_only(sys, firmware, &fw_to, vol) {
+            Ok(m) => {
+                made.extend(m);
+                log::info!("firmware from the boot disk (the volume has none)");
+            }
+            Err(e) => log::warn!("{e}; the volume goes on without firmware"),
         }
     }
+    made
 }
 
-impl fmt::Display for Kmods {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kmods::Auto => "auto",
-            Kmods::Volume => "volume",
-            Kmods::Boot => "boot",
-        })
+/// Unmounts what [`bind_trees`] mounted onto the volume, innermost first.
+pub fn unbind(sys: &dyn Sys, bound: &mut Vec<PathBuf>) {
+    while let Some(p) = bound.pop() {
+        if let Err(e) = sys.unmount(&p) {
+            log::warn!("{e}");
+        }
     }
 }
 
@@ -66,12 +99,12 @@ pub fn should_bind(mode: Kmods, t: Trees) -> bool {
 /// A path as the volume resolves it (`/lib` -> `/usr/lib`), absolute inside
 /// the volume, for a directory that may not exist yet: the longest existing
 /// prefix is resolved inside the volume, the rest appended.
-pub fn resolve_in_volume(root: &Path, p: &Path) -> PathBuf {
+pub fn resolve_in_volume(sys: &dyn Sys, root: &Path, p: &Path) -> PathBuf {
     let mut existing = p.to_path_buf();
     let mut rest = Vec::new();
     loop {
-        if let Ok(f) = sys::open_dir_in_root(root, &existing)
-            && let Some(real) = f.path_in(root)
+        if let Ok(f) = sys.open_in(root, &existing, Resolve::DirInRoot)
+            && let Some(real) = sys.path_in(&f, root)
         {
             let mut out = real;
             for c in rest.iter().rev() {
@@ -96,12 +129,7 @@ pub fn resolve_in_volume(root: &Path, p: &Path) -> PathBuf {
 /// mounted volume), making the directory first; when the volume cannot take
 /// a new directory (read-only), over a tmpfs on the nearest existing parent
 /// inside `within`. Returns the mounts made, innermost last.
-pub fn bind_read_only(
-    s: &mut dyn Sys,
-    from: &Path,
-    to: &Path,
-    within: &Path,
-) -> Result<Vec<PathBuf>> {
+pub fn bind_read_only(s: &dyn Sys, from: &Path, to: &Path, within: &Path) -> Result<Vec<PathBuf>> {
     let mut made = Vec::new();
     if let Err(e) = mkdir_p(s, to) {
         // The nearest existing directory gets a small tmpfs to hold the mount point.
@@ -131,7 +159,7 @@ pub fn bind_read_only(
     Ok(made)
 }
 
-fn mkdir_p(s: &mut dyn Sys, p: &Path) -> Result<()> {
+fn mkdir_p(s: &dyn Sys, p: &Path) -> Result<()> {
     let missing: Vec<&Path> = p.ancestors().take_while(|a| !s.is_dir(a)).collect();
     for d in missing.iter().rev() {
         s.mkdir(d)?;
@@ -160,12 +188,12 @@ mod tests {
 
     #[test]
     fn binds_over_a_new_directory() {
-        let mut s = FakeSys::default();
-        s.dirs.insert("/new-root".into());
-        s.dirs.insert("/new-root/usr/lib".into());
-        s.dirs.insert("/new-root/usr".into());
+        let s = FakeSys::default()
+            .with_dir("/new-root")
+            .with_dir("/new-root/usr/lib")
+            .with_dir("/new-root/usr");
         let made = bind_read_only(
-            &mut s,
+            &s,
             Path::new("/lib/modules/6.1"),
             Path::new("/new-root/usr/lib/modules/6.1"),
             Path::new("/new-root"),
@@ -185,12 +213,13 @@ mod tests {
 
     #[test]
     fn a_read_only_volume_gets_a_tmpfs_for_the_mount_point() {
-        let mut s = FakeSys::default().fail_once("mkdir /new-root/lib/modules/6.1", Errno::ROFS);
-        for d in ["/new-root", "/new-root/lib", "/new-root/lib/modules"] {
-            s.dirs.insert(d.into());
-        }
+        let s = FakeSys::default()
+            .fail_once("mkdir /new-root/lib/modules/6.1", Errno::ROFS)
+            .with_dir("/new-root")
+            .with_dir("/new-root/lib")
+            .with_dir("/new-root/lib/modules");
         let made = bind_read_only(
-            &mut s,
+            &s,
             Path::new("/lib/modules/6.1"),
             Path::new("/new-root/lib/modules/6.1"),
             Path::new("/new-root"),
@@ -214,11 +243,12 @@ mod tests {
             ]
         );
         // Nothing of the volume to hang a tmpfs on: the error is the caller's.
-        let mut s = FakeSys::default().fail("mkdir", Errno::ROFS);
-        s.dirs.insert("/new-root".into());
+        let s = FakeSys::default()
+            .fail("mkdir", Errno::ROFS)
+            .with_dir("/new-root");
         assert!(
             bind_read_only(
-                &mut s,
+                &s,
                 Path::new("/lib/modules/6.1"),
                 Path::new("/new-root/lib/modules/6.1"),
                 Path::new("/new-root"),

@@ -80,15 +80,10 @@ pub fn init() {
     log::set_max_level(LevelFilter::Info);
 }
 
-/// Switches output to `/dev/kmsg`; returns false when it cannot be opened.
-pub fn open_kmsg() -> bool {
-    if KMSG.get().is_some() {
-        return true;
-    }
-    match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-        Ok(f) => KMSG.set(f).is_ok(),
-        Err(_) => false,
-    }
+/// Switches output to the log device (`/dev/kmsg`, opened for writing);
+/// once set, it stays.
+pub fn use_device(f: File) {
+    let _ = KMSG.set(f);
 }
 
 /// Applies `pivot.loglevel` (printk numbering, 0..7).
@@ -124,5 +119,47 @@ mod tests {
         assert!(r.len() <= MAX_RECORD);
         assert!(r.ends_with(b"\n"));
         assert!(std::str::from_utf8(&r).is_ok());
+    }
+}
+
+/// Unit tests: a logger that keeps each thread's lines (a test runs in its
+/// own thread), so a test can assert the exact `FAILED` line of a boot.
+#[cfg(test)]
+pub mod testlog {
+    use std::cell::RefCell;
+
+    use log::{LevelFilter, Log, Metadata, Record};
+
+    thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Capture;
+
+    impl Log for Capture {
+        fn enabled(&self, _: &Metadata) -> bool {
+            true
+        }
+
+        fn log(&self, r: &Record) {
+            LINES.with(|l| l.borrow_mut().push(r.args().to_string()));
+        }
+
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    /// Keeps this thread's log lines from now on (the logger is installed
+    /// once per test process; a boot sets the level to `info`).
+    pub fn start() {
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(LevelFilter::Info);
+        LINES.with(|l| l.borrow_mut().clear());
+    }
+
+    /// The lines kept since [`start`] or the last `take`.
+    pub fn take() -> Vec<String> {
+        LINES.with(|l| std::mem::take(&mut *l.borrow_mut()))
     }
 }

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::error::ErrnoText;
-use crate::sys::{self, Errno};
+use crate::sys::{Errno, ErrnoText, Files, Sys};
 
 /// Why a module could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +34,8 @@ pub enum ModuleError {
         errno: Errno,
     },
 }
+
+impl std::error::Error for ModuleError {}
 
 impl fmt::Display for ModuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,12 +71,22 @@ impl fmt::Display for ModuleError {
 /// `finit_module` flag: the file is compressed; the kernel decompresses it.
 pub const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
 
+/// The module tree of a kernel release, where modprobe looks for it.
+pub fn module_dir(release: &str) -> PathBuf {
+    Path::new("/lib/modules").join(release)
+}
+
+/// A module name as the kernel compares it: dashes as underscores
+/// (`virtio-blk` is `virtio_blk`).
+pub fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
 /// A module's name as the kernel knows it: file name without `.ko[.xz|.zst|.gz]`,
-/// dashes as underscores.
+/// normalized.
 pub fn module_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
-    let stem = base.split(".ko").next().unwrap_or(base);
-    stem.replace('-', "_")
+    normalize(base.split(".ko").next().unwrap_or(base))
 }
 
 pub fn is_compressed(path: &str) -> bool {
@@ -117,7 +128,7 @@ impl DepMap {
         let mut order = Vec::new();
         let mut done = BTreeSet::new();
         for w in wanted {
-            let name = w.replace('-', "_");
+            let name = normalize(w);
             if builtin.contains(&name) {
                 continue;
             }
@@ -244,9 +255,7 @@ impl Aliases {
                 .filter_map(|l| {
                     let mut w = l.split_whitespace();
                     match (w.next(), w.next(), w.next()) {
-                        (Some("alias"), Some(p), Some(m)) => {
-                            Some((p.to_string(), m.replace('-', "_")))
-                        }
+                        (Some("alias"), Some(p), Some(m)) => Some((p.to_string(), normalize(m))),
                         _ => None,
                     }
                 })
@@ -310,18 +319,18 @@ impl ModConfig {
             let mut w = line.split_whitespace();
             match (w.next(), w.next()) {
                 (Some("options"), Some(m)) => {
-                    entry(&mut self.options, &m.replace('-', "_")).extend(w.map(str::to_string))
+                    entry(&mut self.options, &normalize(m)).extend(w.map(str::to_string))
                 }
-                (Some("blacklist"), Some(m)) => self.blacklist.push(m.replace('-', "_")),
+                (Some("blacklist"), Some(m)) => self.blacklist.push(normalize(m)),
                 (Some("softdep"), Some(m)) => {
-                    let entry = entry(&mut self.softdeps, &m.replace('-', "_"));
+                    let entry = entry(&mut self.softdeps, &normalize(m));
                     let mut post = false;
                     for t in w {
                         match t {
                             "pre:" => post = false,
                             "post:" => post = true,
-                            name if post => entry.1.push(name.replace('-', "_")),
-                            name => entry.0.push(name.replace('-', "_")),
+                            name if post => entry.1.push(normalize(name)),
+                            name => entry.0.push(normalize(name)),
                         }
                     }
                 }
@@ -345,12 +354,8 @@ impl ModConfig {
                 continue;
             }
             if module == "modprobe" && param == "blacklist" {
-                self.blacklist.extend(
-                    value
-                        .split(',')
-                        .filter(|m| !m.is_empty())
-                        .map(|m| m.replace('-', "_")),
-                );
+                self.blacklist
+                    .extend(value.split(',').filter(|m| !m.is_empty()).map(normalize));
                 continue;
             }
             let value = if value.contains(char::is_whitespace) {
@@ -358,7 +363,7 @@ impl ModConfig {
             } else {
                 value.to_string()
             };
-            entry(&mut self.options, &module.replace('-', "_")).push(format!("{param}={value}"));
+            entry(&mut self.options, &normalize(module)).push(format!("{param}={value}"));
         }
     }
 
@@ -371,17 +376,21 @@ impl ModConfig {
 
     /// Reads `modules.softdep` of `dir` and the `*.conf` files of `conf_dirs`
     /// (in name order), then the command line: the command line wins.
-    pub fn read(dir: &Path, conf_dirs: &[&str], cmdline_words: &[String]) -> ModConfig {
+    pub fn read(
+        fs: &dyn Files,
+        dir: &Path,
+        conf_dirs: &[&str],
+        cmdline_words: &[String],
+    ) -> ModConfig {
+        let text = |p: &Path| String::from_utf8_lossy(&fs.read(p).unwrap_or_default()).into_owned();
         let mut c = ModConfig::default();
-        c.add_conf(&std::fs::read_to_string(dir.join("modules.softdep")).unwrap_or_default());
+        c.add_conf(&text(&dir.join("modules.softdep")));
         for d in conf_dirs {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-                .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-                .unwrap_or_default();
-            files.retain(|f| f.extension().is_some_and(|e| e == "conf"));
+            let mut files = fs.read_dir(Path::new(d)).unwrap_or_default();
+            files.retain(|f| f.ends_with(".conf"));
             files.sort();
             for f in files {
-                c.add_conf(&std::fs::read_to_string(&f).unwrap_or_default());
+                c.add_conf(&text(&Path::new(d).join(f)));
             }
         }
         c.add_cmdline(cmdline_words);
@@ -399,13 +408,16 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn open(dir: &Path, conf: ModConfig) -> Result<Loader, ModuleError> {
+    pub fn open(fs: &dyn Files, dir: &Path, conf: ModConfig) -> Result<Loader, ModuleError> {
         let dep_path = dir.join("modules.dep");
-        let dep_text = std::fs::read_to_string(&dep_path).map_err(|e| ModuleError::NoDepFile {
-            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        let dep_text = fs.read(&dep_path).map_err(|errno| ModuleError::NoDepFile {
+            errno,
             path: dep_path,
         })?;
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let dep_text = String::from_utf8_lossy(&dep_text);
+        let read = |name: &str| {
+            String::from_utf8_lossy(&fs.read(&dir.join(name)).unwrap_or_default()).into_owned()
+        };
         Ok(Loader {
             dir: dir.to_path_buf(),
             deps: DepMap::parse(&dep_text),
@@ -418,15 +430,15 @@ impl Loader {
     /// Loads `wanted` with their soft dependencies (`pre:` first, `post:`
     /// after, best effort) and dependencies; returns how many were loaded.
     /// An error names the module and the reason.
-    pub fn load(&self, wanted: &[String]) -> Result<usize, ModuleError> {
+    pub fn load(&self, sys: &dyn Sys, wanted: &[String]) -> Result<usize, ModuleError> {
         let mut loaded = 0;
         for w in wanted {
-            loaded += self.load_soft(&w.replace('-', "_"), 0)?;
+            loaded += self.load_soft(sys, &normalize(w), 0)?;
         }
         Ok(loaded)
     }
 
-    fn load_soft(&self, name: &str, depth: usize) -> Result<usize, ModuleError> {
+    fn load_soft(&self, sys: &dyn Sys, name: &str, depth: usize) -> Result<usize, ModuleError> {
         if depth > 8 {
             return Err(ModuleError::Loop(name.to_string()));
         }
@@ -434,7 +446,7 @@ impl Loader {
             .cloned()
             .unwrap_or_default();
         let mut loaded = 0;
-        let soft = |m: &String| match self.load_soft(m, depth + 1) {
+        let soft = |m: &String| match self.load_soft(sys, m, depth + 1) {
             Ok(n) => n,
             Err(e) => {
                 log::warn!("{e} (a soft dependency of {name})");
@@ -445,11 +457,11 @@ impl Loader {
         let order = self.deps.resolve(&[name.to_string()], &self.builtin)?;
         for rel in order {
             let m = module_name(&rel);
-            if Path::new("/sys/module").join(&m).exists() {
+            if sys.exists(&Path::new("/sys/module").join(&m)) {
                 log::debug!("module {m} is already loaded");
                 continue;
             }
-            load_one(&self.dir.join(&rel), &m, &self.conf.params(&m))?;
+            load_one(sys, &self.dir.join(&rel), &m, &self.conf.params(&m))?;
             loaded += 1;
         }
         loaded += post.iter().map(soft).sum::<usize>();
@@ -459,7 +471,7 @@ impl Loader {
     /// Loads the drivers a device's modalias asks for, when this tree has
     /// them and they are not blacklisted (best effort: a failure is a
     /// warning). Returns how many loaded.
-    pub fn load_for(&self, modalias: &str) -> usize {
+    pub fn load_for(&self, sys: &dyn Sys, modalias: &str) -> usize {
         let wanted: Vec<String> = self
             .aliases
             .modules_for(modalias)
@@ -476,7 +488,7 @@ impl Loader {
         if wanted.is_empty() {
             return 0;
         }
-        match self.load(&wanted) {
+        match self.load(sys, &wanted) {
             Ok(n) => n,
             Err(e) => {
                 log::warn!("{e} (for device {modalias})");
@@ -487,22 +499,17 @@ impl Loader {
 
     /// Coldplug: loads drivers for every device present now
     /// (`/sys/bus/*/devices/*/modalias`). Returns how many modules loaded.
-    pub fn coldplug(&self, sys_bus: &Path) -> usize {
+    pub fn coldplug(&self, sys: &dyn Sys, sys_bus: &Path) -> usize {
         if self.aliases.0.is_empty() {
             log::debug!("no modules.alias in {}: no coldplug", self.dir.display());
             return 0;
         }
         let mut n = 0;
-        let buses = std::fs::read_dir(sys_bus)
-            .map(|r| r.filter_map(|e| e.ok()).collect::<Vec<_>>())
-            .unwrap_or_default();
-        for bus in buses {
-            let Ok(devices) = std::fs::read_dir(bus.path().join("devices")) else {
-                continue;
-            };
-            for dev in devices.filter_map(|e| e.ok()) {
-                if let Ok(alias) = std::fs::read_to_string(dev.path().join("modalias")) {
-                    n += self.load_for(alias.trim());
+        for bus in sys.read_dir(sys_bus).unwrap_or_default() {
+            let devices = sys_bus.join(bus).join("devices");
+            for dev in sys.read_dir(&devices).unwrap_or_default() {
+                if let Ok(alias) = sys.read_text(&devices.join(dev).join("modalias")) {
+                    n += self.load_for(sys, alias.trim());
                 }
             }
         }
@@ -510,9 +517,42 @@ impl Loader {
     }
 }
 
-fn load_one(path: &Path, name: &str, params: &str) -> Result<(), ModuleError> {
+/// The modules stage: loads `wanted` (an error is fatal) and, with
+/// `coldplug`, the drivers of the devices present (`/sys/bus`); returns the
+/// loader, which loads drivers for devices that come later. Without a
+/// module tree, coldplug alone is quietly skipped (`None`).
+pub fn load_stage(
+    sys: &dyn Sys,
+    wanted: &[String],
+    coldplug: bool,
+    cmdline_words: &[String],
+) -> Result<Option<Loader>, ModuleError> {
+    let dir = module_dir(&sys.kernel_release());
+    let conf = ModConfig::read(sys, &dir, &MODPROBE_DIRS, cmdline_words);
+    let loader = match Loader::open(sys, &dir, conf) {
+        Ok(l) => l,
+        Err(e) if wanted.is_empty() => {
+            log::debug!("no coldplug: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if !wanted.is_empty() {
+        let n = loader.load(sys, wanted)?;
+        log::info!("loaded {n} module(s) for {}", wanted.join(","));
+    }
+    if coldplug {
+        let n = loader.coldplug(sys, Path::new("/sys/bus"));
+        if n > 0 {
+            log::info!("coldplug: loaded {n} module(s) for the devices present");
+        }
+    }
+    Ok(Some(loader))
+}
+
+fn load_one(sys: &dyn Sys, path: &Path, name: &str, params: &str) -> Result<(), ModuleError> {
     let (name, path) = (name.to_string(), path.to_path_buf());
-    let file = match sys::open_ro(&path) {
+    let file = match sys.open_ro(&path) {
         Ok(f) => f,
         Err(errno) => return Err(ModuleError::Open { name, path, errno }),
     };
@@ -523,7 +563,7 @@ fn load_one(path: &Path, name: &str, params: &str) -> Result<(), ModuleError> {
         0
     };
     let params_c = std::ffi::CString::new(params).unwrap_or_default();
-    match sys::finit_module(&file, &params_c, flags) {
+    match sys.load_module(&file, &params_c, flags) {
         Ok(()) => {
             if params.is_empty() {
                 log::info!("loaded module {name}");

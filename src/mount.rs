@@ -7,13 +7,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mountopts::MountOpts;
 use crate::probe::{self, Probe};
-use crate::sys::Sys;
+use crate::sys::{MountFlags, Op, Sys, SysError, Unmounted};
 
 /// What is known of `device`'s filesystem before it is mounted: what the
 /// wait stage already read, else a probe when `pivot.fstype` does not say
 /// (then not knowing the type is an error); `None` when `pivot.fstype` names
 /// the types to try.
 pub fn known_filesystem(
+    sys: &dyn Sys,
     device: &Path,
     probed: Option<Probe>,
     fstypes: &[String],
@@ -21,13 +22,64 @@ pub fn known_filesystem(
     match probed {
         Some(p) => Ok(Some(p)),
         None if fstypes.is_empty() => {
-            let p = probe::read(device)?.ok_or_else(|| Error::NoFilesystem {
+            let p = probe::read(sys, device)?.ok_or_else(|| Error::NoFilesystem {
                 device: device.to_path_buf(),
             })?;
             log::debug!("probed {}", device.display());
             Ok(Some(p))
         }
         None => Ok(None),
+    }
+}
+
+/// The options of the first mount, and whether it changes the volume: read-
+/// only, so that the checks read it and nothing writes it; but a journal
+/// that needs recovery would be replayed even by a read-only mount, so such
+/// a volume is mounted as configured, and the log says so.
+pub fn first_options(opts: &MountOpts, probed: Option<&Probe>, node: &Path) -> (MountOpts, bool) {
+    let replay = probed.is_some_and(|p| p.needs_replay);
+    if replay {
+        log::warn!(
+            "{}: its journal needs recovery, which even a read-only mount writes; \
+             mounting it {} before the checks",
+            node.display(),
+            opts.describe()
+        );
+        return (opts.clone(), true);
+    }
+    let ro = MountOpts {
+        flags: opts.flags | MountFlags::RDONLY,
+        data: opts.data.clone(),
+    };
+    (ro, false)
+}
+
+/// Unmounts the volume after a failure (from `/`, so that our cwd does not
+/// hold it) and says what was done to it.
+pub fn unmount_volume(s: &dyn Sys, target: &Path, changes: &[&str]) -> Option<Unmounted> {
+    if let Err(e) = s.chdir(Path::new("/")) {
+        log::warn!("{e}");
+    }
+    let what = if changes.is_empty() {
+        "the volume was not changed".to_string()
+    } else {
+        changes.join("; ")
+    };
+    match s.unmount(target) {
+        Ok(how) => {
+            match how {
+                Unmounted::Clean => log::info!("unmounted {} ({what})", target.display()),
+                Unmounted::Detached => log::warn!(
+                    "{} was busy: detached it lazily; it is unmounted once unused ({what})",
+                    target.display()
+                ),
+            }
+            Some(how)
+        }
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
     }
 }
 
@@ -48,7 +100,7 @@ pub fn types_to_try(probed: Option<&Probe>, configured: &[String]) -> Vec<String
 /// `probed` is what [`known_filesystem`] says; without it the types of
 /// `pivot.fstype` are tried in order.
 pub fn mount_volume(
-    s: &mut dyn Sys,
+    s: &dyn Sys,
     cfg: &Config,
     opts: &MountOpts,
     device: &Path,
@@ -84,10 +136,14 @@ pub fn mount_volume(
                 );
                 return Ok(t.clone());
             }
-            Err(e) if types.len() == 1 => return Err(e),
+            Err(e) if types.len() == 1 => return Err(e.into()),
             Err(e) => {
-                let Error::Mount { errno, .. } = e else {
-                    return Err(e);
+                let SysError {
+                    op: Op::Mount { .. },
+                    errno,
+                } = e
+                else {
+                    return Err(e.into());
                 };
                 log::warn!("{e}");
                 tried.push((t.clone(), errno));
@@ -125,9 +181,9 @@ mod tests {
 
     #[test]
     fn probed_type_is_mounted_and_new_root_made() {
-        let mut s = FakeSys::default();
+        let s = FakeSys::default();
         let t = mount_volume(
-            &mut s,
+            &s,
             &cfg(&[]),
             &MountOpts::default(),
             Path::new("/dev/vdb"),
@@ -143,10 +199,11 @@ mod tests {
 
     #[test]
     fn first_type_refused_second_taken() {
-        let mut s = FakeSys::default().fail("mount /dev/vdb /new-root xfs", Errno::NODEV);
-        s.dirs.insert("/new-root".into());
+        let s = FakeSys::default()
+            .fail("mount /dev/vdb /new-root xfs", Errno::NODEV)
+            .with_dir("/new-root");
         let t = mount_volume(
-            &mut s,
+            &s,
             &cfg(&["xfs", "btrfs"]),
             &MountOpts::default(),
             Path::new("/dev/vdb"),
@@ -164,10 +221,11 @@ mod tests {
 
     #[test]
     fn every_type_refused() {
-        let mut s = FakeSys::default().fail("mount", Errno::INVAL);
-        s.dirs.insert("/new-root".into());
+        let s = FakeSys::default()
+            .fail("mount", Errno::INVAL)
+            .with_dir("/new-root");
         let err = mount_volume(
-            &mut s,
+            &s,
             &cfg(&["xfs", "btrfs"]),
             &MountOpts::default(),
             Path::new("/dev/vdb"),
@@ -181,7 +239,7 @@ mod tests {
         );
         // One type only: its own error, with the flags.
         let err = mount_volume(
-            &mut s,
+            &s,
             &cfg(&[]),
             &MountOpts::default(),
             Path::new("/dev/vdb"),
@@ -195,10 +253,27 @@ mod tests {
     }
 
     #[test]
+    fn undo_after_a_failure_unmounts_the_volume() {
+        let s = FakeSys::default();
+        assert_eq!(
+            unmount_volume(&s, Path::new("/new-root"), &[]),
+            Some(Unmounted::Clean)
+        );
+        assert_eq!(s.log(), ["chdir /", "umount /new-root"]);
+        let s = FakeSys::default().with_busy("/new-root");
+        assert_eq!(
+            unmount_volume(&s, Path::new("/new-root"), &["mounted read-write"]),
+            Some(Unmounted::Detached)
+        );
+        let s = FakeSys::default().fail("umount", Errno::INVAL);
+        assert_eq!(unmount_volume(&s, Path::new("/new-root"), &[]), None);
+    }
+
+    #[test]
     fn new_root_that_cannot_be_made() {
-        let mut s = FakeSys::default().fail("mkdir /new-root", Errno::ROFS);
+        let s = FakeSys::default().fail("mkdir /new-root", Errno::ROFS);
         let err = mount_volume(
-            &mut s,
+            &s,
             &cfg(&[]),
             &MountOpts::default(),
             Path::new("/dev/vdb"),
@@ -207,10 +282,10 @@ mod tests {
         .unwrap_err();
         assert!(matches!(
             err,
-            Error::Mkdir {
+            Error::Sys(SysError {
+                op: Op::Mkdir(_),
                 errno: Errno::ROFS,
-                ..
-            }
+            })
         ));
         assert_eq!(s.log(), ["mkdir /new-root"]);
     }

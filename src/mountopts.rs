@@ -1,7 +1,7 @@
 //! Mount options as a user writes them (`ro,noatime,data=ordered`), split into
 //! kernel mount flags and the data string passed to the filesystem.
 
-use crate::sys::MountFlags;
+use crate::sys::{FLAG_CLEAR, FLAG_SET, MountFlags, describe_flags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOpts {
@@ -19,35 +19,6 @@ impl Default for MountOpts {
     }
 }
 
-/// Options that set a flag, and options that clear one.
-const SET: &[(&str, MountFlags)] = &[
-    ("ro", MountFlags::RDONLY),
-    ("nosuid", MountFlags::NOSUID),
-    ("nodev", MountFlags::NODEV),
-    ("noexec", MountFlags::NOEXEC),
-    ("sync", MountFlags::SYNCHRONOUS),
-    ("dirsync", MountFlags::DIRSYNC),
-    ("noatime", MountFlags::NOATIME),
-    ("nodiratime", MountFlags::NODIRATIME),
-    ("relatime", MountFlags::RELATIME),
-    ("strictatime", MountFlags::STRICTATIME),
-    ("lazytime", MountFlags::LAZYTIME),
-    ("silent", MountFlags::SILENT),
-];
-const CLEAR: &[(&str, MountFlags)] = &[
-    ("rw", MountFlags::RDONLY),
-    ("suid", MountFlags::NOSUID),
-    ("dev", MountFlags::NODEV),
-    ("exec", MountFlags::NOEXEC),
-    ("async", MountFlags::SYNCHRONOUS),
-    ("atime", MountFlags::NOATIME),
-    ("diratime", MountFlags::NODIRATIME),
-    ("norelatime", MountFlags::RELATIME),
-    ("nostrictatime", MountFlags::STRICTATIME),
-    ("nolazytime", MountFlags::LAZYTIME),
-    ("loud", MountFlags::SILENT),
-];
-
 impl MountOpts {
     /// Parses a comma-separated option list. Later options win over earlier
     /// ones (`ro,rw` is read-write); unknown options go to the data string.
@@ -58,9 +29,9 @@ impl MountOpts {
             if o == "defaults" {
                 continue;
             }
-            if let Some((_, f)) = SET.iter().find(|(n, _)| *n == o) {
+            if let Some((_, f)) = FLAG_SET.iter().find(|(n, _)| *n == o) {
                 opts.flags |= *f;
-            } else if let Some((_, f)) = CLEAR.iter().find(|(n, _)| *n == o) {
+            } else if let Some((_, f)) = FLAG_CLEAR.iter().find(|(n, _)| *n == o) {
                 opts.flags &= !*f;
             } else {
                 data.push(o);
@@ -76,23 +47,8 @@ impl MountOpts {
 
     /// The options back as text, for log lines and errors: `ro,noatime,data=x`.
     pub fn describe(&self) -> String {
-        describe(self.flags, &self.data)
+        describe_flags(self.flags, &self.data)
     }
-}
-
-/// Flags and data as option text: `ro,noatime,data=x`.
-pub fn describe(flags: MountFlags, data: &str) -> String {
-    let ro = flags.contains(MountFlags::RDONLY);
-    let mut parts: Vec<&str> = vec![if ro { "ro" } else { "rw" }];
-    for (name, f) in SET.iter().skip(1) {
-        if flags.contains(*f) {
-            parts.push(name);
-        }
-    }
-    if !data.is_empty() {
-        parts.push(data);
-    }
-    parts.join(",")
 }
 
 #[cfg(test)]

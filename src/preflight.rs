@@ -5,9 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::error::ErrnoText;
 use crate::error::Result;
-use crate::sys::{self, Errno, FileInfo, FileType, OpenFile};
+use crate::sys::{self, API_MOUNTS, Errno, ErrnoText, FileInfo, FileType, OpenFile, Resolve, Sys};
 use crate::verify::{self, Arch, BINPRM_BUF_SIZE, CheckedInit, InitProblem, Rules, Shebang};
 
 /// What will happen with the hook.
@@ -58,13 +57,13 @@ pub fn hook_skip_reason(st: &FileInfo) -> Option<String> {
 /// Checks the hook of the volume mounted at `root`: opened inside the
 /// volume (no symlink on the way leaves it; the hook itself is not a
 /// symlink), then judged on the open file.
-pub fn hook(root: &Path, hook: Option<&Path>) -> HookCheck {
+pub fn hook(sys: &dyn Sys, root: &Path, hook: Option<&Path>) -> HookCheck {
     let Some(hook) = hook else {
         return HookCheck::Disabled;
     };
     let path = sys::in_root(root, hook);
     let skip = |why: String| HookCheck::Skip(path.clone(), why);
-    let file = match sys::open_beneath(root, hook) {
+    let file = match sys.open_in(root, hook, Resolve::Beneath) {
         Ok(f) => f,
         Err(Errno::NOENT) => return HookCheck::Absent,
         Err(Errno::LOOP) => {
@@ -96,30 +95,24 @@ pub fn hook(root: &Path, hook: Option<&Path>) -> HookCheck {
 /// one or the first usable fallback), open, or why none can. `moved` are the
 /// API mounts the switch carries over: they and the old-root directory
 /// cover what the volume has there, so an init resolving there is refused.
-pub fn init(root: &Path, cfg: &Config, moved: &[&str]) -> Result<CheckedInit> {
-    let (arch, covered) = rules_for(cfg, moved);
-    let rules = Rules {
-        arch: arch.as_ref(),
-        covered: &covered,
-    };
-    crate::exec::choose_init(root, &cfg.init, cfg.initramfs, &rules)
+pub fn init(sys: &dyn Sys, root: &Path, cfg: &Config, moved: &[&str]) -> Result<CheckedInit> {
+    let rules = rules(sys, cfg, moved);
+    crate::exec::choose_init(sys, root, &cfg.init, cfg.initramfs, &rules)
 }
 
 /// The machine to check ELF headers against, and what the switch covers.
-fn rules_for(cfg: &Config, moved: &[&str]) -> (Option<Arch>, Vec<PathBuf>) {
+fn rules(sys: &dyn Sys, cfg: &Config, moved: &[&str]) -> Rules {
     let mut covered = vec![cfg.old_root.clone()];
     covered.extend(moved.iter().map(PathBuf::from));
-    (Arch::running(), covered)
+    Rules {
+        arch: Arch::running(sys),
+        covered,
+    }
 }
 
 /// Why `p` would not be run as the init of the volume at `root`, or `None`.
-pub fn init_problem(root: &Path, cfg: &Config, p: &Path) -> Option<InitProblem> {
-    let (arch, covered) = rules_for(cfg, &crate::switch::API_MOUNTS);
-    let rules = Rules {
-        arch: arch.as_ref(),
-        covered: &covered,
-    };
-    crate::verify::init_problem(root, p, &rules)
+pub fn init_problem(sys: &dyn Sys, root: &Path, cfg: &Config, p: &Path) -> Option<InitProblem> {
+    crate::verify::init_problem(sys, root, p, &rules(sys, cfg, &API_MOUNTS))
 }
 
 /// Whether the directory the boot root moves to can be had.
@@ -134,18 +127,18 @@ pub enum OldRootCheck {
     ParentNotWritable(PathBuf),
 }
 
-pub fn old_root(root: &Path, old_root: &Path) -> OldRootCheck {
+pub fn old_root(sys: &dyn Sys, root: &Path, old_root: &Path) -> OldRootCheck {
     let old = sys::in_root(root, old_root);
-    if sys::is_dir(&old) {
+    if sys.is_dir(&old) {
         return OldRootCheck::Exists;
     }
-    if sys::lstat(&old).is_ok() {
+    if sys.lstat(&old).is_ok() {
         return OldRootCheck::NotADirectory;
     }
     let parent = old.parent().unwrap_or(root);
-    if !sys::is_dir(parent) {
+    if !sys.is_dir(parent) {
         OldRootCheck::ParentMissing
-    } else if sys::writable(parent) {
+    } else if sys.writable(parent) {
         OldRootCheck::WillCreate
     } else {
         OldRootCheck::ParentNotWritable(parent.to_path_buf())
@@ -159,11 +152,11 @@ pub struct Preflight {
     pub old_root: OldRootCheck,
 }
 
-pub fn preflight(root: &Path, cfg: &Config) -> Preflight {
+pub fn preflight(sys: &dyn Sys, root: &Path, cfg: &Config) -> Preflight {
     Preflight {
-        init: init(root, cfg, &crate::switch::API_MOUNTS),
-        hook: hook(root, cfg.hook.as_deref()),
-        old_root: old_root(root, &cfg.old_root),
+        init: init(sys, root, cfg, &API_MOUNTS),
+        hook: hook(sys, root, cfg.hook.as_deref()),
+        old_root: old_root(sys, root, &cfg.old_root),
     }
 }
 
@@ -217,13 +210,14 @@ mod tests {
         let root = std::env::temp_dir().join(format!("pivot-preflight-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("etc")).unwrap();
-        let why = |p: &str| match hook(&root, Some(Path::new(p))) {
+        let fs = sys::RealSys::default();
+        let why = |p: &str| match hook(&fs, &root, Some(Path::new(p))) {
             HookCheck::Skip(_, why) => why,
             HookCheck::Run(h) => format!("runs {}", h.path.display()),
             HookCheck::Absent => "absent".into(),
             HookCheck::Disabled => "disabled".into(),
         };
-        assert!(matches!(hook(&root, None), HookCheck::Disabled));
+        assert!(matches!(hook(&fs, &root, None), HookCheck::Disabled));
         assert_eq!(why("/pre-pivot"), "absent");
         std::os::unix::fs::symlink("/bin/true", root.join("pre-pivot")).unwrap();
         assert_eq!(
@@ -255,22 +249,25 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&outside).unwrap();
-        assert_eq!(old_root(&root, Path::new("/etc")), OldRootCheck::Exists);
         assert_eq!(
-            old_root(&root, Path::new("/a/b")),
+            old_root(&fs, &root, Path::new("/etc")),
+            OldRootCheck::Exists
+        );
+        assert_eq!(
+            old_root(&fs, &root, Path::new("/a/b")),
             OldRootCheck::ParentMissing
         );
         std::fs::write(root.join("file"), "").unwrap();
         assert_eq!(
-            old_root(&root, Path::new("/file")),
+            old_root(&fs, &root, Path::new("/file")),
             OldRootCheck::NotADirectory
         );
         assert_eq!(
-            old_root(&root, Path::new("/old-root")),
+            old_root(&fs, &root, Path::new("/old-root")),
             OldRootCheck::WillCreate
         );
         let cfg = Config::default();
-        let p = preflight(&root, &cfg);
+        let p = preflight(&fs, &root, &cfg);
         assert!(p.init.is_err());
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -1,6 +1,10 @@
 //! Superblock probing: what filesystem a byte buffer (the start of a block
 //! device) holds. Pure code over a slice; short or garbage input is "unknown".
 
+use std::path::Path;
+
+use crate::sys::{Files, SysError};
+
 /// The regions of a device the probers look at: the first 4 KiB (ext, xfs,
 /// vfat, squashfs, erofs, f2fs) and 4 KiB at 64 KiB (btrfs). [`probe`] takes a
 /// buffer of [`PROBE_BYTES`] in which only these regions need to be filled.
@@ -10,9 +14,8 @@ pub const PROBE_BYTES: usize = 0x10000 + 4096;
 /// Reads the probe regions of `device` one at a time, stopping as soon as a
 /// filesystem is recognised (most are in the first 4 KiB; btrfs is at 64 KiB).
 /// The only function here that reads a device; the rest is pure.
-pub fn read(device: &std::path::Path) -> crate::error::Result<Option<Probe>> {
-    let buf =
-        crate::sys::read_regions(device, &PROBE_REGIONS, PROBE_BYTES, |b| probe(b).is_some())?;
+pub fn read(fs: &dyn Files, device: &Path) -> Result<Option<Probe>, SysError> {
+    let buf = fs.read_regions(device, &PROBE_REGIONS, PROBE_BYTES, &|b| probe(b).is_some())?;
     Ok(probe(&buf))
 }
 
@@ -324,6 +327,7 @@ pub fn mbr_partuuid(signature: u32, partn: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::RealSys;
 
     fn ext_sb(compat: u32, incompat: u32, ro_compat: u32) -> Vec<u8> {
         let mut b = vec![0u8; 2048];
@@ -397,7 +401,7 @@ mod tests {
 
     /// Reads an image the way the boot reads a device.
     fn probe_file(img: &str) -> Option<Probe> {
-        read(std::path::Path::new(img)).unwrap()
+        read(&RealSys::default(), Path::new(img)).unwrap()
     }
 
     /// Images made by the real tools agree with `blkid -p` on type, UUID, label.
@@ -493,13 +497,9 @@ mod tests {
         }
         // Truncating any of them anywhere gives "unknown" or a result, never a panic.
         for (_, path, _) in &cases {
-            let full = crate::sys::read_regions(
-                std::path::Path::new(path),
-                &PROBE_REGIONS,
-                PROBE_BYTES,
-                |_| false,
-            )
-            .unwrap();
+            let full = RealSys::default()
+                .read_regions(Path::new(path), &PROBE_REGIONS, PROBE_BYTES, &|_| false)
+                .unwrap();
             for cut in (0..PROBE_BYTES).step_by(97) {
                 let _ = probe(&full[..cut]);
             }
@@ -535,14 +535,16 @@ mod tests {
                 g,
             ],
         );
-        let lba1 = crate::sys::read_at(&gpt, 512, 512).unwrap();
+        let lba1 = RealSys::default().read_at(&gpt, 512, 512).unwrap();
         let h = gpt_header(&lba1).expect("GPT header");
         assert_eq!((h.entries_lba, h.entry_size), (2, 128));
         for (n, uuid, label) in [
             (1u64, "11111111-2222-4333-8444-555555555555", "esp"),
             (2, "a1b2c3d4-e5f6-4788-99aa-bbccddeeff00", "root volume"),
         ] {
-            let e = crate::sys::read_at(&gpt, h.entries_lba * 512 + (n - 1) * 128, 128).unwrap();
+            let e = RealSys::default()
+                .read_at(&gpt, h.entries_lba * 512 + (n - 1) * 128, 128)
+                .unwrap();
             let (u, l) = gpt_entry(&e).expect("used entry");
             assert_eq!((u.as_str(), l.as_str()), (uuid, label));
             let reported = run("sfdisk", &["--part-uuid", g, &n.to_string()]);
@@ -553,11 +555,13 @@ mod tests {
             let reported = run("sfdisk", &["--part-label", g, &n.to_string()]);
             assert_eq!(reported.trim(), l);
         }
-        let unused = crate::sys::read_at(&gpt, 2 * 512 + 2 * 128, 128).unwrap();
+        let unused = RealSys::default()
+            .read_at(&gpt, 2 * 512 + 2 * 128, 128)
+            .unwrap();
         assert_eq!(gpt_entry(&unused), None);
         // The protective MBR is not a DOS table.
         assert_eq!(
-            mbr_signature(&crate::sys::read_at(&gpt, 0, 512).unwrap()),
+            mbr_signature(&RealSys::default().read_at(&gpt, 0, 512).unwrap()),
             None
         );
 
@@ -581,12 +585,13 @@ mod tests {
             })
             .expect("sfdisk runs");
         assert!(out.success());
-        let sig = mbr_signature(&crate::sys::read_at(&mbr, 0, 512).unwrap()).expect("DOS table");
+        let sig =
+            mbr_signature(&RealSys::default().read_at(&mbr, 0, 512).unwrap()).expect("DOS table");
         assert_eq!(mbr_partuuid(sig, 2), "5eedb007-02");
         let reported = run("blkid", &["-p", "-o", "export", m]);
         assert!(reported.contains("PTUUID=5eedb007"), "{reported}");
         assert_eq!(
-            gpt_header(&crate::sys::read_at(&mbr, 512, 512).unwrap()),
+            gpt_header(&RealSys::default().read_at(&mbr, 512, 512).unwrap()),
             None
         );
         std::fs::remove_dir_all(&dir).unwrap();

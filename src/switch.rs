@@ -4,15 +4,12 @@
 
 use std::path::Path;
 
-use crate::error::{ErrnoText, Error, Result};
-use crate::sys::{Errno, Sys, in_root as under};
-
-/// The API mounts that move with us when they are mounted.
-pub const API_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
+use crate::error::{Error, Result};
+use crate::sys::{Errno, ErrnoText, Op, Sys, SysError, in_root as under};
 
 /// What both modes do first: make the tree private, create the directories
 /// the moves need in the new root. Nothing here is irreversible.
-fn prepare(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<()> {
+fn prepare(s: &dyn Sys, new_root: &Path, moves: &[&str]) -> Result<()> {
     s.make_private()?;
     for m in moves {
         s.mkdir(&under(new_root, Path::new(m)))?;
@@ -24,7 +21,7 @@ fn prepare(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<()> {
 /// API mounts over. A move that fails after the pivot is logged; the boot
 /// goes on.
 fn pivot(
-    s: &mut dyn Sys,
+    s: &dyn Sys,
     new_root: &Path,
     old_root: &Path,
     put_old: &Path,
@@ -46,7 +43,7 @@ fn pivot(
 /// Runs the switch. `moves` are the API mounts that are mounted now.
 /// Everything that can fail in a way we can undo happens before
 /// `pivot_root`: the directories the moves need are created first.
-pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Result<()> {
+pub fn switch(s: &dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Result<()> {
     prepare(s, new_root, moves)?;
     let put_old = under(new_root, old_root);
     s.mkdir(&put_old)?;
@@ -58,7 +55,7 @@ pub fn switch(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str])
 /// boot root (at `old_root` now), `pivot_root` makes the boot root `/` again
 /// with the volume back on `new_root`, and the cwd is `/`. The caller
 /// unmounts the volume.
-pub fn undo(s: &mut dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Result<()> {
+pub fn undo(s: &dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Result<()> {
     for m in moves.iter().rev() {
         let m = Path::new(m);
         if let Err(e) = s.move_mount(m, &under(old_root, m)) {
@@ -83,7 +80,7 @@ pub enum How {
 /// initramfs ends up mounted over the new root and is detached); where the
 /// kernel refuses (EINVAL on rootfs), switch_root semantics. Nothing is
 /// made on the volume for the old root: the initramfs is not kept.
-pub fn switch_initramfs(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Result<How> {
+pub fn switch_initramfs(s: &dyn Sys, new_root: &Path, moves: &[&str]) -> Result<How> {
     if !s.root_is_ram() {
         return Err(Error::NotInitramfs);
     }
@@ -104,19 +101,22 @@ pub fn switch_initramfs(s: &mut dyn Sys, new_root: &Path, moves: &[&str]) -> Res
             s.chdir(Path::new("/"))?;
             Ok(How::PivotRoot)
         }
-        Err(Error::PivotRoot { errno, .. }) if errno == Errno::INVAL => {
+        Err(SysError {
+            op: Op::PivotRoot(..),
+            errno,
+        }) if errno == Errno::INVAL => {
             log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
             switch_root(s, new_root)?;
             Ok(How::SwitchRoot)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// switch_root semantics, once the API mounts are in the new root and the
 /// cwd is the new root: free the initramfs contents (not crossing mounts),
 /// move the new root onto `/`, chroot.
-fn switch_root(s: &mut dyn Sys, new_root: &Path) -> Result<()> {
+fn switch_root(s: &dyn Sys, new_root: &Path) -> Result<()> {
     let (entries, bytes) = s.free_initramfs();
     log::info!(
         "switch_root: freed the initramfs, removed {entries} entries, {} KiB",
@@ -135,9 +135,9 @@ mod tests {
 
     #[test]
     fn order_of_operations() {
-        let mut s = FakeSys::default();
+        let s = FakeSys::default();
         switch(
-            &mut s,
+            &s,
             Path::new("/new-root"),
             Path::new("/old-root"),
             &["/dev", "/proc", "/sys"],
@@ -163,16 +163,16 @@ mod tests {
 
     #[test]
     fn failure_before_pivot_stops_before_pivot() {
-        let mut s = FakeSys::default().fail("mkdir /mnt/v/boot", Errno::ROFS);
-        let err = switch(&mut s, Path::new("/mnt/v"), Path::new("/boot"), &["/dev"]);
+        let s = FakeSys::default().fail("mkdir /mnt/v/boot", Errno::ROFS);
+        let err = switch(&s, Path::new("/mnt/v"), Path::new("/boot"), &["/dev"]);
         assert!(err.is_err());
         assert!(!s.log().iter().any(|c| c.starts_with("pivot_root")));
     }
 
     #[test]
     fn initramfs_falls_back_to_switch_root_on_einval() {
-        let mut s = FakeSys::default().fail("pivot_root", Errno::INVAL);
-        let how = switch_initramfs(&mut s, Path::new("/new-root"), &["/dev", "/proc"]).unwrap();
+        let s = FakeSys::default().fail("pivot_root", Errno::INVAL);
+        let how = switch_initramfs(&s, Path::new("/new-root"), &["/dev", "/proc"]).unwrap();
         assert_eq!(how, How::SwitchRoot);
         assert_eq!(
             s.log(),
@@ -195,11 +195,11 @@ mod tests {
 
     #[test]
     fn initramfs_pivot_root_when_allowed_detaches_the_initramfs() {
-        let mut s = FakeSys::default();
-        let how = switch_initramfs(&mut s, Path::new("/new-root"), &["/dev"]).unwrap();
+        let s = FakeSys::default();
+        let how = switch_initramfs(&s, Path::new("/new-root"), &["/dev"]).unwrap();
         assert_eq!(how, How::PivotRoot);
         assert_eq!(
-            &s.log()[s.calls.len() - 4..],
+            &s.log()[s.log().len() - 4..],
             &["chdir /new-root", "pivot_root . .", "umount .", "chdir /"]
         );
         // Nothing is made on the volume for an old root.
@@ -208,20 +208,17 @@ mod tests {
 
     #[test]
     fn nothing_is_deleted_unless_root_is_ram() {
-        let mut s = FakeSys {
-            not_ram: true,
-            ..FakeSys::default()
-        };
-        let err = switch_initramfs(&mut s, Path::new("/new-root"), &["/dev"]).unwrap_err();
+        let s = FakeSys::default().not_ram();
+        let err = switch_initramfs(&s, Path::new("/new-root"), &["/dev"]).unwrap_err();
         assert!(matches!(err, Error::NotInitramfs));
         assert_eq!(s.log(), vec!["statfs /"]);
     }
 
     #[test]
     fn failed_move_after_pivot_is_not_fatal() {
-        let mut s = FakeSys::default().fail("move /old-root/run", Errno::INVAL);
+        let s = FakeSys::default().fail("move /old-root/run", Errno::INVAL);
         switch(
-            &mut s,
+            &s,
             Path::new("/new-root"),
             Path::new("/old-root"),
             &["/run", "/dev"],
@@ -242,9 +239,9 @@ mod tests {
             ("chdir /new-root", Errno::ACCESS),
             ("pivot_root", Errno::PERM),
         ] {
-            let mut s = FakeSys::default().fail(step, errno);
+            let s = FakeSys::default().fail(step, errno);
             let err = switch(
-                &mut s,
+                &s,
                 Path::new("/new-root"),
                 Path::new("/old-root"),
                 &["/dev"],
@@ -269,21 +266,21 @@ mod tests {
 
     #[test]
     fn initramfs_errors_other_than_einval_are_not_papered_over() {
-        let mut s = FakeSys::default().fail("pivot_root", Errno::PERM);
-        let err = switch_initramfs(&mut s, Path::new("/new-root"), &[]).unwrap_err();
+        let s = FakeSys::default().fail("pivot_root", Errno::PERM);
+        let err = switch_initramfs(&s, Path::new("/new-root"), &[]).unwrap_err();
         assert!(matches!(
             err,
-            Error::PivotRoot {
+            Error::Sys(SysError {
+                op: Op::PivotRoot(..),
                 errno: Errno::PERM,
-                ..
-            }
+            })
         ));
         assert!(!s.log().iter().any(|c| c == "free /"));
         // switch_root: the new root cannot be moved onto /.
-        let mut s = FakeSys::default()
+        let s = FakeSys::default()
             .fail("pivot_root", Errno::INVAL)
             .fail("move /new-root /", Errno::INVAL);
-        let err = switch_initramfs(&mut s, Path::new("/new-root"), &[]).unwrap_err();
+        let err = switch_initramfs(&s, Path::new("/new-root"), &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "moving mount /new-root to / failed: errno 22 (Invalid argument)"
@@ -293,9 +290,9 @@ mod tests {
 
     #[test]
     fn undo_puts_the_boot_root_back() {
-        let mut s = FakeSys::default();
+        let s = FakeSys::default();
         undo(
-            &mut s,
+            &s,
             Path::new("/new-root"),
             Path::new("/old-root"),
             &["/dev", "/proc", "/sys"],
@@ -313,9 +310,9 @@ mod tests {
             ]
         );
         // A move that fails is logged; the pivot back is what matters.
-        let mut s = FakeSys::default().fail("move /proc", Errno::INVAL);
+        let s = FakeSys::default().fail("move /proc", Errno::INVAL);
         undo(
-            &mut s,
+            &s,
             Path::new("/new-root"),
             Path::new("/old-root"),
             &["/dev", "/proc"],
@@ -326,8 +323,8 @@ mod tests {
                 .contains(&"pivot_root /old-root /old-root/new-root".to_string())
         );
         // The pivot back itself failing is an error for the caller.
-        let mut s = FakeSys::default().fail("pivot_root", Errno::BUSY);
-        let err = undo(&mut s, Path::new("/new-root"), Path::new("/old-root"), &[]).unwrap_err();
+        let s = FakeSys::default().fail("pivot_root", Errno::BUSY);
+        let err = undo(&s, Path::new("/new-root"), Path::new("/old-root"), &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "pivot_root(/old-root, /old-root/new-root) failed: errno 16 (Device or resource busy)"

@@ -10,8 +10,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::ErrnoText;
-use crate::sys::{self, Errno, FileType, OpenFile};
+use crate::sys::{self, Errno, ErrnoText, FileType, Files, Kernel, OpenFile, Resolve};
 
 /// What the kernel reads of a file to pick its binary format.
 pub const BINPRM_BUF_SIZE: usize = 256;
@@ -167,10 +166,10 @@ impl Arch {
     }
 
     /// The running kernel's.
-    pub fn running() -> Option<Arch> {
-        let m = sys::machine();
+    pub fn running(sys: &(impl Files + Kernel + ?Sized)) -> Option<Arch> {
+        let m = sys.uname().machine;
         // /proc/sys/abi/vsyscall32 exists when an x86_64 kernel has IA32 emulation.
-        let ia32 = Path::new("/proc/sys/abi/vsyscall32").exists();
+        let ia32 = sys.exists(Path::new("/proc/sys/abi/vsyscall32"));
         let arch = Arch::for_machine(&m, ia32);
         if arch.is_none() {
             log::debug!("unknown machine {m}: ELF machines are not checked");
@@ -344,11 +343,11 @@ impl fmt::Display for InitProblem {
 }
 
 /// What is checked besides the file itself.
-pub struct Rules<'a> {
+pub struct Rules {
     /// `None`: the ELF machine is not checked.
-    pub arch: Option<&'a Arch>,
+    pub arch: Option<Arch>,
     /// Directories of the volume the switch covers (old root, API mounts).
-    pub covered: &'a [PathBuf],
+    pub covered: Vec<PathBuf>,
 }
 
 /// An init that passed the check, open: what will be executed.
@@ -368,18 +367,23 @@ fn shown(name: &[u8]) -> String {
 
 /// Checks `p` (absolute as seen from inside `root`) as an init; the open
 /// file when the kernel would run it.
-pub fn check_init(root: &Path, p: &Path, rules: &Rules) -> Result<CheckedInit, InitProblem> {
-    let (file, head) = open_checked(root, p, rules)?;
+pub fn check_init(
+    fs: &dyn Files,
+    root: &Path,
+    p: &Path,
+    rules: &Rules,
+) -> Result<CheckedInit, InitProblem> {
+    let (file, head) = open_checked(fs, root, p, rules)?;
     if let Some(s) = shebang(&head) {
         let s = s.map_err(InitProblem::Script)?;
-        check_interpreter(root, &s.interpreter, rules, 1, false)?;
+        check_interpreter(fs, root, &s.interpreter, rules, 1, false)?;
         return Ok(CheckedInit {
             path: p.to_path_buf(),
             file,
             script: true,
         });
     }
-    check_binary(root, &file, &head, rules)?;
+    check_binary(fs, root, &file, &head, rules)?;
     Ok(CheckedInit {
         path: p.to_path_buf(),
         file,
@@ -388,12 +392,13 @@ pub fn check_init(root: &Path, p: &Path, rules: &Rules) -> Result<CheckedInit, I
 }
 
 /// Why `p` cannot be run as an init inside `root`, or `None` when it can.
-pub fn init_problem(root: &Path, p: &Path, rules: &Rules) -> Option<InitProblem> {
-    check_init(root, p, rules).err()
+pub fn init_problem(fs: &dyn Files, root: &Path, p: &Path, rules: &Rules) -> Option<InitProblem> {
+    check_init(fs, root, p, rules).err()
 }
 
 /// An interpreter at script depth `depth` (`loader`: an ELF's PT_INTERP).
 fn check_interpreter(
+    fs: &dyn Files,
     root: &Path,
     name: &[u8],
     rules: &Rules,
@@ -403,20 +408,21 @@ fn check_interpreter(
     let wrap = |why| InitProblem::Interpreter(shown(name), Box::new(why));
     // The kernel opens a relative name from the cwd, which is / at the exec.
     let path = sys::in_root(Path::new("/"), Path::new(OsStr::from_bytes(name)));
-    let (file, head) = open_checked(root, &path, rules).map_err(wrap)?;
+    let (file, head) = open_checked(fs, root, &path, rules).map_err(wrap)?;
     match shebang(&head) {
         Some(_) if loader => Err(wrap(InitProblem::LoaderNotElf)),
         Some(_) if depth >= MAX_SCRIPT_DEPTH => Err(wrap(InitProblem::TooDeep)),
         Some(s) => {
             let s = s.map_err(|why| wrap(InitProblem::Script(why)))?;
-            check_interpreter(root, &s.interpreter, rules, depth + 1, false).map_err(wrap)
+            check_interpreter(fs, root, &s.interpreter, rules, depth + 1, false).map_err(wrap)
         }
-        None => check_binary(root, &file, &head, rules).map_err(wrap),
+        None => check_binary(fs, root, &file, &head, rules).map_err(wrap),
     }
 }
 
 /// An ELF: header, machine, and its dynamic loader.
 fn check_binary(
+    fs: &dyn Files,
     root: &Path,
     file: &OpenFile,
     head: &[u8],
@@ -429,7 +435,7 @@ fn check_binary(
         parsed = elf(&file.head(64 * 1024)).ok_or(InitProblem::UnknownFormat)?;
     }
     let e = parsed.map_err(InitProblem::Elf)?;
-    if let Some(arch) = rules.arch
+    if let Some(arch) = &rules.arch
         && !arch.runs(e.kind)
     {
         return Err(InitProblem::Elf(ElfProblem::WrongMachine {
@@ -438,15 +444,20 @@ fn check_binary(
         }));
     }
     match e.interp {
-        Some(interp) => check_interpreter(root, &interp, rules, 0, true),
+        Some(interp) => check_interpreter(fs, root, &interp, rules, 0, true),
         None => Ok(()),
     }
 }
 
 /// Opens `p` inside `root`, checks it is an executable regular file outside
 /// what the switch covers, and reads its first 4 KiB.
-fn open_checked(root: &Path, p: &Path, rules: &Rules) -> Result<(OpenFile, Vec<u8>), InitProblem> {
-    let file = match sys::open_in_root(root, p) {
+fn open_checked(
+    fs: &dyn Files,
+    root: &Path,
+    p: &Path,
+    rules: &Rules,
+) -> Result<(OpenFile, Vec<u8>), InitProblem> {
+    let file = match fs.open_in(root, p, Resolve::InRoot) {
         Ok(f) => f,
         Err(Errno::NOENT) => return Err(InitProblem::NotFound),
         Err(e) => return Err(InitProblem::Open(e)),
@@ -458,7 +469,7 @@ fn open_checked(root: &Path, p: &Path, rules: &Rules) -> Result<(OpenFile, Vec<u
     if st.mode & 0o111 == 0 {
         return Err(InitProblem::NotExecutable);
     }
-    if let Some(resolved) = file.path_in(root) {
+    if let Some(resolved) = fs.path_in(&file, root) {
         if let Some(by) = rules.covered.iter().find(|c| resolved.starts_with(c)) {
             return Err(InitProblem::Covered {
                 resolved,
@@ -653,10 +664,11 @@ mod tests {
         let arch = Arch::for_machine(std::env::consts::ARCH, false);
         let covered = [PathBuf::from("/old-root"), PathBuf::from("/dev")];
         let rules = Rules {
-            arch: arch.as_ref(),
-            covered: &covered,
+            arch,
+            covered: covered.to_vec(),
         };
-        let why = |p: &str| init_problem(&root, Path::new(p), &rules).map(|w| w.to_string());
+        let fs = crate::sys::RealSys::default();
+        let why = |p: &str| init_problem(&fs, &root, Path::new(p), &rules).map(|w| w.to_string());
         let busybox = std::fs::read("/bin/busybox").unwrap();
         exe(&root, "/sbin/init", b"#!/bin/nonexistent\n");
         assert_eq!(

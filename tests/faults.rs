@@ -404,7 +404,7 @@ fn f13_panic_runs_failure_policy() {
 
 /// pivot.onfail=shell: the boot disk's /bin/sh gets the console; the
 /// operator attaches the volume and leaves the shell, and the boot is retried
-/// from the wait stage and succeeds.
+/// from the modules stage and succeeds.
 #[test]
 fn f14_onfail_shell_then_retry() {
     let s = Scratch::new("f14");
@@ -436,7 +436,7 @@ fn f14_onfail_shell_then_retry() {
         "{console}"
     );
     assert!(
-        console.contains("pivot-init: the shell exited; retrying the boot from the wait stage"),
+        console.contains("pivot-init: the shell exited; retrying the boot from the modules stage"),
         "{console}"
     );
     assert_line(

@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use pivot_init::cpio::{Archive, Entry, Kind};
 use pivot_init::modules::{self, DepMap};
+use pivot_init::sys::RealSys;
 
 const USAGE: &str = "usage: pivot-mkinitramfs --init BIN --output FILE [--list FILE]... \
 [--modules M1,M2 --kernel-modules /lib/modules/VERSION [--modprobe-d DIR]] \
@@ -131,9 +132,14 @@ fn add_modules(
     let builtin = modules::parse_builtin(&String::from_utf8_lossy(&builtin_text));
     // modprobe.d of the build host and the tree's modules.softdep; the
     // command line of the boot adds its own parameters later.
-    let conf = modules::ModConfig::read(dir, &[&modprobe_d.to_string_lossy()], &[]);
+    let conf = modules::ModConfig::read(
+        &RealSys::default(),
+        dir,
+        &[&modprobe_d.to_string_lossy()],
+        &[],
+    );
     // Soft dependencies of what is wanted come along when the tree has them.
-    let mut wanted: Vec<String> = wanted.iter().map(|w| w.replace('-', "_")).collect();
+    let mut wanted: Vec<String> = wanted.iter().map(|w| modules::normalize(w)).collect();
     let mut i = 0;
     while let Some(w) = wanted.get(i).cloned() {
         if let Some((pre, post)) = modules::lookup(&conf.softdeps, &w) {

@@ -1,45 +1,151 @@
-//! A recording [`Sys`] for unit tests: every call is kept as a typed
-//! [`Call`], and any call can be made to fail with a chosen errno.
+//! A scriptable [`Sys`](super::Sys) for unit tests, without root.
+//!
+//! - Every change (mount, mkdir, pivot_root, exec, spawn...) is recorded as
+//!   an [`Op`] ([`FakeSys::log`] gives them as one-line texts); any call can
+//!   be made to fail with a chosen errno ([`FakeSys::fail`]) or to panic
+//!   ([`FakeSys::panic_on`]).
+//! - Without a sandbox it knows only the directories and mount points it
+//!   was told of or made: enough for a stage on its own.
+//! - With a sandbox ([`FakeSys::sandbox`]) files are served from a real
+//!   directory that stands for the boot root, through a small mount table:
+//!   mounting a disk shows its tree at the target, `pivot_root` and moves
+//!   rearrange the table as the kernel would. Disks are present at boot or
+//!   arrive with a uevent while the boot waits ([`FakeSys::arrive`]); a block
+//!   node is a regular file holding the disk's first bytes. So the whole
+//!   boot runs on it, from the command line to the exec.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::{CStr, CString};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::files::{self, FileInfo, OpenFile, Resolve};
+use super::process::{Child, Exit, Program, SpawnOpts};
+use super::signals::Sig;
+use super::uevent_socket::{Ready, Recv};
+use super::{
+    End, Errno, Events, FileType, Files, Halt, Kernel, MountFlags, Mounts, Pid, Procs, SysError,
+    Uname, Unmounted,
+};
 
 pub use super::Op as Call;
-use super::{Errno, Halt, MountFlags, Sys, Unmounted};
-use crate::error::{Error, Result};
 
 pub type Matcher = Box<dyn Fn(&Call) -> bool>;
 
+/// The kernel release the fake reports.
+pub const RELEASE: &str = "6.1.0-fake";
+
+/// A disk of the fake machine.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub name: String,
+    pub major: u32,
+    pub minor: u32,
+    pub serial: Option<String>,
+    /// Its first bytes (a superblock): what reading its node gives.
+    pub content: Vec<u8>,
+    /// What mounting it shows: a real directory (none: it cannot be mounted).
+    pub tree: Option<PathBuf>,
+}
+
 #[derive(Default)]
+struct State {
+    calls: Vec<Call>,
+    failures: Vec<(Matcher, Errno)>,
+    panics: Vec<String>,
+    not_ram: bool,
+    dirs: BTreeSet<PathBuf>,
+    busy: BTreeSet<PathBuf>,
+    /// (mount point as this process sees it, real directory), in mount
+    /// order: of two at one path, the later is on top.
+    table: Vec<(PathBuf, PathBuf)>,
+    /// The real directory that stands for the boot root.
+    sandbox: Option<PathBuf>,
+    cwd: PathBuf,
+    /// Block nodes: path -> device number.
+    nodes: BTreeMap<PathBuf, (u32, u32)>,
+    disks: Vec<Disk>,
+    /// Nodes are made only by mknod (no devtmpfs).
+    static_dev: bool,
+    arrivals: VecDeque<Disk>,
+    queued: VecDeque<Vec<u8>>,
+    subscribed: bool,
+    signals: VecDeque<Sig>,
+    /// How a spawned child ends; `None`: it never does (a hook that times out).
+    child_exit: Option<Exit>,
+}
+
+/// The fake system; see the module documentation. A clone is the same
+/// machine (a test keeps one to read the calls of a boot that owns the other).
+#[derive(Clone)]
 pub struct FakeSys {
-    pub calls: Vec<Call>,
-    /// Calls that fail, with the errno they fail with (the first match wins).
-    pub failures: Vec<(Matcher, Errno)>,
-    /// `/` is not a ramfs/tmpfs.
-    pub not_ram: bool,
-    /// Directories that exist (besides those made by `mkdir`).
-    pub dirs: BTreeSet<PathBuf>,
-    /// Mount points that exist (besides those made by `mount`).
-    pub mounts: BTreeSet<PathBuf>,
-    /// Targets whose unmount is busy and ends in a lazy detach.
-    pub busy: BTreeSet<PathBuf>,
+    st: Rc<RefCell<State>>,
+}
+
+impl Default for FakeSys {
+    fn default() -> FakeSys {
+        FakeSys {
+            st: Rc::new(RefCell::new(State {
+                cwd: PathBuf::from("/"),
+                child_exit: Some(Exit::Code(0)),
+                ..State::default()
+            })),
+        }
+    }
+}
+
+/// `p` as an absolute path without `.` and `..`, relative to `cwd`.
+fn normal(cwd: &Path, p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    for c in full.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `p` (under `from`) moved under `to`.
+fn rebase(p: &Path, from: &Path, to: &Path) -> PathBuf {
+    match p.strip_prefix(from) {
+        Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
+        Ok(rest) => to.join(rest),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_io_error(e).unwrap_or(Errno::IO)
 }
 
 impl FakeSys {
     /// Makes every call whose one-line text starts with `prefix` fail with `errno`.
-    pub fn fail(mut self, prefix: &str, errno: Errno) -> FakeSys {
+    pub fn fail(self, prefix: &str, errno: Errno) -> FakeSys {
         let prefix = prefix.to_string();
-        self.failures
+        self.st
+            .borrow_mut()
+            .failures
             .push((Box::new(move |c| c.to_string().starts_with(&prefix)), errno));
         self
     }
 
     /// Makes the next call whose text starts with `prefix` fail with
     /// `errno`, once; the same call succeeds after that.
-    pub fn fail_once(mut self, prefix: &str, errno: Errno) -> FakeSys {
+    pub fn fail_once(self, prefix: &str, errno: Errno) -> FakeSys {
         let prefix = prefix.to_string();
         let used = std::cell::Cell::new(false);
-        self.failures.push((
+        self.st.borrow_mut().failures.push((
             Box::new(move |c| {
                 let hit = !used.get() && c.to_string().starts_with(&prefix);
                 used.set(used.get() || hit);
@@ -50,100 +156,579 @@ impl FakeSys {
         self
     }
 
+    /// Makes the call whose text starts with `prefix` panic (as a bug in
+    /// the boot would), after it is recorded.
+    pub fn panic_on(self, prefix: &str) -> FakeSys {
+        self.st.borrow_mut().panics.push(prefix.to_string());
+        self
+    }
+
+    /// `/` is not a ramfs/tmpfs: a machine image.
+    pub fn not_ram(self) -> FakeSys {
+        self.st.borrow_mut().not_ram = true;
+        self
+    }
+
+    /// A directory that exists.
+    pub fn with_dir(self, p: &str) -> FakeSys {
+        self.st.borrow_mut().dirs.insert(p.into());
+        self
+    }
+
+    /// A mount point whose unmount is busy (a lazy detach).
+    pub fn with_busy(self, p: &str) -> FakeSys {
+        self.st.borrow_mut().busy.insert(p.into());
+        self
+    }
+
+    /// How a spawned child ends (`None`: it runs until it is killed).
+    pub fn child_exits(self, exit: Option<Exit>) -> FakeSys {
+        self.st.borrow_mut().child_exit = exit;
+        self
+    }
+
+    /// No devtmpfs: nodes exist only once mknod made them.
+    pub fn static_dev(self) -> FakeSys {
+        self.st.borrow_mut().static_dev = true;
+        self
+    }
+
+    /// A signal that arrives while the boot waits.
+    pub fn signal(self, sig: Sig) -> FakeSys {
+        self.st.borrow_mut().signals.push_back(sig);
+        self
+    }
+
     /// The calls as one-line texts.
     pub fn log(&self) -> Vec<String> {
-        self.calls.iter().map(Call::to_string).collect()
+        self.st.borrow().calls.iter().map(Call::to_string).collect()
     }
 
-    fn rec(&mut self, call: Call) -> std::result::Result<(), Errno> {
-        let failed = self
-            .failures
+    /// The calls as recorded, with every argument (flags, data).
+    pub fn calls(&self) -> Vec<Call> {
+        self.st.borrow().calls.clone()
+    }
+
+    /// A fake machine whose boot root is the real directory `dir` (made,
+    /// with `proc`, `sys`, `dev` and `etc` in it).
+    pub fn sandbox(dir: &Path) -> FakeSys {
+        let _ = std::fs::remove_dir_all(dir);
+        for d in ["proc", "sys/class/block", "sys/devices/fake", "dev", "etc"] {
+            let _ = std::fs::create_dir_all(dir.join(d));
+        }
+        let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let fake = FakeSys::default();
+        {
+            let mut st = fake.st.borrow_mut();
+            st.table.push((PathBuf::from("/"), real.clone()));
+            st.sandbox = Some(real);
+        }
+        fake
+    }
+
+    /// Writes a file of the boot root (a sandbox's).
+    pub fn file(self, p: &str, content: &[u8], mode: u32) -> FakeSys {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(real) = self.real(Path::new(p)) {
+            if let Some(parent) = real.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = std::fs::write(&real, content);
+            let _ = std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode));
+        }
+        self
+    }
+
+    /// A disk present at boot.
+    pub fn disk(self, d: Disk) -> FakeSys {
+        self.materialize(d);
+        self
+    }
+
+    /// A disk that arrives, with its uevent, the next time the boot waits.
+    pub fn arrive(self, d: Disk) -> FakeSys {
+        self.st.borrow_mut().arrivals.push_back(d);
+        self
+    }
+
+    /// Where a path of this process is in the sandbox (`None` without one).
+    pub fn real(&self, p: &Path) -> Option<PathBuf> {
+        let st = self.st.borrow();
+        st.sandbox.as_ref()?;
+        let p = normal(&st.cwd, p);
+        let (at, real) = st
+            .table
             .iter()
-            .find(|(m, _)| m(&call))
-            .map(|(_, e)| *e);
-        self.calls.push(call);
+            .rev()
+            .filter(|(v, _)| p.starts_with(v))
+            .max_by_key(|(v, _)| v.components().count())?;
+        Some(rebase(&p, at, real))
+    }
+
+    /// The path of this process for a real path in the sandbox.
+    fn virt(&self, real: &Path) -> Option<PathBuf> {
+        let st = self.st.borrow();
+        let (at, r) = st
+            .table
+            .iter()
+            .rev()
+            .filter(|(_, r)| real.starts_with(r))
+            .max_by_key(|(_, r)| r.components().count())?;
+        Some(rebase(real, r, at))
+    }
+
+    /// Shows a disk to the machine: its sysfs directory, its node.
+    fn materialize(&self, d: Disk) {
+        let sandbox = self.st.borrow().sandbox.clone();
+        if let Some(root) = sandbox {
+            let dir = root.join("sys/devices/fake").join(&d.name);
+            let _ = std::fs::create_dir_all(dir.join("device"));
+            let _ = std::fs::write(dir.join("dev"), format!("{}:{}\n", d.major, d.minor));
+            if let Some(s) = &d.serial {
+                let _ = std::fs::write(dir.join("device/serial"), format!("{s}\n"));
+            }
+            let _ = std::os::unix::fs::symlink(
+                format!("../../devices/fake/{}", d.name),
+                root.join("sys/class/block").join(&d.name),
+            );
+            if !self.st.borrow().static_dev {
+                let _ = std::fs::write(root.join("dev").join(&d.name), &d.content);
+                self.st
+                    .borrow_mut()
+                    .nodes
+                    .insert(Path::new("/dev").join(&d.name), (d.major, d.minor));
+            }
+        }
+        self.st.borrow_mut().disks.push(d);
+    }
+
+    /// Records `call`; its errno when it was told to fail; panics when told to.
+    fn rec(&self, call: Call) -> Result<(), Errno> {
+        let text = call.to_string();
+        let mut st = self.st.borrow_mut();
+        let failed = st.failures.iter().find(|(m, _)| m(&call)).map(|(_, e)| *e);
+        st.calls.push(call);
+        let panic = st.panics.iter().any(|p| text.starts_with(p.as_str()));
+        drop(st);
+        if panic {
+            panic!("the fake was told to panic at `{text}`");
+        }
         failed.map_or(Ok(()), Err)
     }
-}
 
-impl FakeSys {
-    /// Records `call`; its error when it was told to fail.
-    fn run(&mut self, call: Call) -> Result<()> {
-        match self.rec(call.clone()) {
-            Ok(()) => Ok(()),
-            Err(errno) => Err(call.error(errno)),
+    fn run(&self, call: Call) -> Result<(), SysError> {
+        self.rec(call.clone()).map_err(|errno| call.failed(errno))
+    }
+
+    fn node(&self, p: &Path) -> Option<(u32, u32)> {
+        let st = self.st.borrow();
+        st.nodes.get(&normal(&st.cwd, p)).copied()
+    }
+
+    fn block_info(devno: (u32, u32)) -> FileInfo {
+        FileInfo {
+            kind: FileType::BlockDevice,
+            mode: 0o60600,
+            uid: 0,
+            dev: 5,
+            ino: 1,
+            rdev: super::makedev(devno.0, devno.1),
+            size: 0,
         }
     }
+
+    fn meta(&self, p: &Path, follow: bool) -> Result<FileInfo, Errno> {
+        if let Some(devno) = self.node(p) {
+            return Ok(FakeSys::block_info(devno));
+        }
+        match self.real(p) {
+            Some(real) if follow => files::stat(&real),
+            Some(real) => files::lstat(&real),
+            None => {
+                let st = self.st.borrow();
+                if st.dirs.contains(&normal(&st.cwd, p)) {
+                    Ok(FileInfo {
+                        kind: FileType::Directory,
+                        mode: 0o40755,
+                        uid: 0,
+                        dev: 1,
+                        ino: 2,
+                        rdev: 0,
+                        size: 0,
+                    })
+                } else {
+                    Err(Errno::NOENT)
+                }
+            }
+        }
+    }
+
+    fn real_or_noent(&self, p: &Path) -> Result<PathBuf, Errno> {
+        self.real(p).ok_or(Errno::NOENT)
+    }
+
+    /// The uevent the kernel sends when `d` is added.
+    fn add_event(d: &Disk) -> Vec<u8> {
+        format!(
+            "add@/devices/fake/{0}\0ACTION=add\0DEVPATH=/devices/fake/{0}\0SUBSYSTEM=block\0\
+             MAJOR={1}\0MINOR={2}\0DEVNAME={0}\0DEVTYPE=disk\0",
+            d.name, d.major, d.minor
+        )
+        .into_bytes()
+    }
 }
 
-impl Sys for FakeSys {
-    fn mount(&mut self, src: &Path, t: &Path, fs: &str, flags: MountFlags, d: &str) -> Result<()> {
-        self.run(Call::Mount {
+impl Files for FakeSys {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, Errno> {
+        std::fs::read(self.real_or_noent(path)?).map_err(|e| errno_of(&e))
+    }
+
+    fn read_dir(&self, path: &Path) -> Result<Vec<String>, Errno> {
+        let rd = std::fs::read_dir(self.real_or_noent(path)?).map_err(|e| errno_of(&e))?;
+        Ok(rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+
+    fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
+        let real = std::fs::canonicalize(self.real(path)?).ok()?;
+        self.virt(&real)
+    }
+
+    fn stat(&self, path: &Path) -> Result<FileInfo, Errno> {
+        self.meta(path, true)
+    }
+
+    fn lstat(&self, path: &Path) -> Result<FileInfo, Errno> {
+        self.meta(path, false)
+    }
+
+    fn open_ro(&self, path: &Path) -> Result<OpenFile, Errno> {
+        files::open_ro(&self.real_or_noent(path)?)
+    }
+
+    fn open_in(&self, root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, Errno> {
+        files::open_in(&self.real_or_noent(root)?, p, how)
+    }
+
+    fn locate(&self, file: &OpenFile) -> Option<PathBuf> {
+        self.virt(&file.real_path()?)
+    }
+
+    fn writable(&self, dir: &Path) -> bool {
+        self.real(dir).is_some_and(|r| r.is_dir())
+    }
+
+    fn root_is_ram(&self) -> bool {
+        let _ = self.rec(Call::RootIsRam);
+        !self.st.borrow().not_ram
+    }
+
+    fn write(&self, path: &Path, _data: &[u8]) -> Result<(), Errno> {
+        self.rec(Call::Write(path.into()))
+    }
+
+    fn is_mount_point(&self, path: &Path) -> bool {
+        let st = self.st.borrow();
+        let p = normal(&st.cwd, path);
+        st.table.iter().any(|(v, _)| *v == p)
+    }
+}
+
+impl Mounts for FakeSys {
+    fn mount(
+        &self,
+        src: &Path,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> Result<(), SysError> {
+        let call = Call::Mount {
             source: src.into(),
-            target: t.into(),
-            fstype: fs.into(),
+            target: target.into(),
+            fstype: fstype.into(),
             flags,
-            data: d.into(),
-        })?;
-        self.mounts.insert(t.into());
+            data: data.into(),
+        };
+        self.run(call.clone())?;
+        let shown = if self.st.borrow().sandbox.is_none() {
+            PathBuf::new()
+        } else if flags.contains(MountFlags::BIND) {
+            self.real_or_noent(src)
+                .map_err(|e| call.clone().failed(e))?
+        } else if let Some(devno) = self.node(src) {
+            let st = self.st.borrow();
+            let disk = st.disks.iter().find(|d| (d.major, d.minor) == devno);
+            match disk.and_then(|d| d.tree.clone()) {
+                Some(tree) => std::fs::canonicalize(&tree).unwrap_or(tree),
+                None => return Err(call.failed(Errno::INVAL)),
+            }
+        } else {
+            // proc, sysfs, devtmpfs, tmpfs: the sandbox's own directory.
+            self.real_or_noent(target)
+                .map_err(|e| call.clone().failed(e))?
+        };
+        let mut st = self.st.borrow_mut();
+        let at = normal(&st.cwd, target);
+        st.table.push((at, shown));
         Ok(())
     }
-    fn remount(&mut self, t: &Path, flags: MountFlags, data: &str) -> Result<()> {
+
+    fn remount(&self, t: &Path, flags: MountFlags, data: &str) -> Result<(), SysError> {
         self.run(Call::Remount {
             target: t.into(),
             flags,
             data: data.into(),
         })
     }
-    fn unmount(&mut self, t: &Path) -> Result<Unmounted> {
+
+    fn unmount(&self, t: &Path) -> Result<Unmounted, SysError> {
         self.run(Call::Unmount(t.into()))?;
-        self.mounts.remove(t);
-        Ok(if self.busy.contains(t) {
+        let mut st = self.st.borrow_mut();
+        let at = normal(&st.cwd, t);
+        if let Some(i) = st.table.iter().rposition(|(v, _)| *v == at) {
+            st.table.remove(i);
+        }
+        Ok(if st.busy.contains(t) {
             Unmounted::Detached
         } else {
             Unmounted::Clean
         })
     }
-    fn make_private(&mut self) -> Result<()> {
+
+    fn make_private(&self) -> Result<(), SysError> {
         self.run(Call::MakePrivate)
     }
-    fn mkdir(&mut self, p: &Path) -> Result<()> {
+
+    fn mkdir(&self, p: &Path) -> Result<(), SysError> {
         self.run(Call::Mkdir(p.into()))?;
-        self.dirs.insert(p.into());
+        if let Some(real) = self.real(p) {
+            match std::fs::create_dir(&real) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Call::Mkdir(p.into()).failed(errno_of(&e))),
+            }
+        }
+        let mut st = self.st.borrow_mut();
+        let at = normal(&st.cwd, p);
+        st.dirs.insert(at);
         Ok(())
     }
-    fn mknod_block(&mut self, p: &Path, major: u32, minor: u32) -> Result<()> {
-        self.run(Call::Mknod(p.into(), major, minor))
+
+    fn mknod_block(&self, p: &Path, major: u32, minor: u32) -> Result<(), SysError> {
+        self.run(Call::Mknod(p.into(), major, minor))?;
+        if let Some(real) = self.real(p) {
+            let st = self.st.borrow();
+            let disk = st
+                .disks
+                .iter()
+                .find(|d| (d.major, d.minor) == (major, minor));
+            let _ = std::fs::write(real, disk.map(|d| d.content.clone()).unwrap_or_default());
+        }
+        let mut st = self.st.borrow_mut();
+        let at = normal(&st.cwd, p);
+        st.nodes.insert(at, (major, minor));
+        Ok(())
     }
-    fn pivot_root(&mut self, n: &Path, o: &Path) -> Result<()> {
-        self.run(Call::PivotRoot(n.into(), o.into()))
+
+    fn pivot_root(&self, n: &Path, o: &Path) -> Result<(), SysError> {
+        self.run(Call::PivotRoot(n.into(), o.into()))?;
+        let mut st = self.st.borrow_mut();
+        let new = normal(&st.cwd, n);
+        let put_old = normal(&st.cwd, o);
+        let old_at = rebase(&put_old, &new, Path::new("/"));
+        let root = Path::new("/");
+        let mut table: Vec<(PathBuf, PathBuf)> = Vec::new();
+        // The old tree goes under the put-old directory; the new root's
+        // mounts become the top of the tree.
+        for (v, r) in &st.table {
+            if !v.starts_with(&new) {
+                table.push((rebase(v, root, &old_at), r.clone()));
+            }
+        }
+        for (v, r) in &st.table {
+            if v.starts_with(&new) {
+                table.push((rebase(v, &new, root), r.clone()));
+            }
+        }
+        st.table = table;
+        st.nodes = std::mem::take(&mut st.nodes)
+            .into_iter()
+            .map(|(p, d)| (rebase(&p, root, &old_at), d))
+            .collect();
+        st.cwd = if st.cwd.starts_with(&new) {
+            rebase(&st.cwd, &new, root)
+        } else {
+            rebase(&st.cwd, root, &old_at)
+        };
+        Ok(())
     }
-    fn chdir(&mut self, p: &Path) -> Result<()> {
-        self.run(Call::Chdir(p.into()))
+
+    fn chdir(&self, p: &Path) -> Result<(), SysError> {
+        self.run(Call::Chdir(p.into()))?;
+        let mut st = self.st.borrow_mut();
+        st.cwd = normal(&st.cwd, p);
+        Ok(())
     }
-    fn move_mount(&mut self, f: &Path, t: &Path) -> Result<()> {
-        self.run(Call::Move(f.into(), t.into()))
+
+    fn move_mount(&self, f: &Path, t: &Path) -> Result<(), SysError> {
+        self.run(Call::Move(f.into(), t.into()))?;
+        let mut st = self.st.borrow_mut();
+        let (from, to) = (normal(&st.cwd, f), normal(&st.cwd, t));
+        let (moved, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.table)
+            .into_iter()
+            .partition(|(v, _)| v.starts_with(&from) && from != Path::new("/"));
+        st.table = kept;
+        st.table
+            .extend(moved.into_iter().map(|(v, r)| (rebase(&v, &from, &to), r)));
+        st.nodes = std::mem::take(&mut st.nodes)
+            .into_iter()
+            .map(|(p, d)| (rebase(&p, &from, &to), d))
+            .collect();
+        Ok(())
     }
-    fn chroot(&mut self, p: &Path) -> Result<()> {
+
+    fn chroot(&self, p: &Path) -> Result<(), SysError> {
         self.run(Call::Chroot(p.into()))
     }
-    fn root_is_ram(&mut self) -> bool {
-        self.calls.push(Call::RootIsRam);
-        !self.not_ram
-    }
-    fn free_initramfs(&mut self) -> (usize, u64) {
-        self.calls.push(Call::FreeInitramfs);
+
+    fn free_initramfs(&self) -> (usize, u64) {
+        let _ = self.rec(Call::FreeInitramfs);
         (3, 4096)
     }
-    fn is_dir(&mut self, p: &Path) -> bool {
-        self.dirs.contains(p)
+}
+
+impl Procs for FakeSys {
+    fn spawn(
+        &self,
+        _prog: Program,
+        argv: &[CString],
+        _envp: &[CString],
+        _opts: &SpawnOpts,
+    ) -> Result<Child, Errno> {
+        let args = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        self.rec(Call::Spawn(args))?;
+        Ok(Child {
+            pid: Pid::from_raw(4242).ok_or(Errno::INVAL)?,
+            own_pid_ns: true,
+        })
     }
-    fn is_mount_point(&mut self, p: &Path) -> bool {
-        self.mounts.contains(p)
+
+    fn wait_child(&self, _pid: Pid, _timeout: Option<Duration>) -> Result<Option<Exit>, Errno> {
+        Ok(self.st.borrow().child_exit)
     }
-    fn halt(&mut self, how: Halt) -> Error {
-        let call = Call::Halt(how);
-        let errno = self.rec(call.clone()).err().unwrap_or(Errno::INVAL);
-        call.error(errno)
+
+    fn kill_group(&self, _pgid: Pid, _grace: Duration) {}
+
+    fn reap_children(&self) -> usize {
+        0
+    }
+
+    fn clean_for_exec(&self) {}
+
+    fn exec(&self, _prog: Program, argv: &[CString], _envp: &[CString]) -> Result<End, Errno> {
+        let path = PathBuf::from(
+            argv.first()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        self.rec(Call::Exec(path.clone()))?;
+        Ok(End::Exec(path))
+    }
+
+    fn halt(&self, how: Halt) -> Result<End, SysError> {
+        self.run(Call::Halt(how))?;
+        Ok(End::Halt(how))
+    }
+
+    fn wait_forever(&self) -> End {
+        End::Forever
+    }
+}
+
+impl Kernel for FakeSys {
+    fn uname(&self) -> Uname {
+        Uname {
+            release: RELEASE.into(),
+            machine: std::env::consts::ARCH.into(),
+        }
+    }
+
+    fn load_module(&self, file: &OpenFile, _params: &CStr, _flags: i32) -> Result<(), Errno> {
+        let at = self.locate(file).unwrap_or_default();
+        self.rec(Call::LoadModule(at))
+    }
+
+    fn open_log(&self) -> Option<std::fs::File> {
+        None
+    }
+
+    fn console_fds(&self) {}
+
+    fn nvme_identify_controller(&self, _dev: &Path) -> Result<Vec<u8>, Errno> {
+        Err(Errno::NOTTY)
+    }
+}
+
+impl Events for FakeSys {
+    fn uevents_open(&self) -> Result<(), SysError> {
+        if !self.st.borrow().subscribed {
+            self.run(Call::Netlink("socket"))?;
+            self.st.borrow_mut().subscribed = true;
+        }
+        Ok(())
+    }
+
+    fn uevents_close(&self) {
+        self.st.borrow_mut().subscribed = false;
+    }
+
+    fn watch_signals(&self, _on: bool) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<Ready, SysError> {
+        if !self.st.borrow().signals.is_empty() {
+            return Ok(Ready {
+                uevent: false,
+                signal: true,
+            });
+        }
+        if self.st.borrow().queued.is_empty() {
+            let next = self.st.borrow_mut().arrivals.pop_front();
+            match next {
+                Some(d) => {
+                    let ev = FakeSys::add_event(&d);
+                    self.materialize(d);
+                    self.st.borrow_mut().queued.push_back(ev);
+                }
+                None => {
+                    std::thread::sleep(timeout.min(Duration::from_millis(20)));
+                    return Ok(Ready::default());
+                }
+            }
+        }
+        Ok(Ready {
+            uevent: true,
+            signal: false,
+        })
+    }
+
+    fn recv_uevent<'b>(&self, buf: &'b mut [u8]) -> Result<Recv<'b>, SysError> {
+        let Some(msg) = self.st.borrow_mut().queued.pop_front() else {
+            return Ok(Recv::Empty);
+        };
+        let n = msg.len().min(buf.len());
+        buf[..n].copy_from_slice(&msg[..n]);
+        Ok(Recv::Message(&buf[..n]))
+    }
+
+    fn next_signal(&self) -> Option<Sig> {
+        self.st.borrow_mut().signals.pop_front()
     }
 }

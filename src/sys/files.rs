@@ -2,12 +2,12 @@
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::error::{ErrnoText, Error, Result};
+use super::ErrnoText;
 
 /// What `stat` says of a file, in the terms the stages use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,16 +37,15 @@ impl From<rustix::fs::Stat> for FileInfo {
     }
 }
 
-pub fn stat(path: &Path) -> std::result::Result<FileInfo, Errno> {
+pub(super) fn stat(path: &Path) -> Result<FileInfo, Errno> {
     rustix::fs::stat(path).map(FileInfo::from)
 }
 
-/// `stat` without following a final symlink.
-pub fn lstat(path: &Path) -> std::result::Result<FileInfo, Errno> {
+pub(super) fn lstat(path: &Path) -> Result<FileInfo, Errno> {
     rustix::fs::lstat(path).map(FileInfo::from)
 }
 
-/// A file opened for reading.
+/// An open file: what the stages read, check and execute.
 pub struct OpenFile(OwnedFd);
 
 impl OpenFile {
@@ -54,12 +53,12 @@ impl OpenFile {
         &self.0
     }
 
-    pub fn info(&self) -> std::result::Result<FileInfo, Errno> {
+    pub fn info(&self) -> Result<FileInfo, Errno> {
         rustix::fs::fstat(&self.0).map(FileInfo::from)
     }
 
     /// Fills `buf` from `offset` on; returns how many bytes the file had there.
-    pub fn read_full_at(&self, buf: &mut [u8], offset: u64) -> std::result::Result<usize, Errno> {
+    pub fn read_full_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
         let mut got = 0;
         while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
             match rustix::io::pread(&self.0, rest, offset + got as u64) {
@@ -72,16 +71,6 @@ impl OpenFile {
         Ok(got)
     }
 
-    /// Where this file is, as a path inside `root` (`/sbin/init`), after
-    /// every symlink; `None` when /proc cannot tell or it is outside `root`.
-    pub fn path_in(&self, root: &Path) -> Option<std::path::PathBuf> {
-        use std::os::fd::AsRawFd;
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", self.0.as_raw_fd())).ok()?;
-        let root = std::fs::canonicalize(root).ok()?;
-        let rel = link.strip_prefix(&root).ok()?;
-        Some(Path::new("/").join(rel))
-    }
-
     /// The first `len` bytes (fewer for a shorter file; none on a read error).
     pub fn head(&self, len: usize) -> Vec<u8> {
         let mut head = vec![0u8; len];
@@ -89,120 +78,71 @@ impl OpenFile {
         head.truncate(n);
         head
     }
+
+    /// Where the file is on this machine, after every symlink (from /proc).
+    pub(super) fn real_path(&self) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", self.0.as_raw_fd())).ok()
+    }
 }
 
-pub fn open_ro(path: &Path) -> std::result::Result<OpenFile, Errno> {
+pub(super) fn open_ro(path: &Path) -> Result<OpenFile, Errno> {
     rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map(OpenFile)
 }
 
-fn open_for_reading(path: &Path) -> Result<OpenFile> {
-    open_ro(path).map_err(|errno| Error::Open {
-        path: path.to_path_buf(),
-        errno,
-    })
+/// How a path inside a root is resolved by [`super::Files::open_in`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    /// A file for reading; every symlink resolved inside the root, so
+    /// `/sbin/init -> /lib/systemd/systemd` is found on the volume, not on
+    /// the root we run from.
+    InRoot,
+    /// A directory, as a path handle (to learn where it is); symlinks
+    /// resolved inside the root.
+    DirInRoot,
+    /// A file for reading that is not a symlink itself (ELOOP) and whose
+    /// path does not leave the root through a symlink or `..` (EXDEV).
+    Beneath,
 }
 
-/// Opens `p` (absolute as seen from inside `root`) for reading, resolving
-/// every symlink inside `root`, so `/sbin/init -> /lib/systemd/systemd` is
-/// found on the volume, not on the root we run from.
-pub fn open_in_root(root: &Path, p: &Path) -> std::result::Result<OpenFile, Errno> {
+/// Opens `p` (absolute as seen from inside `root`) as `how` says.
+pub(super) fn open_in(root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, Errno> {
     let rel = p.strip_prefix("/").unwrap_or(p);
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT) {
-        // Kernels before 5.6 have no openat2: use the plain path.
-        Err(Errno::NOSYS) => rustix::fs::open(root.join(rel), flags, Mode::empty()),
-        r => r,
-    }
-    .map(OpenFile)
-}
-
-/// Opens the directory `p` (absolute as seen from inside `root`, symlinks
-/// resolved inside `root`) as a path handle, to learn where it is.
-pub fn open_dir_in_root(root: &Path, p: &Path) -> std::result::Result<OpenFile, Errno> {
-    let rel = p.strip_prefix("/").unwrap_or(p);
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let dir = rustix::fs::open(root, flags, Mode::empty())?;
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
         rel
     };
-    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT) {
-        Err(Errno::NOSYS) => rustix::fs::open(root.join(rel), flags, Mode::empty()),
-        r => r,
-    }
-    .map(OpenFile)
-}
-
-/// Opens `p` (absolute as seen from inside `root`) for reading, refusing a
-/// final symlink (ELOOP) and any path that leaves `root` through a symlink
-/// or `..` (EXDEV): what is opened is a file of the volume.
-pub fn open_beneath(root: &Path, p: &Path) -> std::result::Result<OpenFile, Errno> {
-    let rel = p.strip_prefix("/").unwrap_or(p);
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let (flags, resolve) = match how {
+        Resolve::InRoot => (OFlags::RDONLY, ResolveFlags::IN_ROOT),
+        Resolve::DirInRoot => (OFlags::PATH | OFlags::DIRECTORY, ResolveFlags::IN_ROOT),
+        Resolve::Beneath => (
+            OFlags::RDONLY | OFlags::NOFOLLOW,
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        ),
+    };
+    let flags = flags | OFlags::CLOEXEC;
     let dir = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how) {
-        // Kernels before 5.6: open the plain path, then see where it is.
+    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), resolve) {
+        // Kernels before 5.6 have no openat2: the plain path; for `Beneath`,
+        // then a look at where it is.
         Err(Errno::NOSYS) => {
             let f = OpenFile(rustix::fs::open(root.join(rel), flags, Mode::empty())?);
-            match f.path_in(root) {
-                Some(_) => Ok(f),
-                None => Err(Errno::XDEV),
+            let inside = match (f.real_path(), std::fs::canonicalize(root)) {
+                (Some(at), Ok(root)) => at.starts_with(root),
+                _ => false,
+            };
+            if how == Resolve::Beneath && !inside {
+                return Err(Errno::XDEV);
             }
+            Ok(f)
         }
         r => r.map(OpenFile),
     }
-}
-
-/// Reads the given (offset, length) regions of a file or device into a
-/// zeroed buffer of `total` bytes, each at its own offset; what lies past the
-/// end of the device stays zero. Stops early, after any region, once
-/// `enough(buffer)` says so.
-pub fn read_regions(
-    path: &Path,
-    regions: &[(u64, usize)],
-    total: usize,
-    enough: impl Fn(&[u8]) -> bool,
-) -> Result<Vec<u8>> {
-    let f = open_for_reading(path)?;
-    let mut buf = vec![0u8; total];
-    for (off, len) in regions {
-        let start = usize::try_from(*off).unwrap_or(usize::MAX);
-        if let Some(region) = buf.get_mut(start..start.saturating_add(*len).min(total)) {
-            f.read_full_at(region, *off).map_err(|errno| Error::Read {
-                path: path.to_path_buf(),
-                errno,
-            })?;
-        }
-        if enough(&buf) {
-            break;
-        }
-    }
-    Ok(buf)
-}
-
-/// Reads `len` bytes at `offset` (fewer at the end of the device).
-pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
-    let f = open_for_reading(path)?;
-    let mut buf = vec![0u8; len];
-    let got = f
-        .read_full_at(&mut buf, offset)
-        .map_err(|errno| Error::Read {
-            path: path.to_path_buf(),
-            errno,
-        })?;
-    buf.truncate(got);
-    Ok(buf)
 }
 
 pub(super) fn free_initramfs() -> (usize, u64) {

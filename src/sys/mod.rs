@@ -1,41 +1,49 @@
-//! The syscall boundary: the only module that names rustix or libc. Every
-//! wrapper turns an errno into an [`Error`] naming what was attempted.
+//! The boundary to the system: the only module that names rustix or libc,
+//! and it imports nothing else of the crate. Everything the boot does to or
+//! reads from the machine goes through the [`Sys`] trait, grouped by what
+//! it touches:
 //!
-//! - [`Sys`]: what the stages do to the system (mount, unmount, mkdir, mknod,
-//!   pivot_root, move, chroot, reboot...), with [`RealSys`] and, for unit
-//!   tests without root, a recording fake ([`fake::FakeSys`]).
-//! - [`UeventSocket`]: the kernel uevent subscription (bind, receive, sender check).
-//! - [`process`]: fork/exec of the hook and the shell, exec of an init, waits.
-//! - Reading: [`read_regions`], [`read_at`], [`OpenFile`] (opened inside a root).
+//! - [`Files`]: reads, opens (inside a root), stat, sysfs and /proc.
+//! - [`Mounts`]: mount, unmount, mkdir, mknod, pivot_root, move, chroot.
+//! - [`Procs`]: spawn, wait, kill, exec, halt: the life of PID 1 and its children.
+//! - [`Kernel`]: modules, the log device, the console, uname, NVMe Identify.
+//! - [`Events`]: the uevent subscription and the signals PID 1 waits for.
+//!
+//! [`RealSys`] is the machine; [`fake::FakeSys`] (unit tests) records every
+//! change as an [`Op`], can fail any call with a chosen errno, and serves
+//! files from a sandbox directory, so the whole boot runs on it without root.
+//! A failed call is a [`SysError`]: the [`Op`] with its arguments and the
+//! errno, whose `Display` is the sentence a log line carries.
 
+mod error;
 mod files;
+mod mountflags;
 pub mod process;
-pub mod signals;
+mod real;
+mod signals;
 mod uevent_socket;
 
 #[cfg(test)]
 pub mod fake;
 
-use std::ffi::CString;
-use std::fmt;
-use std::os::fd::OwnedFd;
+use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use rustix::fs::{Mode, OFlags};
-use rustix::mount::{MountPropagationFlags, UnmountFlags};
-
-pub use files::{
-    FileInfo, OpenFile, lstat, open_beneath, open_dir_in_root, open_in_root, open_ro, read_at,
-    read_regions, stat,
-};
+pub use error::{ErrnoText, Op, SysError};
+pub use files::{FileInfo, OpenFile, Resolve};
+pub use mountflags::{FLAG_CLEAR, FLAG_SET, describe as describe_flags};
+pub use process::{Child, Exit, Program, SpawnOpts};
+pub use real::RealSys;
 pub use rustix::fs::FileType;
 pub use rustix::io::Errno;
 pub use rustix::mount::MountFlags;
-pub use rustix::process::{Pid, WaitStatus};
-pub use signals::{Sig, SignalFd};
-pub use uevent_socket::{Ready, Recv, UeventSocket};
+pub use rustix::process::Pid;
+pub use signals::Sig;
+pub use uevent_socket::{Ready, Recv};
 
-use crate::error::{Error, Result};
+/// The API filesystems that move with the root when they are mounted.
+pub const API_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 
 /// How a reboot-type action ends the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,314 +60,225 @@ pub enum Unmounted {
     Detached,
 }
 
-/// Operations of the stages that change the system. Everything the boot
-/// does to mounts, the root and the machine goes through here.
-pub trait Sys {
+/// How PID 1's life ended. The machine never returns one (an exec replaced
+/// the process, a halt stopped the machine, the wait lasts forever); the
+/// fake does, so that a test sees how a boot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The program PID 1 became (its argv[0]).
+    Exec(PathBuf),
+    Halt(Halt),
+    /// Nothing left to run: PID 1 waits, reaping orphans.
+    Forever,
+}
+
+/// The running kernel's `uname -r` and `uname -m`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uname {
+    pub release: String,
+    pub machine: String,
+}
+
+/// Reading the machine: files, directories, sysfs, /proc.
+pub trait Files {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, Errno>;
+    /// The names in a directory (those that are not UTF-8 are left out), unsorted.
+    fn read_dir(&self, path: &Path) -> Result<Vec<String>, Errno>;
+    /// The path with every symlink and `..` resolved.
+    fn canonicalize(&self, path: &Path) -> Option<PathBuf>;
+    fn stat(&self, path: &Path) -> Result<FileInfo, Errno>;
+    /// `stat` without following a final symlink.
+    fn lstat(&self, path: &Path) -> Result<FileInfo, Errno>;
+    fn open_ro(&self, path: &Path) -> Result<OpenFile, Errno>;
+    /// Opens `p`, absolute as seen from inside `root`, resolved as `how` says.
+    fn open_in(&self, root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, Errno>;
+    /// Where an open file is, after every symlink, as a path of this process.
+    fn locate(&self, file: &OpenFile) -> Option<PathBuf>;
+    /// Whether this process may write into `dir`.
+    fn writable(&self, dir: &Path) -> bool;
+    /// Whether `/` is a ramfs or tmpfs (an initramfs; a machine image boots from a disk).
+    fn root_is_ram(&self) -> bool;
+    fn write(&self, path: &Path, data: &[u8]) -> Result<(), Errno>;
+
+    fn read_text(&self, path: &Path) -> Result<String, Errno> {
+        String::from_utf8(self.read(path)?).map_err(|_| Errno::ILSEQ)
+    }
+
+    /// Whether `path` is a directory (following symlinks).
+    fn is_dir(&self, path: &Path) -> bool {
+        self.stat(path)
+            .is_ok_and(|st| st.kind == FileType::Directory)
+    }
+
+    /// Whether something is at `path` (following symlinks).
+    fn exists(&self, path: &Path) -> bool {
+        self.stat(path).is_ok()
+    }
+
+    /// Whether `path` is the root of a mount (its device differs from its
+    /// parent's, or it is the same inode as its parent, as for `/`).
+    fn is_mount_point(&self, path: &Path) -> bool {
+        let (Ok(st), Ok(parent)) = (self.stat(path), self.stat(&path.join(".."))) else {
+            return false;
+        };
+        st.dev != parent.dev || st.ino == parent.ino
+    }
+
+    /// Where an open file is, as a path inside `root` (`/sbin/init`), after
+    /// every symlink; `None` when that cannot be told or it is outside `root`.
+    fn path_in(&self, file: &OpenFile, root: &Path) -> Option<PathBuf> {
+        let at = self.locate(file)?;
+        let root = self.canonicalize(root)?;
+        let rel = at.strip_prefix(&root).ok()?;
+        Some(Path::new("/").join(rel))
+    }
+
+    /// Reads `len` bytes at `offset` (fewer at the end of the device).
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, SysError> {
+        let f = self
+            .open_ro(path)
+            .map_err(|e| Op::Open(path.into()).failed(e))?;
+        let mut buf = vec![0u8; len];
+        let got = f
+            .read_full_at(&mut buf, offset)
+            .map_err(|e| Op::Read(path.into()).failed(e))?;
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// Reads the given (offset, length) regions of a file or device into a
+    /// zeroed buffer of `total` bytes, each at its own offset; what lies past
+    /// the end of the device stays zero. Stops early, after any region, once
+    /// `enough(buffer)` says so.
+    fn read_regions(
+        &self,
+        path: &Path,
+        regions: &[(u64, usize)],
+        total: usize,
+        enough: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Vec<u8>, SysError> {
+        let f = self
+            .open_ro(path)
+            .map_err(|e| Op::Open(path.into()).failed(e))?;
+        let mut buf = vec![0u8; total];
+        for (off, len) in regions {
+            let start = usize::try_from(*off).unwrap_or(usize::MAX);
+            if let Some(region) = buf.get_mut(start..start.saturating_add(*len).min(total)) {
+                f.read_full_at(region, *off)
+                    .map_err(|e| Op::Read(path.into()).failed(e))?;
+            }
+            if enough(&buf) {
+                break;
+            }
+        }
+        Ok(buf)
+    }
+}
+
+/// Changing the mount tree and the root.
+pub trait Mounts {
     fn mount(
-        &mut self,
+        &self,
         source: &Path,
         target: &Path,
         fstype: &str,
         flags: MountFlags,
         data: &str,
-    ) -> Result<()>;
+    ) -> Result<(), SysError>;
     /// Changes the flags and options of the mount at `target` (MS_REMOUNT).
-    fn remount(&mut self, target: &Path, flags: MountFlags, data: &str) -> Result<()>;
+    fn remount(&self, target: &Path, flags: MountFlags, data: &str) -> Result<(), SysError>;
     /// Unmounts `target`; a busy mount is detached lazily, and says so.
-    fn unmount(&mut self, target: &Path) -> Result<Unmounted>;
+    fn unmount(&self, target: &Path) -> Result<Unmounted, SysError>;
     /// Makes the whole mount tree private, so that pivot_root is allowed.
-    fn make_private(&mut self) -> Result<()>;
+    fn make_private(&self) -> Result<(), SysError>;
     /// Creates a directory (mode 0755); an existing directory is fine.
-    fn mkdir(&mut self, path: &Path) -> Result<()>;
+    fn mkdir(&self, path: &Path) -> Result<(), SysError>;
     /// Creates a block device node (mode 0600).
-    fn mknod_block(&mut self, path: &Path, major: u32, minor: u32) -> Result<()>;
-    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> Result<()>;
-    fn chdir(&mut self, path: &Path) -> Result<()>;
-    fn move_mount(&mut self, from: &Path, to: &Path) -> Result<()>;
-    fn chroot(&mut self, path: &Path) -> Result<()>;
-    /// Whether `/` is a ramfs or tmpfs (an initramfs), checked before deleting anything.
-    fn root_is_ram(&mut self) -> bool;
+    fn mknod_block(&self, path: &Path, major: u32, minor: u32) -> Result<(), SysError>;
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), SysError>;
+    fn chdir(&self, path: &Path) -> Result<(), SysError>;
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<(), SysError>;
+    fn chroot(&self, path: &Path) -> Result<(), SysError>;
     /// Deletes the initramfs contents under `/` without crossing into other
     /// mounts; returns (entries removed, bytes freed).
-    fn free_initramfs(&mut self) -> (usize, u64);
-    /// Whether `path` is a directory (following symlinks).
-    fn is_dir(&mut self, path: &Path) -> bool;
-    /// Whether `path` is the root of a mount.
-    fn is_mount_point(&mut self, path: &Path) -> bool;
-    /// `sync`, then reboot or power off. Returns only on failure.
-    fn halt(&mut self, how: Halt) -> Error;
+    fn free_initramfs(&self) -> (usize, u64);
 }
 
-/// One operation of [`Sys`] with its arguments: what the fake records, and
-/// what an error names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    Mount {
-        source: PathBuf,
-        target: PathBuf,
-        fstype: String,
-        flags: MountFlags,
-        data: String,
-    },
-    Remount {
-        target: PathBuf,
-        flags: MountFlags,
-        data: String,
-    },
-    Unmount(PathBuf),
-    MakePrivate,
-    Mkdir(PathBuf),
-    Mknod(PathBuf, u32, u32),
-    PivotRoot(PathBuf, PathBuf),
-    Chdir(PathBuf),
-    Move(PathBuf, PathBuf),
-    Chroot(PathBuf),
-    RootIsRam,
-    FreeInitramfs,
-    Halt(Halt),
+/// Processes: the children PID 1 starts, and what PID 1 itself becomes.
+pub trait Procs {
+    /// Forks (or clones into a new PID namespace) and execs `prog` with
+    /// exactly `argv` and `envp`; the child starts clean (default signal
+    /// dispositions, an empty mask, no descriptor but 0-2 and `opts.fd3`).
+    fn spawn(
+        &self,
+        prog: Program,
+        argv: &[CString],
+        envp: &[CString],
+        opts: &SpawnOpts,
+    ) -> Result<Child, Errno>;
+    /// Waits for child `pid`, at most `timeout` (`None`: as long as it
+    /// takes); `None` when it is still running.
+    fn wait_child(&self, pid: Pid, timeout: Option<Duration>) -> Result<Option<Exit>, Errno>;
+    /// Kills process group `pgid`: SIGTERM, SIGKILL after `grace`, reaping
+    /// every member that is our child.
+    fn kill_group(&self, pgid: Pid, grace: Duration);
+    /// Reaps every exited child without blocking; returns how many.
+    fn reap_children(&self) -> usize;
+    /// What every exec of PID 1 starts from, besides the default signal
+    /// dispositions set at start: only fds 0-2 (the console) survive it, and
+    /// Ctrl-Alt-Del is back to the kernel's default for the next init.
+    fn clean_for_exec(&self);
+    /// Replaces PID 1 with `prog`. Returns only on failure (or on the fake).
+    fn exec(&self, prog: Program, argv: &[CString], envp: &[CString]) -> Result<End, Errno>;
+    /// `sync`, then reboot or power off. Returns only on failure (or on the fake).
+    fn halt(&self, how: Halt) -> Result<End, SysError>;
+    /// The last resort: PID 1 must not exit, so it sleeps, reaping orphans.
+    fn wait_forever(&self) -> End;
 }
 
-/// One short line per call, so a test can compare a whole sequence at a glance.
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use Op::*;
-        match self {
-            Mount {
-                source,
-                target,
-                fstype,
-                ..
-            } => write!(
-                f,
-                "mount {} {} {fstype}",
-                source.display(),
-                target.display()
-            ),
-            Remount {
-                target,
-                flags,
-                data,
-            } => write!(
-                f,
-                "remount {} {}",
-                target.display(),
-                crate::mountopts::describe(*flags, data)
-            ),
-            Unmount(p) => write!(f, "umount {}", p.display()),
-            MakePrivate => write!(f, "private /"),
-            Mkdir(p) => write!(f, "mkdir {}", p.display()),
-            Mknod(p, a, b) => write!(f, "mknod {} {a}:{b}", p.display()),
-            PivotRoot(n, o) => write!(f, "pivot_root {} {}", n.display(), o.display()),
-            Chdir(p) => write!(f, "chdir {}", p.display()),
-            Move(a, b) => write!(f, "move {} {}", a.display(), b.display()),
-            Chroot(p) => write!(f, "chroot {}", p.display()),
-            RootIsRam => write!(f, "statfs /"),
-            FreeInitramfs => write!(f, "free /"),
-            Halt(h) => write!(f, "halt {h:?}"),
-        }
+/// The kernel's other services PID 1 uses.
+pub trait Kernel {
+    fn uname(&self) -> Uname;
+    /// Loads a kernel module from an open file (`finit_module`) with its
+    /// parameters (`p=v p2=v2`).
+    fn load_module(&self, file: &OpenFile, params: &CStr, flags: i32) -> Result<(), Errno>;
+    /// `/dev/kmsg`, opened for writing: where the log goes once it exists.
+    fn open_log(&self) -> Option<std::fs::File>;
+    /// When the kernel found no /dev/console on the boot root, PID 1 starts
+    /// without stdin/stdout/stderr: fills fds 0..2 with the console.
+    fn console_fds(&self);
+    /// The 4096-byte NVMe Identify Controller data of the controller behind
+    /// the block device at `dev` (an admin command, read-only; needs root).
+    fn nvme_identify_controller(&self, dev: &Path) -> Result<Vec<u8>, Errno>;
+
+    fn kernel_release(&self) -> String {
+        self.uname().release
     }
 }
 
-impl Op {
-    /// The error for this operation failing with `errno`.
-    pub fn error(self, errno: Errno) -> Error {
-        match self {
-            Op::Mount {
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-            } => Error::Mount {
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-                errno,
-            },
-            Op::Remount {
-                target,
-                flags,
-                data,
-            } => Error::Remount {
-                target,
-                flags,
-                data,
-                errno,
-            },
-            Op::Unmount(target) => Error::Unmount { target, errno },
-            Op::MakePrivate => Error::MakePrivate { errno },
-            Op::Mkdir(path) => Error::Mkdir { path, errno },
-            Op::Mknod(path, major, minor) => Error::Mknod {
-                path,
-                major,
-                minor,
-                errno,
-            },
-            Op::PivotRoot(new_root, put_old) => Error::PivotRoot {
-                new_root,
-                put_old,
-                errno,
-            },
-            Op::Chdir(path) => Error::Chdir { path, errno },
-            Op::Move(from, to) => Error::MoveMount { from, to, errno },
-            Op::Chroot(path) => Error::Chroot { path, errno },
-            Op::Halt(how) => Error::Halt { how, errno },
-            // Queries that do not fail.
-            Op::RootIsRam | Op::FreeInitramfs => Error::NotInitramfs,
-        }
-    }
+/// What PID 1 waits on: kernel uevents and its signals, in one `poll`.
+pub trait Events {
+    /// Subscribes to kernel uevents (once: an open subscription is kept).
+    fn uevents_open(&self) -> Result<(), SysError>;
+    fn uevents_close(&self);
+    /// `on`: PID 1's signals (child, Ctrl-Alt-Del, SIGTERM, SIGPWR) are
+    /// blocked and read from a descriptor; `off` unblocks them again, so no
+    /// exec inherits a blocked signal.
+    fn watch_signals(&self, on: bool) -> Result<(), Errno>;
+    /// Sleeps until a uevent is queued, a watched signal is pending, or
+    /// `timeout` passes.
+    fn wait_ready(&self, timeout: Duration) -> Result<Ready, SysError>;
+    /// The next queued uevent from the kernel, without blocking (messages
+    /// from anyone else are dropped here).
+    fn recv_uevent<'b>(&self, buf: &'b mut [u8]) -> Result<Recv<'b>, SysError>;
+    /// The next pending watched signal, without blocking.
+    fn next_signal(&self) -> Option<Sig>;
 }
 
-/// The real system.
-pub struct RealSys;
+/// Everything that touches the system.
+pub trait Sys: Files + Mounts + Procs + Kernel + Events {}
 
-fn c_string(s: &str) -> std::result::Result<CString, Errno> {
-    CString::new(s).map_err(|_| Errno::INVAL)
-}
-
-impl Sys for RealSys {
-    fn mount(
-        &mut self,
-        source: &Path,
-        target: &Path,
-        fstype: &str,
-        flags: MountFlags,
-        data: &str,
-    ) -> Result<()> {
-        let r = c_string(data).and_then(|data_c| {
-            let data_arg = (!data.is_empty()).then_some(data_c.as_c_str());
-            rustix::mount::mount(source, target, fstype, flags, data_arg)
-        });
-        r.map_err(|errno| {
-            Op::Mount {
-                source: source.into(),
-                target: target.into(),
-                fstype: fstype.into(),
-                flags,
-                data: data.into(),
-            }
-            .error(errno)
-        })
-    }
-
-    fn remount(&mut self, target: &Path, flags: MountFlags, data: &str) -> Result<()> {
-        rustix::mount::mount_remount(target, flags, data).map_err(|errno| {
-            Op::Remount {
-                target: target.into(),
-                flags,
-                data: data.into(),
-            }
-            .error(errno)
-        })
-    }
-
-    fn unmount(&mut self, target: &Path) -> Result<Unmounted> {
-        let r = match rustix::mount::unmount(target, UnmountFlags::empty()) {
-            Ok(()) => Ok(Unmounted::Clean),
-            Err(Errno::BUSY) => {
-                rustix::mount::unmount(target, UnmountFlags::DETACH).map(|()| Unmounted::Detached)
-            }
-            Err(e) => Err(e),
-        };
-        r.map_err(|errno| Op::Unmount(target.into()).error(errno))
-    }
-
-    fn make_private(&mut self) -> Result<()> {
-        rustix::mount::mount_change(
-            "/",
-            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-        )
-        .map_err(|errno| Op::MakePrivate.error(errno))
-    }
-
-    fn mkdir(&mut self, path: &Path) -> Result<()> {
-        match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
-            Ok(()) => Ok(()),
-            Err(Errno::EXIST) if is_dir(path) => Ok(()),
-            Err(errno) => Err(Op::Mkdir(path.into()).error(errno)),
-        }
-    }
-
-    fn mknod_block(&mut self, path: &Path, major: u32, minor: u32) -> Result<()> {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            path,
-            FileType::BlockDevice,
-            Mode::from_raw_mode(0o600),
-            rustix::fs::makedev(major, minor),
-        )
-        .map_err(|errno| Op::Mknod(path.into(), major, minor).error(errno))
-    }
-
-    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> Result<()> {
-        rustix::process::pivot_root(new_root, put_old)
-            .map_err(|errno| Op::PivotRoot(new_root.into(), put_old.into()).error(errno))
-    }
-
-    fn chdir(&mut self, path: &Path) -> Result<()> {
-        rustix::process::chdir(path).map_err(|errno| Op::Chdir(path.into()).error(errno))
-    }
-
-    fn move_mount(&mut self, from: &Path, to: &Path) -> Result<()> {
-        rustix::mount::mount_move(from, to)
-            .map_err(|errno| Op::Move(from.into(), to.into()).error(errno))
-    }
-
-    fn chroot(&mut self, path: &Path) -> Result<()> {
-        rustix::process::chroot(path).map_err(|errno| Op::Chroot(path.into()).error(errno))
-    }
-
-    fn root_is_ram(&mut self) -> bool {
-        root_is_ram()
-    }
-
-    fn free_initramfs(&mut self) -> (usize, u64) {
-        files::free_initramfs()
-    }
-
-    fn is_dir(&mut self, path: &Path) -> bool {
-        is_dir(path)
-    }
-
-    fn is_mount_point(&mut self, path: &Path) -> bool {
-        is_mount_point(path)
-    }
-
-    fn halt(&mut self, how: Halt) -> Error {
-        rustix::fs::sync();
-        let cmd = match how {
-            Halt::Reboot => rustix::system::RebootCommand::Restart,
-            Halt::PowerOff => rustix::system::RebootCommand::PowerOff,
-        };
-        let errno = rustix::system::reboot(cmd).err().unwrap_or(Errno::INVAL);
-        Op::Halt(how).error(errno)
-    }
-}
-
-/// Whether `/` is a ramfs or tmpfs: an initramfs (a machine image boots from a disk).
-pub fn root_is_ram() -> bool {
-    const RAMFS_MAGIC: u64 = 0x8584_58f6;
-    const TMPFS_MAGIC: u64 = 0x0102_1994;
-    rustix::fs::statfs("/").is_ok_and(|st| {
-        let t = st.f_type as u64;
-        t == RAMFS_MAGIC || t == TMPFS_MAGIC
-    })
-}
-
-pub fn is_dir(path: &Path) -> bool {
-    stat(path).is_ok_and(|st| st.kind == FileType::Directory)
-}
-
-/// Whether `path` is the root of a mount (its device differs from its parent's,
-/// or it is the same inode as its parent, as for `/`).
-pub fn is_mount_point(path: &Path) -> bool {
-    let (Ok(st), Ok(parent)) = (stat(path), stat(&path.join(".."))) else {
-        return false;
-    };
-    st.dev != parent.dev || st.ino == parent.ino
-}
+impl<T: Files + Mounts + Procs + Kernel + Events> Sys for T {}
 
 /// `dev_t` of a block device number.
 pub fn makedev(major: u32, minor: u32) -> u64 {
@@ -413,115 +332,6 @@ pub fn is_root_user() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Whether the current user may write into `dir`.
-pub fn writable(dir: &Path) -> bool {
-    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
-}
-
-/// The running kernel's release (`uname -r`).
-pub fn kernel_release() -> String {
-    rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The running machine (`uname -m`).
-pub fn machine() -> String {
-    rustix::system::uname()
-        .machine()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The 4096-byte NVMe Identify Controller data of the controller behind
-/// the block device at `dev` (an admin command, read-only; needs root).
-pub fn nvme_identify_controller(dev: &Path) -> std::result::Result<Vec<u8>, Errno> {
-    use std::os::fd::AsRawFd;
-    /// struct nvme_passthru_cmd of <linux/nvme_ioctl.h> (72 bytes).
-    #[repr(C)]
-    #[derive(Default)]
-    struct PassthruCmd {
-        opcode: u8,
-        flags: u8,
-        rsvd1: u16,
-        nsid: u32,
-        cdw2: u32,
-        cdw3: u32,
-        metadata: u64,
-        addr: u64,
-        metadata_len: u32,
-        data_len: u32,
-        cdw10: u32,
-        cdw11: u32,
-        cdw12: u32,
-        cdw13: u32,
-        cdw14: u32,
-        cdw15: u32,
-        timeout_ms: u32,
-        result: u32,
-    }
-    /// _IOWR('N', 0x41, struct nvme_admin_cmd)
-    const NVME_IOCTL_ADMIN_CMD: libc::c_ulong = 0xC048_4E41;
-    let file = open_ro(dev)?;
-    let mut buf = vec![0u8; 4096];
-    let mut cmd = PassthruCmd {
-        opcode: 0x06, // Identify
-        addr: buf.as_mut_ptr() as u64,
-        data_len: 4096,
-        cdw10: 1, // CNS 1: the controller
-        timeout_ms: 5000,
-        ..PassthruCmd::default()
-    };
-    // SAFETY: the command is a valid struct nvme_passthru_cmd whose data
-    // pointer addresses `buf`, 4096 writable bytes that outlive the call; the
-    // kernel writes at most data_len bytes there and the result into `cmd`.
-    let r = unsafe {
-        libc::ioctl(
-            file.fd().as_raw_fd(),
-            NVME_IOCTL_ADMIN_CMD as _,
-            &mut cmd as *mut PassthruCmd,
-        )
-    };
-    if r < 0 {
-        return Err(Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ));
-    }
-    Ok(buf)
-}
-
-/// Loads a kernel module from an open file (`finit_module`) with its
-/// parameters (`p=v p2=v2`).
-pub fn finit_module(
-    file: &OpenFile,
-    params: &std::ffi::CStr,
-    flags: i32,
-) -> std::result::Result<(), Errno> {
-    rustix::system::finit_module(file.fd(), params, flags)
-}
-
-/// Opens a file for reading and writing (the console).
-pub fn open_rw(path: &Path) -> std::result::Result<OwnedFd, Errno> {
-    rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-}
-
-/// When the kernel found no /dev/console on the boot root, PID 1 starts
-/// without stdin/stdout/stderr. Fill fds 0..2 with the console, which
-/// devtmpfs now provides, so that the hook and the real init have one.
-pub fn ensure_console_fds() {
-    use std::os::fd::{AsRawFd, IntoRawFd};
-    for _ in 0..3 {
-        match rustix::fs::open("/dev/console", OFlags::RDWR, Mode::empty()) {
-            // The lowest free fd is returned: below 3 means a std fd was missing; keep it.
-            Ok(fd) if fd.as_raw_fd() < 3 => {
-                let _ = fd.into_raw_fd();
-            }
-            _ => return,
-        }
-    }
-}
-
 /// Milliseconds since boot (CLOCK_BOOTTIME), for the summary line.
 pub fn uptime_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
@@ -529,22 +339,22 @@ pub fn uptime_ms() -> u64 {
 }
 
 /// CPU time this process has used, in microseconds (/proc/self/schedstat).
-pub fn cpu_us() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+pub fn cpu_us(fs: &dyn Files) -> Option<u64> {
+    let text = fs.read_text(Path::new("/proc/self/schedstat")).ok()?;
     let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
     Some(ns / 1000)
 }
 
 /// Peak resident memory (VmHWM) in KiB.
-pub fn vm_hwm_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+pub fn vm_hwm_kib(fs: &dyn Files) -> Option<u64> {
+    let status = fs.read_text(Path::new("/proc/self/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `base` + `p`, where `p` is absolute as seen from inside `base` (a volume
 /// mounted at `base`). `..` components are dropped, so the result never
-/// leaves `base` lexically; symlinks are resolved by [`open_in_root`].
+/// leaves `base` lexically; symlinks are resolved by [`Files::open_in`].
 pub fn in_root(base: &Path, p: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = base.to_path_buf();
@@ -557,25 +367,22 @@ pub fn in_root(base: &Path, p: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod args_tests {
+mod tests {
+    use super::*;
+
     #[test]
     fn args_from_c_reads_argc_entries_and_stops_at_null() {
         let a = c"/init";
         let b = c"single";
         let v = [a.as_ptr(), b.as_ptr(), std::ptr::null()];
         // SAFETY: three valid entries, the last null.
-        let got = unsafe { super::args_from_c(3, v.as_ptr()) };
+        let got = unsafe { args_from_c(3, v.as_ptr()) };
         assert_eq!(got, ["/init", "single"]);
         // SAFETY: a null argv is allowed.
-        assert!(unsafe { super::args_from_c(1, std::ptr::null()) }.is_empty());
+        assert!(unsafe { args_from_c(1, std::ptr::null()) }.is_empty());
         // SAFETY: argc 1 reads only the first entry.
-        assert_eq!(unsafe { super::args_from_c(1, v.as_ptr()) }, ["/init"]);
+        assert_eq!(unsafe { args_from_c(1, v.as_ptr()) }, ["/init"]);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn in_root_stays_under_the_base() {
@@ -592,6 +399,15 @@ mod tests {
         assert_eq!(
             in_root(b, Path::new("relative/x")),
             Path::new("/new-root/relative/x")
+        );
+    }
+
+    #[test]
+    fn flag_names_start_with_ro_or_rw() {
+        assert_eq!(describe_flags(MountFlags::empty(), ""), "rw");
+        assert_eq!(
+            describe_flags(MountFlags::NODEV | MountFlags::RDONLY, "x=1"),
+            "ro,nodev,x=1"
         );
     }
 }

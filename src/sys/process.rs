@@ -101,7 +101,7 @@ pub(super) const CLOSE_RANGE_CLOEXEC: libc::c_long = 1 << 2;
 /// Forks (or clones into a new PID namespace) and execs `prog` with exactly
 /// `argv` and `envp`. The child starts clean: every signal disposition
 /// default, an empty signal mask, and no descriptor but 0-2 (and `fd3`).
-pub fn spawn(
+pub(super) fn spawn(
     prog: Program,
     argv: &[CString],
     envp: &[CString],
@@ -211,43 +211,40 @@ pub fn spawn(
     Ok(Child { pid, own_pid_ns })
 }
 
-/// Replaces this process with `path`. Returns only on failure.
-pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
-    let argv_p = ptr_array(argv);
-    let envp_p = ptr_array(envp);
-    // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated
-    // pointer arrays that live until execve returns (it only returns on error).
-    unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    last_errno()
-}
-
-/// Replaces this process with the program in `file` (`execveat` with
-/// `AT_EMPTY_PATH`): what runs is the file that was opened and checked,
-/// whatever its path names now. Returns only on failure (ENOSYS before
-/// Linux 3.19).
-pub fn execveat(file: &OpenFile, argv: &[CString], envp: &[CString]) -> Errno {
+/// Replaces this process with `prog`: a path, or an open file (`execveat`
+/// with `AT_EMPTY_PATH`: what runs is the file that was opened and checked,
+/// whatever its path names now; ENOSYS before Linux 3.19). Returns only on
+/// failure.
+pub(super) fn exec(prog: Program, argv: &[CString], envp: &[CString]) -> Errno {
     use std::os::fd::AsRawFd;
     let argv_p = ptr_array(argv);
     let envp_p = ptr_array(envp);
-    let fd = libc::c_long::from(file.fd().as_raw_fd());
-    // SAFETY: the fd is open for the duration of the call; the empty path,
-    // argv and envp are NUL-terminated strings and NULL-terminated pointer
-    // arrays that live until the syscall returns (it only returns on error).
-    unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            fd,
-            c"".as_ptr(),
-            argv_p.as_ptr(),
-            envp_p.as_ptr(),
-            libc::c_long::from(libc::AT_EMPTY_PATH),
-        )
-    };
+    match prog {
+        // SAFETY: path, argv and envp are NUL-terminated strings and
+        // NULL-terminated pointer arrays that live until execve returns (it
+        // only returns on error).
+        Program::Path(path) => unsafe {
+            libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+        },
+        // SAFETY: the fd is open for the duration of the call; the empty
+        // path, argv and envp are NUL-terminated strings and NULL-terminated
+        // pointer arrays that live until the syscall returns (only on error).
+        Program::File(file) => unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                libc::c_long::from(file.fd().as_raw_fd()),
+                c"".as_ptr(),
+                argv_p.as_ptr(),
+                envp_p.as_ptr(),
+                libc::c_long::from(libc::AT_EMPTY_PATH),
+            );
+        },
+    }
     last_errno()
 }
 
 /// Waits for one child; returns how it ended.
-pub fn wait_child(pid: Pid) -> Result<Exit, Errno> {
+pub(super) fn wait_child(pid: Pid) -> Result<Exit, Errno> {
     loop {
         match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
             Ok(Some((_, st))) => return Ok(Exit::of(st)),
@@ -266,7 +263,7 @@ fn timespec(d: Duration) -> Timespec {
 
 /// Waits for child `pid` for at most `timeout`; `None` when it is still running.
 /// Sleeps in poll() on a pidfd, so no time is spent while waiting.
-pub fn wait_child_for(pid: Pid, timeout: Duration) -> Result<Option<Exit>, Errno> {
+pub(super) fn wait_child_for(pid: Pid, timeout: Duration) -> Result<Option<Exit>, Errno> {
     let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
         Ok(fd) => fd,
         // Kernels before 5.3: no timed wait; wait as long as it takes.
@@ -293,7 +290,7 @@ fn nap_20ms() {
 /// Kills process group `pgid`: SIGTERM, then SIGKILL after `grace`, and reaps
 /// every member that became our child. Returns when the group is gone (or
 /// after a bounded wait).
-pub fn kill_group(pgid: Pid, grace: Duration) {
+pub(super) fn kill_group(pgid: Pid, grace: Duration) {
     use rustix::process::{kill_process_group, test_kill_process_group, waitpgid};
     let reap = || while let Ok(Some(_)) = waitpgid(pgid, WaitOptions::NOHANG) {};
     let gone = || test_kill_process_group(pgid).is_err();
@@ -315,25 +312,6 @@ pub fn kill_group(pgid: Pid, grace: Duration) {
     reap();
 }
 
-/// Runs `sh` on the console (our stdin/stdout/stderr) and waits for it.
-pub fn run_console_shell(sh: &Path) -> Result<Exit, Errno> {
-    let path = c_path(sh)?;
-    let opts = SpawnOpts {
-        cwd: c"/",
-        new_group: true,
-        stdin_null: false,
-        new_pid_ns: false,
-        fd3: None,
-    };
-    let child = spawn(
-        Program::Path(&path),
-        std::slice::from_ref(&path),
-        &environ(),
-        &opts,
-    )?;
-    wait_child(child.pid)
-}
-
 /// This process's environment as `KEY=VALUE` C strings.
 pub fn environ() -> Vec<CString> {
     use std::os::unix::ffi::OsStrExt;
@@ -348,7 +326,7 @@ pub fn environ() -> Vec<CString> {
 }
 
 /// Reaps every exited child without blocking; returns how many.
-pub fn reap_children() -> usize {
+pub(super) fn reap_children() -> usize {
     let mut n = 0;
     while let Ok(Some(_)) = rustix::process::wait(WaitOptions::NOHANG) {
         n += 1;

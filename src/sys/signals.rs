@@ -100,7 +100,7 @@ fn unblock_watched() {
 /// Turns the kernel's immediate reboot on Ctrl-Alt-Del off (`on` false):
 /// the kernel then sends SIGINT to PID 1 instead. `on` true gives the next
 /// init the kernel's default back.
-pub fn ctrl_alt_del_reboots(on: bool) {
+pub(super) fn ctrl_alt_del_reboots(on: bool) {
     use rustix::system::RebootCommand;
     let cmd = if on {
         RebootCommand::CadOn
@@ -108,7 +108,7 @@ pub fn ctrl_alt_del_reboots(on: bool) {
         RebootCommand::CadOff
     };
     if let Err(e) = rustix::system::reboot(cmd) {
-        log::debug!("cannot set Ctrl-Alt-Del: {}", crate::error::ErrnoText(e));
+        log::debug!("cannot set Ctrl-Alt-Del: {}", super::ErrnoText(e));
     }
 }
 
@@ -116,7 +116,7 @@ pub fn ctrl_alt_del_reboots(on: bool) {
 /// the Rust runtime ignores SIGPIPE, and an ignored signal stays ignored
 /// across `execve`. Run once at start as PID 1, so every child and every
 /// exec starts as the kernel would start it.
-pub fn reset_all() {
+pub(super) fn reset_all() {
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
@@ -133,7 +133,7 @@ pub fn reset_all() {
 /// Marks every descriptor from `first` on close-on-exec, so that an exec
 /// keeps only the ones below (0-2, the console). Kernels before 5.11 lack
 /// `CLOSE_RANGE_CLOEXEC`; there every descriptor we open is close-on-exec already.
-pub fn cloexec_from(first: u32) {
+pub(super) fn cloexec_from(first: u32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor
     // flags; it takes integers and touches no memory. Async-signal-safe.
     unsafe {

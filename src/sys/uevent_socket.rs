@@ -11,7 +11,9 @@ use rustix::net::netlink::{self, SocketAddrNetlink};
 use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
 
 use super::signals::SignalFd;
-use crate::error::{Error, Result};
+use super::{Op, SysError};
+
+type Result<T> = std::result::Result<T, SysError>;
 
 /// A bound uevent socket (`O_CLOEXEC`). Closing one bound to the uevent
 /// group waits for the kernel's broadcasts in flight; the boot closes it
@@ -45,21 +47,13 @@ impl UeventSocket {
             SocketFlags::CLOEXEC,
             Some(netlink::KOBJECT_UEVENT),
         )
-        .map_err(|errno| Error::Netlink {
-            op: "socket",
-            errno,
-        })?;
+        .map_err(|errno| Op::Netlink("socket").failed(errno))?;
         // A large buffer so a burst of events (many disks at once) is not
         // dropped; if it is, ENOBUFS makes the caller rescan.
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 1 << 20);
         rustix::net::bind(&fd, &SocketAddrNetlink::new(0, 1))
-            .map_err(|errno| Error::Netlink { op: "bind", errno })?;
+            .map_err(|errno| Op::Netlink("bind").failed(errno))?;
         Ok(UeventSocket(fd))
-    }
-
-    /// Sleeps until a message is queued or `timeout` passes; true when one is.
-    pub fn wait(&self, timeout: Duration) -> Result<bool> {
-        self.wait_with(None, timeout).map(|r| r.uevent)
     }
 
     /// Sleeps until a message is queued, a signal is pending on `signals`,
@@ -79,7 +73,7 @@ impl UeventSocket {
                 uevent: !fds[0].revents().is_empty(),
                 signal: fds.get(1).is_some_and(|f| !f.revents().is_empty()),
             }),
-            Err(errno) => Err(Error::Poll { errno }),
+            Err(errno) => Err(Op::Poll.failed(errno)),
         }
     }
 
@@ -101,7 +95,7 @@ impl UeventSocket {
                 Err(Errno::AGAIN) => return Ok(Recv::Empty),
                 Err(Errno::INTR) => continue,
                 Err(Errno::NOBUFS) => return Ok(Recv::Overflow),
-                Err(errno) => return Err(Error::Netlink { op: "recv", errno }),
+                Err(errno) => return Err(Op::Netlink("recv").failed(errno)),
             }
         }
     }
@@ -115,7 +109,7 @@ mod tests {
     /// not taken for the kernel's. Sending to the uevent group needs root.
     #[test]
     fn messages_from_processes_are_dropped() {
-        if !crate::sys::is_root_user() {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("not root: cannot send to the uevent group; sender check not exercised");
             return;
         }
@@ -137,7 +131,7 @@ mod tests {
         .unwrap();
         let mut buf = vec![0u8; 4096];
         // It arrives (poll says so), and recv drops it.
-        assert!(sock.wait(Duration::from_secs(2)).unwrap());
+        assert!(sock.wait_with(None, Duration::from_secs(2)).unwrap().uevent);
         loop {
             match sock.recv(&mut buf).unwrap() {
                 Recv::Empty => break,

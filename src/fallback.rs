@@ -1,0 +1,88 @@
+//! What a failure ends in, carried out on this machine: the policy's
+//! decision given what the boot root can run, then the old init, a shell, a
+//! reboot, a power-off or the wait; and a reboot or power-off asked for
+//! while waiting (Ctrl-Alt-Del, SIGPWR).
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::config::{Config, OnFail};
+use crate::error::Error;
+use crate::exec;
+use crate::policy::{self, Decision, Have};
+use crate::sys::{End, ErrnoText, Halt, Sys};
+
+/// The policy's decision for a failure now: `pivot.onfail` (or the mode's
+/// default), stepped down past what the boot root cannot run (each logged).
+pub fn decide(sys: &dyn Sys, cfg: &Config, switched: bool) -> Decision {
+    let root = Path::new("/");
+    let have = Have {
+        old_init: exec::executable_in(sys, root, &cfg.old_init),
+        shell: exec::executable_in(sys, root, Path::new("/bin/sh")),
+    };
+    let d = policy::decide(cfg.onfail, cfg.initramfs, switched, have);
+    for skipped in &d.unusable {
+        match skipped {
+            OnFail::OldInit => log::warn!("no usable old init at {}", cfg.old_init.display()),
+            _ => log::warn!("no usable shell at /bin/sh"),
+        }
+    }
+    d
+}
+
+/// Carries out `action`. `None` only after the shell action's shell exits
+/// (the boot is retried); what cannot be carried out ends in the wait.
+pub fn carry_out(sys: &dyn Sys, cfg: &Config, argv: &[OsString], action: OnFail) -> Option<End> {
+    match action {
+        OnFail::OldInit => match exec::exec(sys, &cfg.old_init, argv) {
+            Ok(end) => return Some(end),
+            Err(e) => log::error!("{e}"),
+        },
+        OnFail::Shell => match exec::console_shell(sys) {
+            Ok(status) => {
+                log::info!("/bin/sh ended: {status}");
+                sys.reap_children();
+                return None;
+            }
+            Err(e) => log::error!("cannot run /bin/sh: {}", ErrnoText(e)),
+        },
+        OnFail::Reboot | OnFail::PowerOff => {
+            let how = if action == OnFail::Reboot {
+                Halt::Reboot
+            } else {
+                Halt::PowerOff
+            };
+            match sys.halt(how) {
+                Ok(end) => return Some(end),
+                Err(e) => log::error!("{e}"),
+            }
+        }
+        OnFail::Wait => {}
+    }
+    log::error!("nothing left to run; PID 1 waits");
+    Some(sys.wait_forever())
+}
+
+/// Ctrl-Alt-Del or SIGPWR while waiting: a request, not a failure. Logs
+/// it, unmounts what pivot-init mounted (`api_mounted`), syncs and reboots
+/// or powers off.
+pub fn honor(sys: &dyn Sys, api_mounted: &[&str], how: Halt) -> End {
+    log::warn!(
+        "{}: syncing, unmounting what pivot-init mounted, then {}",
+        Error::Requested(how),
+        match how {
+            Halt::Reboot => "rebooting",
+            Halt::PowerOff => "powering off",
+        }
+    );
+    for m in api_mounted.iter().rev() {
+        let _ = sys.unmount(Path::new(m));
+    }
+    match sys.halt(how) {
+        Ok(end) => end,
+        Err(e) => {
+            log::error!("{e}; PID 1 waits");
+            sys.wait_forever()
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! What a failed call says: the operation with its arguments ([`Op`]) and
+//! the errno, as one sentence ([`SysError`]).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::Halt;
+use super::mountflags::describe;
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+
+/// Formats an errno as `errno 2 (No such file or directory)`.
+pub struct ErrnoText(pub Errno);
+
+impl fmt::Display for ErrnoText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let io = std::io::Error::from_raw_os_error(self.0.raw_os_error());
+        // std renders "No such file or directory (os error 2)"; keep the text, add the number.
+        let text = io.to_string();
+        let text = text.split(" (os error").next().unwrap_or("");
+        write!(f, "errno {} ({})", self.0.raw_os_error(), text)
+    }
+}
+
+/// One operation on the system with its arguments: what a failure names,
+/// and what the fake records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Mount {
+        source: PathBuf,
+        target: PathBuf,
+        fstype: String,
+        flags: MountFlags,
+        data: String,
+    },
+    Remount {
+        target: PathBuf,
+        flags: MountFlags,
+        data: String,
+    },
+    Unmount(PathBuf),
+    MakePrivate,
+    Mkdir(PathBuf),
+    Mknod(PathBuf, u32, u32),
+    PivotRoot(PathBuf, PathBuf),
+    Chdir(PathBuf),
+    Move(PathBuf, PathBuf),
+    Chroot(PathBuf),
+    /// `statfs /`: whether the root is an initramfs.
+    RootIsRam,
+    FreeInitramfs,
+    Halt(Halt),
+    Open(PathBuf),
+    Read(PathBuf),
+    Write(PathBuf),
+    /// A step of the uevent socket (`socket`, `bind`, `recv`).
+    Netlink(&'static str),
+    Poll,
+    /// `execve` of PID 1 (the path, or the checked file's path).
+    Exec(PathBuf),
+    /// A child started with these arguments.
+    Spawn(Vec<String>),
+    LoadModule(PathBuf),
+}
+
+/// One short line per operation, so a test can compare a whole sequence at a glance.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Op::*;
+        match self {
+            Mount {
+                source,
+                target,
+                fstype,
+                ..
+            } => write!(
+                f,
+                "mount {} {} {fstype}",
+                source.display(),
+                target.display()
+            ),
+            Remount {
+                target,
+                flags,
+                data,
+            } => write!(f, "remount {} {}", target.display(), describe(*flags, data)),
+            Unmount(p) => write!(f, "umount {}", p.display()),
+            MakePrivate => write!(f, "private /"),
+            Mkdir(p) => write!(f, "mkdir {}", p.display()),
+            Mknod(p, a, b) => write!(f, "mknod {} {a}:{b}", p.display()),
+            PivotRoot(n, o) => write!(f, "pivot_root {} {}", n.display(), o.display()),
+            Chdir(p) => write!(f, "chdir {}", p.display()),
+            Move(a, b) => write!(f, "move {} {}", a.display(), b.display()),
+            Chroot(p) => write!(f, "chroot {}", p.display()),
+            RootIsRam => write!(f, "statfs /"),
+            FreeInitramfs => write!(f, "free /"),
+            Halt(h) => write!(f, "halt {h:?}"),
+            Open(p) => write!(f, "open {}", p.display()),
+            Read(p) => write!(f, "read {}", p.display()),
+            Write(p) => write!(f, "write {}", p.display()),
+            Netlink(op) => write!(f, "netlink {op}"),
+            Poll => write!(f, "poll"),
+            Exec(p) => write!(f, "exec {}", p.display()),
+            Spawn(argv) => write!(f, "spawn {}", argv.join(" ")),
+            LoadModule(p) => write!(f, "finit_module {}", p.display()),
+        }
+    }
+}
+
+/// A call that failed: what was attempted and the errno. Its `Display` is
+/// the sentence a log line or a `FAILED` line carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysError {
+    pub op: Op,
+    pub errno: Errno,
+}
+
+impl Op {
+    /// This operation failing with `errno`.
+    pub fn failed(self, errno: Errno) -> SysError {
+        SysError { op: self, errno }
+    }
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Op::*;
+        let e = ErrnoText(self.errno);
+        match &self.op {
+            Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => write!(
+                f,
+                "mounting {} on {} as {fstype} (flags {}) failed: {e}",
+                source.display(),
+                target.display(),
+                describe(*flags, data),
+            ),
+            Remount {
+                target,
+                flags,
+                data,
+            } => write!(
+                f,
+                "remounting {} with {} failed: {e}",
+                target.display(),
+                describe(*flags, data),
+            ),
+            Unmount(target) => write!(f, "unmounting {} failed: {e}", target.display()),
+            Mkdir(path) => write!(
+                f,
+                "cannot create directory {}: {e}{}",
+                path.display(),
+                if self.errno == Errno::ROFS {
+                    "; create it in the image or boot with `rw`"
+                } else {
+                    ""
+                }
+            ),
+            Mknod(path, major, minor) => write!(
+                f,
+                "cannot create block node {} ({major}:{minor}): {e}",
+                path.display()
+            ),
+            Open(path) => write!(f, "cannot open {}: {e}", path.display()),
+            Read(path) => write!(f, "cannot read {}: {e}", path.display()),
+            Write(path) => write!(f, "cannot write {}: {e}", path.display()),
+            Netlink(op) => write!(f, "uevent netlink socket: {op} failed: {e}"),
+            Poll => write!(f, "waiting on the uevent socket failed: {e}"),
+            PivotRoot(new_root, put_old) => write!(
+                f,
+                "pivot_root({}, {}) failed: {e}",
+                new_root.display(),
+                put_old.display()
+            ),
+            Move(from, to) => write!(
+                f,
+                "moving mount {} to {} failed: {e}",
+                from.display(),
+                to.display()
+            ),
+            Chdir(path) => write!(f, "chdir to {} failed: {e}", path.display()),
+            MakePrivate => write!(
+                f,
+                "making / recursively private (MS_REC|MS_PRIVATE) failed: {e}"
+            ),
+            Chroot(path) => write!(f, "chroot to {} failed: {e}", path.display()),
+            Halt(how) => write!(
+                f,
+                "{} failed: {e}",
+                match how {
+                    super::Halt::Reboot => "reboot",
+                    super::Halt::PowerOff => "poweroff",
+                }
+            ),
+            Exec(path) => write!(f, "exec of {} failed: {e}", path.display()),
+            RootIsRam | FreeInitramfs | Spawn(_) | LoadModule(_) => {
+                write!(f, "{} failed: {e}", self.op)
+            }
+        }
+    }
+}
+
+impl std::error::Error for SysError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_name_path_flags_and_errno() {
+        let e = Op::Mkdir("/new-root".into()).failed(Errno::ROFS);
+        assert_eq!(
+            e.to_string(),
+            "cannot create directory /new-root: errno 30 (Read-only file system); create it in the image or boot with `rw`"
+        );
+        let e = Op::Mount {
+            source: "/dev/nvme1n1".into(),
+            target: "/new-root".into(),
+            fstype: "ext4".into(),
+            flags: MountFlags::NOATIME,
+            data: "discard".into(),
+        }
+        .failed(Errno::INVAL);
+        assert_eq!(
+            e.to_string(),
+            "mounting /dev/nvme1n1 on /new-root as ext4 (flags rw,noatime,discard) failed: errno 22 (Invalid argument)"
+        );
+        let e = Op::Halt(Halt::PowerOff).failed(Errno::PERM);
+        assert_eq!(
+            e.to_string(),
+            "poweroff failed: errno 1 (Operation not permitted)"
+        );
+    }
+}

@@ -1,0 +1,388 @@
+//! The machine: every trait of the boundary on rustix (and libc where
+//! rustix has no call).
+
+use std::cell::Cell;
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{MountPropagationFlags, UnmountFlags};
+
+use super::files::{self, FileInfo, OpenFile, Resolve};
+use super::process::{self, Child, Exit, Program, SpawnOpts};
+use super::signals::{self, Sig, SignalFd};
+use super::uevent_socket::{Ready, Recv, UeventSocket};
+use super::{
+    End, Errno, Events, FileType, Files, Halt, Kernel, MountFlags, Mounts, Op, Pid, Procs,
+    SysError, Uname, Unmounted,
+};
+
+/// The real system. It holds the uevent subscription and the signal
+/// descriptor while they are open (taken out and put back around each use,
+/// so no borrow can fail).
+#[derive(Default)]
+pub struct RealSys {
+    uevents: Cell<Option<UeventSocket>>,
+    signals: Cell<Option<SignalFd>>,
+}
+
+impl RealSys {
+    /// PID 1's start: every signal back to its default disposition and an
+    /// empty mask (the Rust runtime ignores SIGPIPE, and an ignored signal
+    /// stays ignored across `execve`), and Ctrl-Alt-Del as a SIGINT that
+    /// the wait takes as a reboot request.
+    pub fn pid1_signals(&self) {
+        signals::reset_all();
+        signals::ctrl_alt_del_reboots(false);
+    }
+}
+
+fn c_string(s: &str) -> Result<CString, Errno> {
+    CString::new(s).map_err(|_| Errno::INVAL)
+}
+
+impl Files for RealSys {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, Errno> {
+        std::fs::read(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    }
+
+    fn read_dir(&self, path: &Path) -> Result<Vec<String>, Errno> {
+        let rd =
+            std::fs::read_dir(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+        Ok(rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+
+    fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
+        std::fs::canonicalize(path).ok()
+    }
+
+    fn stat(&self, path: &Path) -> Result<FileInfo, Errno> {
+        files::stat(path)
+    }
+
+    fn lstat(&self, path: &Path) -> Result<FileInfo, Errno> {
+        files::lstat(path)
+    }
+
+    fn open_ro(&self, path: &Path) -> Result<OpenFile, Errno> {
+        files::open_ro(path)
+    }
+
+    fn open_in(&self, root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, Errno> {
+        files::open_in(root, p, how)
+    }
+
+    fn locate(&self, file: &OpenFile) -> Option<PathBuf> {
+        file.real_path()
+    }
+
+    fn writable(&self, dir: &Path) -> bool {
+        rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
+    }
+
+    fn root_is_ram(&self) -> bool {
+        const RAMFS_MAGIC: u64 = 0x8584_58f6;
+        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        rustix::fs::statfs("/").is_ok_and(|st| {
+            let t = st.f_type as u64;
+            t == RAMFS_MAGIC || t == TMPFS_MAGIC
+        })
+    }
+
+    fn write(&self, path: &Path, data: &[u8]) -> Result<(), Errno> {
+        std::fs::write(path, data).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    }
+}
+
+impl Mounts for RealSys {
+    fn mount(
+        &self,
+        source: &Path,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> Result<(), SysError> {
+        let r = c_string(data).and_then(|data_c| {
+            let data_arg = (!data.is_empty()).then_some(data_c.as_c_str());
+            rustix::mount::mount(source, target, fstype, flags, data_arg)
+        });
+        r.map_err(|errno| {
+            Op::Mount {
+                source: source.into(),
+                target: target.into(),
+                fstype: fstype.into(),
+                flags,
+                data: data.into(),
+            }
+            .failed(errno)
+        })
+    }
+
+    fn remount(&self, target: &Path, flags: MountFlags, data: &str) -> Result<(), SysError> {
+        rustix::mount::mount_remount(target, flags, data).map_err(|errno| {
+            Op::Remount {
+                target: target.into(),
+                flags,
+                data: data.into(),
+            }
+            .failed(errno)
+        })
+    }
+
+    fn unmount(&self, target: &Path) -> Result<Unmounted, SysError> {
+        let r = match rustix::mount::unmount(target, UnmountFlags::empty()) {
+            Ok(()) => Ok(Unmounted::Clean),
+            Err(Errno::BUSY) => {
+                rustix::mount::unmount(target, UnmountFlags::DETACH).map(|()| Unmounted::Detached)
+            }
+            Err(e) => Err(e),
+        };
+        r.map_err(|errno| Op::Unmount(target.into()).failed(errno))
+    }
+
+    fn make_private(&self) -> Result<(), SysError> {
+        rustix::mount::mount_change(
+            "/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )
+        .map_err(|errno| Op::MakePrivate.failed(errno))
+    }
+
+    fn mkdir(&self, path: &Path) -> Result<(), SysError> {
+        match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) if self.is_dir(path) => Ok(()),
+            Err(errno) => Err(Op::Mkdir(path.into()).failed(errno)),
+        }
+    }
+
+    fn mknod_block(&self, path: &Path, major: u32, minor: u32) -> Result<(), SysError> {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            FileType::BlockDevice,
+            Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(major, minor),
+        )
+        .map_err(|errno| Op::Mknod(path.into(), major, minor).failed(errno))
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), SysError> {
+        rustix::process::pivot_root(new_root, put_old)
+            .map_err(|errno| Op::PivotRoot(new_root.into(), put_old.into()).failed(errno))
+    }
+
+    fn chdir(&self, path: &Path) -> Result<(), SysError> {
+        rustix::process::chdir(path).map_err(|errno| Op::Chdir(path.into()).failed(errno))
+    }
+
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<(), SysError> {
+        rustix::mount::mount_move(from, to)
+            .map_err(|errno| Op::Move(from.into(), to.into()).failed(errno))
+    }
+
+    fn chroot(&self, path: &Path) -> Result<(), SysError> {
+        rustix::process::chroot(path).map_err(|errno| Op::Chroot(path.into()).failed(errno))
+    }
+
+    fn free_initramfs(&self) -> (usize, u64) {
+        files::free_initramfs()
+    }
+}
+
+impl Procs for RealSys {
+    fn spawn(
+        &self,
+        prog: Program,
+        argv: &[CString],
+        envp: &[CString],
+        opts: &SpawnOpts,
+    ) -> Result<Child, Errno> {
+        process::spawn(prog, argv, envp, opts)
+    }
+
+    fn wait_child(&self, pid: Pid, timeout: Option<Duration>) -> Result<Option<Exit>, Errno> {
+        match timeout {
+            None => process::wait_child(pid).map(Some),
+            Some(t) => process::wait_child_for(pid, t),
+        }
+    }
+
+    fn kill_group(&self, pgid: Pid, grace: Duration) {
+        process::kill_group(pgid, grace)
+    }
+
+    fn reap_children(&self) -> usize {
+        process::reap_children()
+    }
+
+    fn clean_for_exec(&self) {
+        signals::cloexec_from(3);
+        signals::ctrl_alt_del_reboots(true);
+    }
+
+    fn exec(&self, prog: Program, argv: &[CString], envp: &[CString]) -> Result<End, Errno> {
+        Err(process::exec(prog, argv, envp))
+    }
+
+    fn halt(&self, how: Halt) -> Result<End, SysError> {
+        rustix::fs::sync();
+        let cmd = match how {
+            Halt::Reboot => rustix::system::RebootCommand::Restart,
+            Halt::PowerOff => rustix::system::RebootCommand::PowerOff,
+        };
+        let errno = rustix::system::reboot(cmd).err().unwrap_or(Errno::INVAL);
+        Err(Op::Halt(how).failed(errno))
+    }
+
+    fn wait_forever(&self) -> End {
+        process::wait_forever()
+    }
+}
+
+impl Kernel for RealSys {
+    fn uname(&self) -> Uname {
+        let u = rustix::system::uname();
+        Uname {
+            release: u.release().to_string_lossy().into_owned(),
+            machine: u.machine().to_string_lossy().into_owned(),
+        }
+    }
+
+    fn load_module(&self, file: &OpenFile, params: &CStr, flags: i32) -> Result<(), Errno> {
+        rustix::system::finit_module(file.fd(), params, flags)
+    }
+
+    fn open_log(&self) -> Option<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/kmsg")
+            .ok()
+    }
+
+    fn console_fds(&self) {
+        use std::os::fd::{AsRawFd, IntoRawFd};
+        for _ in 0..3 {
+            match rustix::fs::open("/dev/console", OFlags::RDWR, Mode::empty()) {
+                // The lowest free fd is returned: below 3 means a std fd was missing; keep it.
+                Ok(fd) if fd.as_raw_fd() < 3 => {
+                    let _ = fd.into_raw_fd();
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn nvme_identify_controller(&self, dev: &Path) -> Result<Vec<u8>, Errno> {
+        use std::os::fd::AsRawFd;
+        /// struct nvme_passthru_cmd of <linux/nvme_ioctl.h> (72 bytes).
+        #[repr(C)]
+        #[derive(Default)]
+        struct PassthruCmd {
+            opcode: u8,
+            flags: u8,
+            rsvd1: u16,
+            nsid: u32,
+            cdw2: u32,
+            cdw3: u32,
+            metadata: u64,
+            addr: u64,
+            metadata_len: u32,
+            data_len: u32,
+            cdw10: u32,
+            cdw11: u32,
+            cdw12: u32,
+            cdw13: u32,
+            cdw14: u32,
+            cdw15: u32,
+            timeout_ms: u32,
+            result: u32,
+        }
+        /// _IOWR('N', 0x41, struct nvme_admin_cmd)
+        const NVME_IOCTL_ADMIN_CMD: libc::c_ulong = 0xC048_4E41;
+        let file = files::open_ro(dev)?;
+        let mut buf = vec![0u8; 4096];
+        let mut cmd = PassthruCmd {
+            opcode: 0x06, // Identify
+            addr: buf.as_mut_ptr() as u64,
+            data_len: 4096,
+            cdw10: 1, // CNS 1: the controller
+            timeout_ms: 5000,
+            ..PassthruCmd::default()
+        };
+        // SAFETY: the command is a valid struct nvme_passthru_cmd whose data
+        // pointer addresses `buf`, 4096 writable bytes that outlive the call; the
+        // kernel writes at most data_len bytes there and the result into `cmd`.
+        let r = unsafe {
+            libc::ioctl(
+                file.fd().as_raw_fd(),
+                NVME_IOCTL_ADMIN_CMD as _,
+                &mut cmd as *mut PassthruCmd,
+            )
+        };
+        if r < 0 {
+            return Err(Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        Ok(buf)
+    }
+}
+
+impl Events for RealSys {
+    fn uevents_open(&self) -> Result<(), SysError> {
+        let sock = match self.uevents.take() {
+            Some(s) => s,
+            None => UeventSocket::subscribe()?,
+        };
+        self.uevents.set(Some(sock));
+        Ok(())
+    }
+
+    fn uevents_close(&self) {
+        drop(self.uevents.take());
+    }
+
+    fn watch_signals(&self, on: bool) -> Result<(), Errno> {
+        // Dropping the descriptor unblocks the signals.
+        drop(self.signals.take());
+        if on {
+            self.signals.set(Some(SignalFd::new()?));
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<Ready, SysError> {
+        let sock = self.uevents.take();
+        let sigs = self.signals.take();
+        let r = match &sock {
+            Some(s) => s.wait_with(sigs.as_ref(), timeout),
+            None => Err(Op::Poll.failed(Errno::BADF)),
+        };
+        self.uevents.set(sock);
+        self.signals.set(sigs);
+        r
+    }
+
+    fn recv_uevent<'b>(&self, buf: &'b mut [u8]) -> Result<Recv<'b>, SysError> {
+        let sock = self.uevents.take();
+        let r = match &sock {
+            Some(s) => s.recv(buf),
+            None => Ok(Recv::Empty),
+        };
+        self.uevents.set(sock);
+        r
+    }
+
+    fn next_signal(&self) -> Option<Sig> {
+        let sigs = self.signals.take();
+        let s = sigs.as_ref().and_then(SignalFd::read);
+        self.signals.set(sigs);
+        s
+    }
+}
