@@ -713,3 +713,32 @@ fn f23_config_file_with_invalid_utf8() {
         &console,
     );
 }
+
+/// Case 24: a FAILED line longer than the kernel takes in one /dev/kmsg
+/// write (992 bytes on the 6.1 test kernel: a longer write fails with
+/// EINVAL and the record is lost whole) still reaches the log, cut to fit.
+/// An 800-byte label makes the wait timeout's line about 1,050 bytes.
+#[test]
+fn f24_failed_line_longer_than_a_record() {
+    let s = Scratch::new("f24");
+    let label = "x".repeat(800);
+    let (console, m) = boot_with(
+        &s,
+        None,
+        &format!("pivot.root=LABEL={label} pivot.timeout=1"),
+    );
+    let failed = lines_with(&console, "pivot-init: FAILED at wait: ");
+    assert_eq!(failed.len(), 1, "one status line expected:\n{console}");
+    let line = failed[0].trim_end();
+    assert!(
+        line.contains(&format!(
+            "pivot-init: FAILED at wait: no device matching LABEL={label} appeared within 1 s; \
+             block devices seen: nvme0n1 (259:0) no known filesystem, nvme0n1p1 (259:1) ext4 LABEL=bootdisk"
+        )),
+        "{line}"
+    );
+    // The record (`<3>pivot-init: ...\n`) fits the kernel's 992 bytes.
+    let record = line.len() - line.find("pivot-init: ").unwrap_or(0) + "<3>\n".len();
+    assert!(record <= 992, "{record} bytes: {line}");
+    old_init_ran(&m, &console);
+}

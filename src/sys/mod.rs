@@ -422,7 +422,7 @@ mod tests {
 /// satisfies those references, so the linker never takes libunwind's
 /// objects; should a future std name another, the link fails loudly with a
 /// duplicate definition rather than silently.
-#[cfg(all(target_env = "musl", not(test)))]
+#[cfg(all(target_env = "musl", pivot_build_std, not(test)))]
 mod no_unwinder {
     use std::ffi::c_void;
 
