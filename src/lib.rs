@@ -22,6 +22,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod cpio;
+pub mod elfdeps;
 pub mod error;
 pub mod exec;
 pub mod fallback;
