@@ -271,6 +271,21 @@ fn strip_signature(src: &std::path::Path, dst: &std::path::Path) {
     std::fs::write(dst, k).unwrap();
 }
 
+/// The test kernels' configs: kexec_file_load on x86_64, not on arm64 (there
+/// the syscall fails with ENOSYS; only the older kexec_load is built in).
+#[test]
+fn kexec_file_in_test_kernels() {
+    assert_eq!(
+        kernel_config(Arch::X86_64, "CONFIG_KEXEC_FILE").as_deref(),
+        Some("y")
+    );
+    assert_eq!(kernel_config(Arch::Aarch64, "CONFIG_KEXEC_FILE"), None);
+    assert_eq!(
+        kernel_config(Arch::Aarch64, "CONFIG_KEXEC").as_deref(),
+        Some("y")
+    );
+}
+
 /// What kexec_file_load (6.1, x86_64) says to each kind of input, from a
 /// boot disk whose init runs `kexec-proto -n` (load, then unload) on files
 /// of a second disk: the errnos the implementation will meet.

@@ -1147,6 +1147,24 @@ pub fn kernel_release(arch: Arch) -> String {
     ver.trim().to_string()
 }
 
+/// The value of `key` (`CONFIG_KEXEC_FILE`) in the test kernel's config for
+/// `arch`: `Some("y")`, `Some("m")`, a string's quoted value, or `None` when
+/// it is not set. The arm64 test kernel (Debian 6.1 cloud) has no
+/// `CONFIG_KEXEC_FILE` (kexec_file_load fails with ENOSYS there), so a kexec
+/// test on arm64 asks this first.
+pub fn kernel_config(arch: Arch, key: &str) -> Option<String> {
+    let dir = match arch {
+        Arch::X86_64 => "target/test-kernel",
+        Arch::Aarch64 => "target/test-kernel-arm64",
+    };
+    let path = root().join(dir).join("config");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}; run scripts/setup", path.display()));
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_string)
+}
+
 /// Builds harness/kexec-proto.c (`cc -O2 -static`) into the scratch
 /// directory; returns the binary. x86_64 only (no arm64 cross compiler here).
 ///
