@@ -1127,3 +1127,306 @@ pub fn assert_line(text: &str, line: &str, what: &str, all: &str) {
         "{what}: expected the line {line:?}; got:\n{text}\n--- console ---\n{all}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// kexec groundwork (issue 23, pivot.kexec): a volume that carries its own
+// kernel, the initramfs that kernel boots with, boot entries, and the C
+// prototype of the kexec step (harness/kexec-proto.c).
+// ---------------------------------------------------------------------------
+
+/// The kernel release of the test kernel for `arch` (its VERSION file),
+/// e.g. `6.1.0-57-cloud-amd64`.
+pub fn kernel_release(arch: Arch) -> String {
+    let dir = match arch {
+        Arch::X86_64 => "target/test-kernel",
+        Arch::Aarch64 => "target/test-kernel-arm64",
+    };
+    let path = root().join(dir).join("VERSION");
+    let ver = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}; run scripts/setup", path.display()));
+    ver.trim().to_string()
+}
+
+/// The value of `key` (`CONFIG_KEXEC_FILE`) in the test kernel's config for
+/// `arch`: `Some("y")`, `Some("m")`, a string's quoted value, or `None` when
+/// it is not set. The arm64 test kernel (Debian 6.1 cloud) has no
+/// `CONFIG_KEXEC_FILE` (kexec_file_load fails with ENOSYS there), so a kexec
+/// test on arm64 asks this first.
+pub fn kernel_config(arch: Arch, key: &str) -> Option<String> {
+    let dir = match arch {
+        Arch::X86_64 => "target/test-kernel",
+        Arch::Aarch64 => "target/test-kernel-arm64",
+    };
+    let path = root().join(dir).join("config");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}; run scripts/setup", path.display()));
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_string)
+}
+
+/// Builds harness/kexec-proto.c (`cc -O2 -static`) into the scratch
+/// directory; returns the binary. x86_64 only (no arm64 cross compiler here).
+///
+/// `kexec-proto [-nRz] [-s LEN] [-u DIR]... KERNEL INITRD|- CMDLINE` loads
+/// KERNEL and INITRD with kexec_file_load, prints `KEXEC load result=0 ms=N`
+/// (or `result=ENOEXEC(8)`), unmounts each DIR, syncs and reboots into the
+/// loaded kernel; `-n` only loads and unloads. See the file's head.
+pub fn kexec_proto(scratch: &Scratch) -> PathBuf {
+    need(
+        have_cmd("cc"),
+        "`cc` is not installed (Debian packages gcc, libc6-dev)",
+    );
+    let out = scratch.0.join("kexec-proto");
+    let o = Command::new("cc")
+        .args(["-O2", "-static", "-Wall", "-o"])
+        .arg(&out)
+        .arg(root().join("harness/kexec-proto.c"))
+        .output()
+        .expect("cc runs");
+    assert!(
+        o.status.success(),
+        "cc harness/kexec-proto.c: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// The applets the kexec'd kernel's initramfs uses.
+const KEXEC_INITRAMFS_APPLETS: &[&str] = &[
+    "sh",
+    "cat",
+    "echo",
+    "mount",
+    "mountpoint",
+    "findfs",
+    "sleep",
+    "switch_root",
+    "poweroff",
+];
+
+/// The /init of [`kexec_initramfs`]: finds `root=UUID=` of the command line
+/// (polling `findfs` every 0.1 s for up to 60 s: the kexec'd kernel probes
+/// its NVMe controllers again and asynchronously, and the name it gives the
+/// volume need not be the one the first kernel gave it), mounts it read-only
+/// on /newroot, moves /dev, /proc, /sys there and switch_roots to
+/// /sbin/init. It reports `KINITRD ...` markers; on failure it powers off.
+fn kexec_initramfs_init(arch: Arch) -> String {
+    format!(
+        "{}fail() {{ m \"KINITRD FAILED $*\"; poweroff -f; }}\n\
+         mount -t devtmpfs devtmpfs /dev\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         uuid=\n\
+         for a in $(cat /proc/cmdline); do case $a in root=UUID=*) uuid=${{a#root=UUID=}};; esac; done\n\
+         [ -n \"$uuid\" ] || fail \"no root=UUID= on the command line\"\n\
+         i=0\n\
+         while ! dev=$(findfs UUID=$uuid 2>/dev/null); do\n\
+         \x20 i=$((i + 1)); [ $i -le 600 ] || fail \"UUID=$uuid did not appear within 60 s\"; sleep 0.1\n\
+         done\n\
+         m \"KINITRD found UUID=$uuid at $dev after $i polls\"\n\
+         mount -t ext4 -o ro $dev /newroot || fail \"mount $dev\"\n\
+         for d in dev proc sys; do mount --move /$d /newroot/$d || fail \"move /$d\"; done\n\
+         exec switch_root /newroot /sbin/init\n",
+        arch.script_head()
+    )
+}
+
+/// A small gzip'd initramfs for the kexec'd test kernel: busybox-static and
+/// an /init that mounts the volume named by `root=UUID=` read-only and runs
+/// its /sbin/init, waiting for it by polling (see `kexec_initramfs_init`).
+/// Written to `out`.
+pub fn kexec_initramfs(arch: Arch, out: &Path) -> PathBuf {
+    need(have_cmd("cpio"), "`cpio` is not installed");
+    let dir = out.with_extension("root");
+    let _ = std::fs::remove_dir_all(&dir);
+    let tree = Tree::new(dir.clone());
+    tree.copy("/bin/busybox", &arch.busybox(), 0o755);
+    for a in KEXEC_INITRAMFS_APPLETS {
+        tree.symlink(&format!("/bin/{a}"), "busybox");
+    }
+    tree.file("/init", kexec_initramfs_init(arch).as_bytes(), 0o755)
+        .mkdir("/dev")
+        .mkdir("/proc")
+        .mkdir("/sys")
+        .mkdir("/newroot");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9 > \"$2\"")
+        .arg("sh")
+        .arg(&dir)
+        .arg(out)
+        .status()
+        .expect("sh runs");
+    assert!(st.success(), "building the initramfs {}", out.display());
+    out.to_path_buf()
+}
+
+/// The /sbin/init of a kexec volume: reports what the kexec'd kernel looks
+/// like from PID 1, then powers off. Markers:
+/// `KEXEC-VOLUME-INIT id=ID pid=1`, `KEXEC-CMDLINE <its /proc/cmdline>`,
+/// `KEXEC-DMESG1 <the first line of dmesg>` (a fresh kernel's
+/// `[    0.000000] Linux version ...`), `KEXEC-LOADER <bootloader_type>`
+/// (208 = 0xd0, kexec, after a kexec; 176 = 0xb0, QEMU, when QEMU loaded the
+/// kernel), `KEXEC-ROOT <the / line of /proc/mounts>`, `KEXEC-UPTIME`, `END`.
+pub fn kexec_volume_init_script(arch: Arch, id: &str) -> String {
+    format!(
+        "{}mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
+         mountpoint -q /proc || mount -t proc proc /proc\n\
+         m \"KEXEC-VOLUME-INIT id={id} pid=$$\"\n\
+         m \"KEXEC-CMDLINE $(cat /proc/cmdline)\"\n\
+         m \"KEXEC-DMESG1 $(dmesg | head -n1)\"\n\
+         m \"KEXEC-LOADER $(cat /proc/sys/kernel/bootloader_type)\"\n\
+         m \"KEXEC-ROOT $(grep ' / ' /proc/mounts | grep -v '^rootfs' | head -n1)\"\n\
+         m \"KEXEC-UPTIME $(cat /proc/uptime)\"\n\
+         m END\nsync\npoweroff -f\n",
+        arch.script_head()
+    )
+}
+
+/// A volume that can be booted by kexec: its own kernel at
+/// `/boot/vmlinuz-RELEASE` (the test kernel), the initramfs of
+/// [`kexec_initramfs`] at `/boot/initrd.img-RELEASE`, the init of
+/// [`kexec_volume_init_script`] at /sbin/init, and a fixed filesystem UUID
+/// (derived from `id`) that the boot entries name as `root=UUID=`.
+/// Boot entries are options: [`KexecVolume::bls_entry`],
+/// [`KexecVolume::debian_links`], [`KexecVolume::dracut_initrd_name`].
+///
+/// ```no_run
+/// use pivot_harness::*;
+/// let s = Scratch::new("kexec-example");
+/// let vol = KexecVolume::new(&s, "k1");
+/// vol.bls_entry("k1", "kexec.marker=k1"); // options: root=UUID=... ro console=ttyS0 panic=-1 kexec.marker=k1
+/// let img = vol.image(&s, "vol.img");
+/// let boot = BootDisk::new(&s).image(&s); // pivot-init as /sbin/init
+/// let mut vm = Vm::boot(&s, &boot, &[Disk { image: &img, serial: "vol0" }],
+///                       &format!("pivot.root=UUID={} pivot.kexec=on", vol.uuid));
+/// let (console, m) = vm.wait_exit();
+/// assert_line(&m, "KEXEC-VOLUME-INIT id=k1 pid=1", "the volume's init", &console);
+/// assert_line(&m, &format!("KEXEC-CMDLINE {}", vol.options("kexec.marker=k1")), "its command line", &console);
+/// assert_line(&m, "KEXEC-LOADER 208", "booted by kexec", &console);
+/// ```
+pub struct KexecVolume {
+    pub tree: Tree,
+    /// The ext4 filesystem UUID [`KexecVolume::image`] gives the volume.
+    pub uuid: String,
+    /// The kernel release in the file names (`6.1.0-57-cloud-amd64`).
+    pub release: String,
+    pub arch: Arch,
+    /// The initramfs' file name in /boot.
+    initrd_name: String,
+}
+
+impl KexecVolume {
+    /// An x86_64 kexec volume (see the type's doc); its tree is in
+    /// `scratch/<id>-tree`.
+    pub fn new(scratch: &Scratch, id: &str) -> KexecVolume {
+        KexecVolume::new_for(Arch::X86_64, scratch, id)
+    }
+
+    pub fn new_for(arch: Arch, scratch: &Scratch, id: &str) -> KexecVolume {
+        let release = kernel_release(arch);
+        // FNV-1a of the id: the same id, the same UUID.
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let uuid = format!("6b657865-6300-4000-8000-{:012x}", h & 0xffff_ffff_ffff);
+        let tree = Tree::new(scratch.0.join(format!("{id}-tree")));
+        tree.busybox_for(arch)
+            .file(
+                "/sbin/init",
+                kexec_volume_init_script(arch, id).as_bytes(),
+                0o755,
+            )
+            .file("/etc/volume-id", format!("{id}\n").as_bytes(), 0o644)
+            .mkdir("/proc")
+            .mkdir("/sys")
+            .mkdir("/dev")
+            .mkdir("/old-root")
+            .copy(&format!("/boot/vmlinuz-{release}"), &arch.kernel(), 0o644);
+        let initrd = kexec_initramfs(arch, &scratch.0.join(format!("{id}-initrd.img")));
+        tree.copy(&format!("/boot/initrd.img-{release}"), &initrd, 0o644);
+        KexecVolume {
+            tree,
+            uuid,
+            release: release.clone(),
+            arch,
+            initrd_name: format!("initrd.img-{release}"),
+        }
+    }
+
+    /// The kernel's path on the volume: `/boot/vmlinuz-RELEASE`.
+    pub fn kernel_path(&self) -> String {
+        format!("/boot/vmlinuz-{}", self.release)
+    }
+
+    /// The initramfs' path on the volume: `/boot/initrd.img-RELEASE`, or
+    /// `/boot/initramfs-RELEASE.img` after [`KexecVolume::dracut_initrd_name`].
+    pub fn initrd_path(&self) -> String {
+        format!("/boot/{}", self.initrd_name)
+    }
+
+    /// The command line the volume's kernel needs: `root=UUID=<uuid> ro`,
+    /// the console, `panic=-1` (a panic ends the guest), then `extra`.
+    pub fn options(&self, extra: &str) -> String {
+        let tty = match self.arch {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
+        };
+        format!("root=UUID={} ro console={tty} panic=-1 {extra}", self.uuid)
+            .trim_end()
+            .to_string()
+    }
+
+    /// Writes the Boot Loader Specification entry
+    /// `/boot/loader/entries/NAME.conf` (`title`, `version`, `linux`,
+    /// `initrd`, `options` = [`KexecVolume::options`] with `extra`). Paths in
+    /// it are from the volume's root, as where /boot is no partition of its own.
+    pub fn bls_entry(&self, name: &str, extra: &str) -> &Self {
+        let conf = format!(
+            "title Test volume {name}\nversion {}\nlinux {}\ninitrd {}\noptions {}\n",
+            self.release,
+            self.kernel_path(),
+            self.initrd_path(),
+            self.options(extra)
+        );
+        self.tree.file(
+            &format!("/boot/loader/entries/{name}.conf"),
+            conf.as_bytes(),
+            0o644,
+        );
+        self
+    }
+
+    /// Debian's links in the volume's root: `/vmlinuz -> boot/vmlinuz-RELEASE`
+    /// and `/initrd.img -> boot/initrd.img-RELEASE` (relative, as Debian's
+    /// linux-update-symlinks makes them).
+    pub fn debian_links(&self) -> &Self {
+        self.tree
+            .symlink("/vmlinuz", self.kernel_path().trim_start_matches('/'))
+            .symlink("/initrd.img", self.initrd_path().trim_start_matches('/'));
+        self
+    }
+
+    /// Renames the initramfs to dracut's `/boot/initramfs-RELEASE.img`
+    /// (before any entry or link that names it is written).
+    pub fn dracut_initrd_name(&mut self) -> &mut Self {
+        let new = format!("initramfs-{}.img", self.release);
+        std::fs::rename(
+            self.tree.path(&self.initrd_path()),
+            self.tree.path(&format!("/boot/{new}")),
+        )
+        .unwrap();
+        self.initrd_name = new;
+        self
+    }
+
+    /// Writes the volume's ext4 image (64 MiB, label `kexecvol`, the UUID).
+    pub fn image(&self, scratch: &Scratch, name: &str) -> PathBuf {
+        self.tree.ext4_args(
+            &scratch.0.join(name),
+            64,
+            &["-L", "kexecvol", "-U", &self.uuid],
+        )
+    }
+}
