@@ -432,10 +432,10 @@ impl<S: Sys> Boot<S> {
             Some(Ok(())) => format!("{} (switch undone)", d.describe(&self.cfg.old_init)),
             None => d.describe(&self.cfg.old_init),
         };
-        log::error!(
-            "FAILED at {}: {err}; action: {what}",
-            self.state.stage.name()
-        );
+        // The action stays in the record however long the reason is.
+        let line = format!("FAILED at {}: {err}", self.state.stage.name());
+        let tail = format!("; action: {what}");
+        log::error!("{}", kmsg::fit_keeping_tail(&line, &tail));
         if d.switched {
             return Some(self.sys.wait_forever());
         }

@@ -10,7 +10,8 @@
 //! 2. Plain data and pure logic: `stage`, `spec`, `mountopts`, `probe`,
 //!    `uevent`, `cloud`, `cpio`, `kmsg`, `config` (the settings), `verify`
 //!    (the kernel's exec rules), `modules` (modprobe without modprobe),
-//!    `policy` (the failure policy as a decision).
+//!    `policy` (the failure policy as a decision), `elfdeps` (what a
+//!    program needs from the dynamic loader, for `pivot-mkinitramfs`).
 //! 3. `error`: the boot's one error type, wrapping the errors below.
 //! 4. The stages and their parts: `prepare`, `node`, `sysblock`,
 //!    `matching`, `wait`, `mount`, `preflight`, `hook`, `kmods`, `switch`,
