@@ -383,11 +383,6 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    // A ` #` starts a trailing comment.
-    let line = match line.find(" #").or_else(|| line.find("\t#")) {
-        Some(i) => line[..i].trim_end(),
-        None => line,
-    };
     let Some((k, v)) = line.split_once('=') else {
         return Some(Err(()));
     };
@@ -396,12 +391,27 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
     if key.is_empty() || key.contains(char::is_whitespace) {
         return Some(Err(()));
     }
-    let v = v.trim();
-    let v = v
-        .strip_prefix('"')
-        .and_then(|x| x.strip_suffix('"'))
-        .unwrap_or(v);
-    Some(Ok((key, v.to_string())))
+    let v = v.trim_start();
+    let value = match v.strip_prefix('"') {
+        // A quoted value ends at its closing quote, `#` and all; after it
+        // only a comment may follow.
+        Some(quoted) => {
+            let Some((inside, rest)) = quoted.split_once('"') else {
+                return Some(Err(()));
+            };
+            let rest = rest.trim_start();
+            if !rest.is_empty() && !rest.starts_with('#') {
+                return Some(Err(()));
+            }
+            inside
+        }
+        // Unquoted, a ` #` starts a trailing comment.
+        None => match v.find(" #").or_else(|| v.find("\t#")) {
+            Some(i) => v[..i].trim_end(),
+            None => v.trim_end(),
+        },
+    };
+    Some(Ok((key, value.to_string())))
 }
 
 /// Reads, in order of rising precedence: the defaults, the config file
@@ -968,6 +978,24 @@ mod tests {
         assert_eq!(cfg.hook_timeout_secs, 5);
         assert_eq!(cfg.onfail, Some(OnFail::PowerOff));
         assert_eq!(cfg.debug_panic, Some(Stage::Mount));
+    }
+
+    #[test]
+    fn quoted_values_keep_their_hash() {
+        let ok = |l: &str| config_line(l).unwrap().unwrap().1;
+        assert_eq!(ok(r#"hook = "/pre pivot #1" # the hook"#), "/pre pivot #1");
+        assert_eq!(ok(r#"flags = "ro,noatime""#), "ro,noatime");
+        assert_eq!(ok("flags = ro,noatime # read-only"), "ro,noatime");
+        assert_eq!(ok("root = LABEL=a#b"), "LABEL=a#b");
+        assert_eq!(ok(r#"root = """#), "");
+        assert_eq!(config_line(r#"hook = "/unterminated #x"#), Some(Err(())));
+        assert_eq!(config_line(r#"hook = "/a" trailing"#), Some(Err(())));
+        let p = parse_all(
+            Some(("f", "init = \"/sbin/init #2\" # comment\n")),
+            "",
+            false,
+        );
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 
     #[test]
