@@ -24,7 +24,7 @@ use crate::prepare;
 use crate::stage::Stage;
 use crate::summary::{self, Switched, Timings};
 use crate::switch;
-use crate::sys::{self, API_MOUNTS, End, RealSys, Sys, process};
+use crate::sys::{self, API_MOUNTS, End, Errno, ErrnoText, Op, RealSys, Sys, process};
 use crate::sysblock::SysBlock;
 use crate::verify::CheckedInit;
 use crate::wait::{self, Found};
@@ -46,6 +46,8 @@ pub struct State {
     pub moved: Vec<&'static str>,
     /// What was mounted onto the volume (the boot disk's module tree), innermost last.
     pub bound: Vec<PathBuf>,
+    /// The volume's device, made read-only until the commit (BLKROSET).
+    pub ro_device: Option<PathBuf>,
 }
 
 impl Default for State {
@@ -57,6 +59,7 @@ impl Default for State {
             switched: false,
             moved: Vec::new(),
             bound: Vec::new(),
+            ro_device: None,
         }
     }
 }
@@ -222,7 +225,7 @@ impl<S: Sys> Boot<S> {
         let fstype = self.stage(Stage::Mount, |b| b.mount(&node, &found))?;
         // The commit point: nothing of the volume runs and nothing on it
         // changes before its init and hook are checked.
-        let (init, hook) = self.stage(Stage::Check, Boot::check_and_commit)?;
+        let (init, hook) = self.stage(Stage::Check, |b| b.check_and_commit(&node, &fstype))?;
         self.stage(Stage::Hook, |b| b.run_hook(hook, &node, &fstype))?;
         self.note_late_matches(&found.dev);
         let how = self.stage(Stage::Switch, Boot::switch)?;
@@ -323,24 +326,84 @@ impl<S: Sys> Boot<S> {
         wait::wait_stage(&self.sys, &self.cfg, self.loader.as_ref())
     }
 
-    /// Mounts the volume read-only: the checks read it, nothing writes it
-    /// (but for a journal that must be replayed: see [`mount::first_options`]).
+    /// Mounts the volume for the checks, read-only (see
+    /// [`mount::first_options`]) on a read-only device: a filesystem would
+    /// write even when mounted read-only (ext4 cleans up orphans, xfs and
+    /// btrfs replay their logs), and the device refuses it. One whose
+    /// journal or log must be replayed gets its device writable, and the
+    /// log says so: that is a change before the commit point.
     fn mount(&mut self, node: &Path, found: &Found) -> Result<String> {
-        let probed = mount::known_filesystem(&self.sys, node, found.fs.clone(), &self.cfg.fstypes)?;
-        let (first, replay) = mount::first_options(&self.cfg.mount_opts, probed.as_ref(), node);
-        let fstype = mount::mount_volume(&self.sys, &self.cfg, &first, node, probed)?;
-        self.state.mounted = Some(self.cfg.new_root.clone());
+        let cfg = &self.cfg;
+        let probed = mount::known_filesystem(&self.sys, node, found.fs.clone(), &cfg.fstypes)?;
+        let first = mount::first_options(&cfg.mount_opts);
+        let replay = probed.as_ref().is_some_and(|p| p.needs_replay);
         if replay {
+            let n = node.display();
+            log::warn!("{n}: its journal needs recovery, which even a read-only mount writes");
             self.state.changes.push("its journal was replayed");
+        } else {
+            self.hold_read_only(node);
         }
+        let fstype = match mount::mount_volume(&self.sys, &self.cfg, &first, node, probed.clone()) {
+            Err(e) if self.state.ro_device.is_some() && mount::wants_to_write(&e) => {
+                log::warn!(
+                    "{e}: the filesystem must replay its log, which even a read-only mount \
+                     writes; making {} writable for it",
+                    node.display()
+                );
+                self.release_read_only();
+                self.state.changes.push("its log was replayed");
+                mount::mount_volume(&self.sys, &self.cfg, &first, node, probed)?
+            }
+            r => r?,
+        };
+        self.state.mounted = Some(self.cfg.new_root.clone());
         self.publish();
         Ok(fstype)
     }
 
+    /// Makes the volume's device read-only until the commit (BLKROSET),
+    /// unless it is already (then it is not ours to change). When that
+    /// cannot be done, the volume is no longer sure to stay unchanged, and
+    /// the unmount line will not say it did.
+    fn hold_read_only(&mut self, node: &Path) {
+        let why = match self.sys.block_read_only(node) {
+            Ok(true) => return,
+            Ok(false) => match self.sys.set_block_read_only(node, true) {
+                Ok(()) => {
+                    self.state.ro_device = Some(node.to_path_buf());
+                    self.publish();
+                    return;
+                }
+                Err(e) => e.to_string(),
+            },
+            Err(e) => format!(
+                "cannot tell whether {} is read-only (BLKROGET): {}",
+                node.display(),
+                ErrnoText(e)
+            ),
+        };
+        log::warn!("{why}; the filesystem may write to it even mounted read-only");
+        self.state
+            .changes
+            .push("it was mounted on a writable device (its filesystem may have written)");
+        self.publish();
+    }
+
+    /// Gives the volume's device its writable state back (the commit, a failure).
+    fn release_read_only(&mut self) {
+        if let Some(dev) = self.state.ro_device.take() {
+            if let Err(e) = self.sys.set_block_read_only(&dev, false) {
+                log::error!("{e}");
+            }
+            self.publish();
+        }
+    }
+
     /// The check stage: the init (and its interpreters) and the hook are
-    /// checked on the read-only volume; then the volume is accepted and
-    /// remounted with the configured flags.
-    fn check_and_commit(&mut self) -> Result<(CheckedInit, HookCheck)> {
+    /// checked on the read-only volume; then the volume is accepted: its
+    /// device writable again, remounted with the configured options.
+    fn check_and_commit(&mut self, node: &Path, fstype: &str) -> Result<(CheckedInit, HookCheck)> {
         // The API mounts the switch will carry over: they cover the volume's
         // directories of the same names (the init must not live there).
         self.state.moved = API_MOUNTS
@@ -348,18 +411,62 @@ impl<S: Sys> Boot<S> {
             .filter(|m| self.sys.is_mount_point(Path::new(m)))
             .collect();
         self.publish();
+        let (init, hook) = self.checks()?;
+        // The commit point.
+        let held = self.state.ro_device.is_some();
+        self.release_read_only();
+        let opts = &self.cfg.mount_opts;
+        let (init, hook) = match self.sys.remount(&self.cfg.new_root, opts.flags, &opts.data) {
+            Ok(()) => (init, hook),
+            // btrfs keeps the read-only state its device had when it was
+            // mounted, and refuses to go read-write: mounted again.
+            Err(e) if held && e.errno == Errno::ACCESS => {
+                log::info!("{e}: mounting it again, its device writable");
+                drop((init, hook));
+                self.mount_again(node, fstype)?;
+                self.checks()?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let opts = &self.cfg.mount_opts;
+        if !opts.read_only() {
+            self.state.changes.push("mounted read-write");
+        }
+        self.publish();
+        log::debug!("mounted {}", opts.describe());
+        Ok((init, hook))
+    }
+
+    /// The checks of the check stage: the init that will run, open, and
+    /// the hook (refused here when it cannot run and `pivot.hook_failure` is
+    /// `abort`).
+    fn checks(&self) -> Result<(CheckedInit, HookCheck)> {
         let root = self.cfg.new_root.as_path();
         let init = preflight::init(&self.sys, root, &self.cfg, &self.state.moved)?;
         log::debug!("checked init {}", init.path.display());
         let hook = preflight::hook(&self.sys, root, self.cfg.hook.as_deref());
-        let opts = &self.cfg.mount_opts;
-        if !opts.read_only() && self.state.changes.is_empty() {
-            self.sys.remount(root, opts.flags, &opts.data)?;
-            self.state.changes.push("mounted read-write");
-            self.publish();
-            log::debug!("remounted {} {}", root.display(), opts.describe());
+        if let (HookCheck::Unusable(path, why), true) = (&hook, self.cfg.hook_abort) {
+            let (path, why) = (path.clone(), why.clone());
+            return Err(Error::HookUnusable { path, why });
         }
         Ok((init, hook))
+    }
+
+    /// Unmounts the volume and mounts it with the configured options.
+    fn mount_again(&mut self, node: &Path, fstype: &str) -> Result<()> {
+        let root = self.cfg.new_root.clone();
+        let gone = self.sys.unmount(&root);
+        self.state.mounted = None;
+        self.publish();
+        if gone? == sys::Unmounted::Detached {
+            return Err(Op::Unmount(root).failed(Errno::BUSY).into());
+        }
+        let opts = &self.cfg.mount_opts;
+        self.sys
+            .mount(node, &root, fstype, opts.flags, &opts.data)?;
+        self.state.mounted = Some(root);
+        self.publish();
+        Ok(())
     }
 
     fn run_hook(&mut self, hook: HookCheck, node: &Path, fstype: &str) -> Result<()> {
@@ -445,6 +552,7 @@ impl<S: Sys> Boot<S> {
             self.publish();
             mount::unmount_volume(&self.sys, &target, &self.state.changes);
         }
+        self.release_read_only();
         self.state.changes.clear();
         fallback::carry_out(&self.sys, &self.cfg, &self.argv, d.action)
     }

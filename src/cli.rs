@@ -296,6 +296,7 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
         HookCheck::Disabled => out.push_str("ok: hooks are disabled\n"),
         HookCheck::Absent => out.push_str(&format!("ok: no hook at {hook}\n")),
         HookCheck::Run(_) => out.push_str(&format!("ok: hook {hook} would run\n")),
+        HookCheck::Unusable(_, why) => problem(&mut out, format!("hook {hook} cannot run: {why}")),
         HookCheck::Skip(_, why) => {
             problem(&mut out, format!("hook {hook} would be skipped: {why}"))
         }

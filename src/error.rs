@@ -67,6 +67,11 @@ pub enum Error {
         path: PathBuf,
         secs: u64,
     },
+    /// The hook could not be run (found at the check, before the commit).
+    HookUnusable {
+        path: PathBuf,
+        why: String,
+    },
     NoInit {
         root: PathBuf,
         tried: Vec<(PathBuf, InitProblem)>,
@@ -175,6 +180,11 @@ impl fmt::Display for Error {
             HookTimeout { path, secs } => write!(
                 f,
                 "hook {} did not finish within {secs} s (pivot.hook_timeout); its process group was killed",
+                path.display()
+            ),
+            HookUnusable { path, why } => write!(
+                f,
+                "hook {} cannot run: {why} (pivot.hook_failure=continue would go on without it)",
                 path.display()
             ),
             NoInit { root, tried } => {

@@ -47,6 +47,13 @@ pub fn run(
             log::debug!("no hook at {} on the volume", hook.display());
             return Ok(false);
         }
+        HookCheck::Unusable(path, why) => {
+            log::warn!(
+                "not running hook {}: {why}; going on as pivot.hook_failure=continue says",
+                path.display()
+            );
+            return Ok(false);
+        }
         HookCheck::Skip(path, why) => {
             log::warn!("not running hook {}: {why}", path.display());
             return Ok(false);

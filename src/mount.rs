@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mountopts::MountOpts;
 use crate::probe::{self, Probe};
-use crate::sys::{MountFlags, Op, Sys, SysError, Unmounted};
+use crate::sys::{Errno, MountFlags, Op, Sys, SysError, Unmounted};
 
 /// What is known of `device`'s filesystem before it is mounted: what the
 /// wait stage already read, else a probe when `pivot.fstype` does not say
@@ -32,26 +32,33 @@ pub fn known_filesystem(
     }
 }
 
-/// The options of the first mount, and whether it changes the volume: read-
-/// only, so that the checks read it and nothing writes it; but a journal
-/// that needs recovery would be replayed even by a read-only mount, so such
-/// a volume is mounted as configured, and the log says so.
-pub fn first_options(opts: &MountOpts, probed: Option<&Probe>, node: &Path) -> (MountOpts, bool) {
-    let replay = probed.is_some_and(|p| p.needs_replay);
-    if replay {
-        log::warn!(
-            "{}: its journal needs recovery, which even a read-only mount writes; \
-             mounting it {} before the checks",
-            node.display(),
-            opts.describe()
-        );
-        return (opts.clone(), true);
-    }
-    let ro = MountOpts {
-        flags: opts.flags | MountFlags::RDONLY,
+/// The options of the first mount, the one the checks read: read-only,
+/// and `nodev,nosuid,noexec`, so that nothing on the volume can act before
+/// it is accepted (a device node opened by mistake, a set-uid file). The
+/// commit remounts it with the configured options.
+pub fn first_options(opts: &MountOpts) -> MountOpts {
+    MountOpts {
+        flags: opts.flags
+            | MountFlags::RDONLY
+            | MountFlags::NODEV
+            | MountFlags::NOSUID
+            | MountFlags::NOEXEC,
         data: opts.data.clone(),
-    };
-    (ro, false)
+    }
+}
+
+/// Whether a mount failed because the filesystem must write and the
+/// device is read-only: a log to replay (xfs, btrfs, f2fs and ext4 say
+/// EROFS when the device refuses).
+pub fn wants_to_write(e: &Error) -> bool {
+    match e {
+        Error::Sys(SysError {
+            op: Op::Mount { .. },
+            errno,
+        }) => *errno == Errno::ROFS,
+        Error::AllFstypesFailed { tried, .. } => tried.iter().any(|(_, e)| *e == Errno::ROFS),
+        _ => false,
+    }
 }
 
 /// Unmounts the volume after a failure (from `/`, so that our cwd does not

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::error::Result;
 use crate::sys::{self, API_MOUNTS, Errno, ErrnoText, FileInfo, FileType, OpenFile, Resolve, Sys};
-use crate::verify::{self, Arch, BINPRM_BUF_SIZE, CheckedInit, InitProblem, Rules, Shebang};
+use crate::verify::{self, Arch, CheckedInit, InitProblem, Rules, Shebang};
 
 /// What will happen with the hook.
 pub enum HookCheck {
@@ -17,6 +17,10 @@ pub enum HookCheck {
     Absent,
     /// There is a file, but it is not run, and why.
     Skip(PathBuf, String),
+    /// It is the hook, but the kernel could not run it: its interpreter or
+    /// dynamic loader is missing or unusable on the boot root. With
+    /// `pivot.hook_failure=abort` the volume is refused before the commit.
+    Unusable(PathBuf, String),
     /// It will run.
     Run(Hook),
 }
@@ -81,13 +85,21 @@ pub fn hook(sys: &dyn Sys, root: &Path, hook: Option<&Path>) -> HookCheck {
     if let Some(why) = hook_skip_reason(&st) {
         return skip(why);
     }
-    let head = file.head(BINPRM_BUF_SIZE);
+    let head = file.head(4096);
     let script = match verify::shebang(&head) {
         Some(Ok(s)) => Some(s),
         Some(Err(why)) => return skip(why.into()),
         None if head.starts_with(b"\x7fELF") => None,
         None => return skip("it is neither an ELF binary nor a `#!` script".into()),
     };
+    // It runs before the switch: its interpreters come from the boot root.
+    let rules = Rules {
+        arch: Arch::running(sys),
+        covered: Vec::new(),
+    };
+    if let Err(why) = verify::check_program(sys, &file, &head, Path::new("/"), &rules) {
+        return HookCheck::Unusable(path, why.to_string());
+    }
     HookCheck::Run(Hook { path, file, script })
 }
 
@@ -213,6 +225,7 @@ mod tests {
         let fs = sys::RealSys::default();
         let why = |p: &str| match hook(&fs, &root, Some(Path::new(p))) {
             HookCheck::Skip(_, why) => why,
+            HookCheck::Unusable(_, why) => format!("unusable: {why}"),
             HookCheck::Run(h) => format!("runs {}", h.path.display()),
             HookCheck::Absent => "absent".into(),
             HookCheck::Disabled => "disabled".into(),

@@ -391,6 +391,26 @@ pub fn check_init(
     })
 }
 
+/// Checks an open program (its first bytes in `head`) that the kernel will
+/// run with its interpreters resolved from `interp_root`: a hook, run from
+/// the boot root before the switch, has its `#!` interpreter and its
+/// dynamic loader there, not on the volume.
+pub fn check_program(
+    fs: &dyn Files,
+    file: &OpenFile,
+    head: &[u8],
+    interp_root: &Path,
+    rules: &Rules,
+) -> Result<(), InitProblem> {
+    match shebang(head) {
+        Some(s) => {
+            let s = s.map_err(InitProblem::Script)?;
+            check_interpreter(fs, interp_root, &s.interpreter, rules, 1, false)
+        }
+        None => check_binary(fs, interp_root, file, head, rules),
+    }
+}
+
 /// Why `p` cannot be run as an init inside `root`, or `None` when it can.
 pub fn init_problem(fs: &dyn Files, root: &Path, p: &Path, rules: &Rules) -> Option<InitProblem> {
     check_init(fs, root, p, rules).err()
@@ -654,6 +674,51 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, body).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A FIFO or a device node where the init is expected is looked at,
+    /// never opened: the check answers at once (opening a FIFO for reading
+    /// waits for a writer forever).
+    #[test]
+    fn special_files_are_not_opened() {
+        let root = std::env::temp_dir().join(format!("pivot-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("sbin/init"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut nodes = vec!["/sbin/init"];
+        if sys::is_root_user() {
+            // A tty: opening it would wait for carrier, or make it ours.
+            let tty = std::process::Command::new("mknod")
+                .args([root.join("sbin/tty").to_str().unwrap(), "c", "4", "64"])
+                .status()
+                .unwrap();
+            assert!(tty.success());
+            nodes.push("/sbin/tty");
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = root.clone();
+        std::thread::spawn(move || {
+            let fs = crate::sys::RealSys::default();
+            let rules = Rules {
+                arch: None,
+                covered: Vec::new(),
+            };
+            for n in nodes {
+                let why = init_problem(&fs, &r, Path::new(n), &rules).map(|w| w.to_string());
+                tx.send((n, why)).unwrap();
+            }
+        });
+        for _ in 0..(1 + usize::from(sys::is_root_user())) {
+            let (n, why) = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the check of a special file hung");
+            assert_eq!(why.as_deref(), Some("not a regular file"), "{n}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn f03_corrupted_superblock() {
         &console,
         "mount",
         &format!(
-            "mounting {dev} on /new-root as ext4 (flags ro) failed: errno 74 (Bad message); \
+            "mounting {dev} on /new-root as ext4 (flags ro,nosuid,nodev,noexec) failed: errno 74 (Bad message); \
              action: oldinit /sbin/init.old"
         ),
     );
@@ -746,4 +746,140 @@ fn f24_failed_line_longer_than_a_record() {
         "{line}"
     );
     old_init_ran(&m, &console);
+}
+
+/// Case 25: a FIFO where the init is expected. It is looked at, never
+/// opened (a read would wait for a writer forever, with PID 1 stuck at the
+/// check): refused as not a regular file, the volume unchanged.
+#[test]
+fn f25_fifo_init() {
+    let s = Scratch::new("f25");
+    let mut t = Tree::new(s.0.join("vol"));
+    t.mkdir("/etc")
+        .mkdir("/sbin")
+        .mkdir("/proc")
+        .mkdir("/sys")
+        .mkdir("/dev");
+    t.node("/sbin/init", 'p', 0, 0);
+    let vol = t.ext4(&s.0.join("vol.img"), 16, "data");
+    let before = std::fs::read(&vol).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "check",
+        "no usable init on the new root /new-root: /sbin/init: not a regular file; \
+         /etc/init: not found; /bin/init: not found; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    unchanged(&vol, &before, &console);
+}
+
+/// Case 26: the hook is a character device, the watchdog (softdog loaded
+/// by `pivot.modules`): opening it would arm it, and closing it again
+/// without the magic close makes the kernel say "watchdog did not stop!"
+/// (then reset the machine after its margin). The check looks at it without
+/// opening it: skipped, the watchdog untouched, the volume boots.
+#[test]
+fn f26_character_device_hook() {
+    let s = Scratch::new("f26");
+    let mut t = volume_tree(s.0.join("vol"), "f26");
+    t.node("/pre-pivot", 'c', 10, 130);
+    let vol = t.ext4(&s.0.join("vol.img"), 16, "data");
+    let initrd = initramfs(&s, &["softdog"], &[]);
+    let disks = [Disk {
+        image: &vol,
+        serial: "vol0fault",
+    }];
+    let cmdline = "root=SERIAL=vol-0fault rw pivot.modules=softdog";
+    let (console, m) = Vm::initramfs(&s, &initrd, &disks, cmdline).wait_exit();
+    assert!(
+        console.contains("pivot-init: loaded 1 module(s) for softdog")
+            || console.contains("pivot-init: loaded 2 module(s) for softdog"),
+        "{console}"
+    );
+    assert!(
+        console
+            .contains("pivot-init: not running hook /new-root/pre-pivot: it is not a regular file"),
+        "{console}"
+    );
+    assert!(
+        !console.contains("did not stop"),
+        "the watchdog was opened:\n{console}"
+    );
+    assert_line(
+        &m,
+        "VOLUME-INIT id=f26 pid=1 args=",
+        "volume init",
+        &console,
+    );
+}
+
+/// Case 27: an ext4 volume without a journal and with an orphan inode,
+/// rejected (it has no init). A read-only mount of a writable device would
+/// clean the orphan up (ext4 does that even read-only); the device is
+/// read-only until the commit, so not a byte of the image changes.
+#[test]
+fn f27_orphan_inode_on_a_rejected_volume() {
+    let s = Scratch::new("f27");
+    let t = Tree::new(s.0.join("vol"));
+    t.mkdir("/etc").mkdir("/proc").mkdir("/sys").mkdir("/dev");
+    t.file("/orphan", &vec![b'x'; 64 * 1024], 0o644);
+    let vol = t.ext4_args(
+        &s.0.join("vol.img"),
+        16,
+        &["-L", "data", "-O", "^has_journal"],
+    );
+    let img = vol.to_str().unwrap();
+    let stat = std::process::Command::new("debugfs")
+        .args(["-R", "stat /orphan", img])
+        .output()
+        .unwrap();
+    let stat = String::from_utf8_lossy(&stat.stdout);
+    let ino: u32 = stat
+        .split("Inode: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no inode number in {stat}"));
+    let cmds = format!("unlink /orphan\nsif <{ino}> links_count 0\nssv last_orphan {ino}\n");
+    let script = s.0.join("orphan.debugfs");
+    std::fs::write(&script, cmds).unwrap();
+    let out = std::process::Command::new("debugfs")
+        .args(["-w", "-f", script.to_str().unwrap(), img])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = std::fs::read(&vol).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "check",
+        "no usable init on the new root /new-root: /sbin/init: not found; /etc/init: not found; \
+         /bin/init: not found; action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    unchanged(&vol, &before, &console);
+}
+
+/// Case 28: a hook whose interpreter the boot root lacks: found at the
+/// check, before the commit; the volume is refused unchanged.
+#[test]
+fn f28_hook_interpreter_missing() {
+    let s = Scratch::new("f28");
+    let vol = volume_with_hook(&s, "f28", b"#!/nonexistent\nexit 0\n", 0o755);
+    let before = std::fs::read(&vol).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    status_line(
+        &console,
+        "check",
+        "hook /new-root/pre-pivot cannot run: its interpreter /nonexistent is missing or unusable \
+         (not found) (pivot.hook_failure=continue would go on without it); \
+         action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    unchanged(&vol, &before, &console);
 }

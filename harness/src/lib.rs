@@ -350,10 +350,16 @@ impl Tree {
     /// (debugfs' mknod takes a name in its current directory, hence the cd.)
     pub fn node(&mut self, p: &str, kind: char, major: u32, minor: u32) -> &mut Self {
         let (dir, name) = p.rsplit_once('/').expect("absolute path");
-        let mode = if kind == 'b' { 0o060600 } else { 0o020600 };
+        // A FIFO ('p') takes no device number; it gets the mode an init
+        // would have, so only its type can refuse it.
+        let (mknod, mode) = match kind {
+            'b' => (format!("mknod {name} b {major} {minor}"), 0o060600),
+            'p' => (format!("mknod {name} p"), 0o010755),
+            _ => (format!("mknod {name} {kind} {major} {minor}"), 0o020600),
+        };
         self.debugfs.extend([
             format!("cd /{}", dir.trim_start_matches('/')),
-            format!("mknod {name} {kind} {major} {minor}"),
+            mknod,
             format!("sif {name} mode 0{mode:o}"),
             "cd /".to_string(),
         ]);

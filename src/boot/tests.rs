@@ -135,6 +135,11 @@ impl Run {
     }
 }
 
+/// What the volume is mounted with for the checks (besides its own options).
+fn check_flags() -> MountFlags {
+    MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC
+}
+
 fn view() -> &'static View {
     Box::leak(Box::new(Mutex::new(None)))
 }
@@ -188,10 +193,7 @@ fn image_mode_hot_plug_to_the_exec() {
     assert_eq!(
         volume_mounts(&run.calls),
         [
-            (
-                MountFlags::RDONLY | MountFlags::NOATIME,
-                "discard".to_string()
-            ),
+            (check_flags() | MountFlags::NOATIME, "discard".to_string()),
             (MountFlags::NOATIME, "discard".to_string()),
         ]
     );
@@ -241,7 +243,7 @@ fn initramfs_mode_falls_back_to_switch_root() {
     assert_eq!(
         volume_mounts(&run.calls),
         [
-            (MountFlags::RDONLY, String::new()),
+            (check_flags(), String::new()),
             (MountFlags::empty(), String::new())
         ]
     );
@@ -328,7 +330,7 @@ fn a_failure_at_each_stage_ends_in_the_chosen_action() {
             sys: m("mount", base)
                 .disk(disk(&vol))
                 .fail("mount /dev/nvme1n1", Errno::INVAL),
-            failed: "FAILED at mount: mounting /dev/nvme1n1 on /new-root as ext4 (flags ro) \
+            failed: "FAILED at mount: mounting /dev/nvme1n1 on /new-root as ext4 (flags ro,nosuid,nodev,noexec) \
                      failed: errno 22 (Invalid argument); action: oldinit /sbin/init.old"
                 .into(),
             end: old.clone(),
@@ -398,6 +400,108 @@ fn a_failure_at_each_stage_ends_in_the_chosen_action() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Until the commit the device is read-only, so the filesystem cannot
+/// write even what a read-only mount writes; a rejected volume is
+/// unmounted and its device made writable again, and only then does the
+/// log say it was not changed.
+#[test]
+fn a_rejected_volume_is_read_only_until_its_device_is_given_back() {
+    let dir = tmp("rejected");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let sys = machine(&dir, "pivot.root=LABEL=data", false).disk(disk(&empty));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init.old".into()));
+    assert_eq!(
+        run.only(&[
+            "setr",
+            "mount /dev/nvme1n1",
+            "remount",
+            "umount /new-root",
+            "exec"
+        ]),
+        [
+            "setro /dev/nvme1n1",
+            "mount /dev/nvme1n1 /new-root ext4",
+            "umount /new-root",
+            "setrw /dev/nvme1n1",
+            "exec /sbin/init.old",
+        ]
+    );
+    run.line("unmounted /new-root (the volume was not changed)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A filesystem that must replay its log refuses a read-only device
+/// (EROFS): the device is made writable for it, and that is said.
+#[test]
+fn a_log_to_replay_gets_the_device_writable_and_is_a_change() {
+    let dir = tmp("replay");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let sys = machine(&dir, "pivot.root=LABEL=data", false)
+        .disk(disk(&empty))
+        .fail_once("mount /dev/nvme1n1", Errno::ROFS);
+    let run = boot(sys);
+    assert_eq!(
+        run.only(&["setr", "mount /dev/nvme1n1", "umount /new-root"]),
+        [
+            "setro /dev/nvme1n1",
+            "mount /dev/nvme1n1 /new-root ext4",
+            "setrw /dev/nvme1n1",
+            "mount /dev/nvme1n1 /new-root ext4",
+            "umount /new-root",
+        ]
+    );
+    run.line("unmounted /new-root (its log was replayed)");
+    // A device that cannot be made read-only: the log does not claim it
+    // stayed unchanged.
+    let dir2 = tmp("replay2");
+    let sys = machine(&dir2, "pivot.root=LABEL=data", false)
+        .disk(disk(&empty))
+        .fail("setro", Errno::PERM);
+    let run = boot(sys);
+    run.line(
+        "unmounted /new-root (it was mounted on a writable device (its filesystem may have written))",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&dir2).unwrap();
+}
+
+/// A hook whose interpreter the boot root lacks is found at the check:
+/// the volume is refused before the commit, unchanged.
+#[test]
+fn a_hook_that_cannot_run_is_refused_before_the_commit() {
+    if !sys::is_root_user() {
+        // A hook must be owned by root: not runnable by another user.
+        return;
+    }
+    let dir = tmp("hookinterp");
+    let vol = volume(&dir.join("vol"));
+    write(&vol, "/pre-pivot", b"#!/nonexistent -e\nexit 0\n", 0o755);
+    let run = boot(machine(&dir, "pivot.root=LABEL=data", false).disk(disk(&vol)));
+    assert_eq!(
+        run.line("FAILED at "),
+        "FAILED at check: hook /new-root/pre-pivot cannot run: its interpreter /nonexistent is \
+         missing or unusable (not found) (pivot.hook_failure=continue would go on without it); \
+         action: oldinit /sbin/init.old"
+    );
+    assert!(
+        run.only(&["remount", "spawn"]).is_empty(),
+        "{:#?}",
+        run.texts()
+    );
+    run.line("unmounted /new-root (the volume was not changed)");
+    // With `continue`, the volume boots without it.
+    let dir2 = tmp("hookinterp2");
+    let cmdline = "pivot.root=LABEL=data pivot.hook_failure=continue";
+    let run = boot(machine(&dir2, cmdline, false).disk(disk(&vol)));
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line("not running hook /new-root/pre-pivot: its interpreter /nonexistent is missing");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&dir2).unwrap();
+}
+
 #[test]
 fn exec_failure_undoes_the_switch_before_the_old_init() {
     let dir = tmp("undo");
@@ -439,7 +543,7 @@ fn initramfs_shell_then_a_retry_that_boots() {
     assert_eq!(run.end, End::Exec("/sbin/init".into()));
     assert_eq!(
         run.line("FAILED at mount: "),
-        "FAILED at mount: mounting /dev/nvme1n1 on /new-root as ext4 (flags ro) failed: \
+        "FAILED at mount: mounting /dev/nvme1n1 on /new-root as ext4 (flags ro,nosuid,nodev,noexec) failed: \
          errno 5 (Input/output error); action: shell /bin/sh"
     );
     assert_eq!(run.only(&["spawn"]), ["spawn /bin/sh"]);

@@ -48,6 +48,8 @@ pub enum Op {
     Chroot(PathBuf),
     /// `statfs /`: whether the root is an initramfs.
     RootIsRam,
+    /// BLKROSET on a block device: read-only (`true`) or writable.
+    SetReadOnly(PathBuf, bool),
     FreeInitramfs,
     Halt(Halt),
     Open(PathBuf),
@@ -93,6 +95,8 @@ impl fmt::Display for Op {
             Move(a, b) => write!(f, "move {} {}", a.display(), b.display()),
             Chroot(p) => write!(f, "chroot {}", p.display()),
             RootIsRam => write!(f, "statfs /"),
+            SetReadOnly(p, true) => write!(f, "setro {}", p.display()),
+            SetReadOnly(p, false) => write!(f, "setrw {}", p.display()),
             FreeInitramfs => write!(f, "free /"),
             Halt(h) => write!(f, "halt {h:?}"),
             Open(p) => write!(f, "open {}", p.display()),
@@ -198,6 +202,12 @@ impl fmt::Display for SysError {
                 }
             ),
             Exec(path) => write!(f, "exec of {} failed: {e}", path.display()),
+            SetReadOnly(dev, ro) => write!(
+                f,
+                "cannot make {} {} (BLKROSET): {e}",
+                dev.display(),
+                if *ro { "read-only" } else { "writable again" }
+            ),
             RootIsRam | FreeInitramfs | Spawn(_) | LoadModule(_) => {
                 write!(f, "{} failed: {e}", self.op)
             }

@@ -75,6 +75,8 @@ struct State {
     signals: VecDeque<Sig>,
     /// How a spawned child ends; `None`: it never does (a hook that times out).
     child_exit: Option<Exit>,
+    /// Block devices made read-only (BLKROSET), by node path.
+    read_only: BTreeSet<PathBuf>,
 }
 
 /// The fake system; see the module documentation. A clone is the same
@@ -672,6 +674,22 @@ impl Kernel for FakeSys {
 
     fn nvme_identify_controller(&self, _dev: &Path) -> Result<Vec<u8>, Errno> {
         Err(Errno::NOTTY)
+    }
+
+    fn block_read_only(&self, dev: &Path) -> Result<bool, Errno> {
+        self.node(dev).ok_or(Errno::NOENT)?;
+        Ok(self.st.borrow().read_only.contains(dev))
+    }
+
+    fn set_block_read_only(&self, dev: &Path, ro: bool) -> Result<(), SysError> {
+        self.run(Call::SetReadOnly(dev.into(), ro))?;
+        let mut st = self.st.borrow_mut();
+        if ro {
+            st.read_only.insert(dev.into());
+        } else {
+            st.read_only.remove(dev);
+        }
+        Ok(())
     }
 }
 

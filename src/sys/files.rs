@@ -93,19 +93,26 @@ pub(super) fn open_ro(path: &Path) -> Result<OpenFile, Errno> {
 /// How a path inside a root is resolved by [`super::Files::open_in`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolve {
-    /// A file for reading; every symlink resolved inside the root, so
+    /// A file to read; every symlink resolved inside the root, so
     /// `/sbin/init -> /lib/systemd/systemd` is found on the volume, not on
     /// the root we run from.
     InRoot,
     /// A directory, as a path handle (to learn where it is); symlinks
     /// resolved inside the root.
     DirInRoot,
-    /// A file for reading that is not a symlink itself (ELOOP) and whose
-    /// path does not leave the root through a symlink or `..` (EXDEV).
+    /// A file to read that is not a symlink itself (ELOOP) and whose path
+    /// does not leave the root through a symlink or `..` (EXDEV).
     Beneath,
 }
 
 /// Opens `p` (absolute as seen from inside `root`) as `how` says.
+///
+/// A file is looked at before it is opened: it is first opened as a path
+/// handle (`O_PATH`, which runs no driver and waits for no writer), and
+/// only a regular file is then opened for reading. Anything else comes back
+/// as the path handle, whose `info()` says what it is and which cannot be
+/// read: a FIFO would block PID 1 forever, a device node would act (a
+/// watchdog armed, a tty waiting for carrier).
 pub(super) fn open_in(root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, Errno> {
     let rel = p.strip_prefix("/").unwrap_or(p);
     let rel = if rel.as_os_str().is_empty() {
@@ -114,20 +121,20 @@ pub(super) fn open_in(root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, E
         rel
     };
     let (flags, resolve) = match how {
-        Resolve::InRoot => (OFlags::RDONLY, ResolveFlags::IN_ROOT),
-        Resolve::DirInRoot => (OFlags::PATH | OFlags::DIRECTORY, ResolveFlags::IN_ROOT),
+        Resolve::InRoot => (OFlags::empty(), ResolveFlags::IN_ROOT),
+        Resolve::DirInRoot => (OFlags::DIRECTORY, ResolveFlags::IN_ROOT),
         Resolve::Beneath => (
-            OFlags::RDONLY | OFlags::NOFOLLOW,
+            OFlags::NOFOLLOW,
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
         ),
     };
-    let flags = flags | OFlags::CLOEXEC;
+    let flags = flags | OFlags::PATH | OFlags::CLOEXEC;
     let dir = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), resolve) {
+    let handle = match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), resolve) {
         // Kernels before 5.6 have no openat2: the plain path; for `Beneath`,
         // then a look at where it is.
         Err(Errno::NOSYS) => {
@@ -139,10 +146,29 @@ pub(super) fn open_in(root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, E
             if how == Resolve::Beneath && !inside {
                 return Err(Errno::XDEV);
             }
-            Ok(f)
+            f
         }
-        r => r.map(OpenFile),
+        r => OpenFile(r?),
+    };
+    if how == Resolve::DirInRoot {
+        return Ok(handle);
     }
+    match handle.info()?.kind {
+        FileType::RegularFile => reopen_for_reading(&handle),
+        // O_PATH|O_NOFOLLOW opens a final symlink itself: refused, as a
+        // plain O_NOFOLLOW open would.
+        FileType::Symlink if how == Resolve::Beneath => Err(Errno::LOOP),
+        _ => Ok(handle),
+    }
+}
+
+/// The regular file behind a path handle, opened for reading: through
+/// `/proc/self/fd`, which names exactly the file that was looked at.
+fn reopen_for_reading(handle: &OpenFile) -> Result<OpenFile, Errno> {
+    use std::os::fd::AsRawFd;
+    let magic = format!("/proc/self/fd/{}", handle.0.as_raw_fd());
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
+    rustix::fs::open(magic.as_str(), flags, Mode::empty()).map(OpenFile)
 }
 
 pub(super) fn free_initramfs() -> (usize, u64) {

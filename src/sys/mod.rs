@@ -250,6 +250,11 @@ pub trait Kernel {
     /// The 4096-byte NVMe Identify Controller data of the controller behind
     /// the block device at `dev` (an admin command, read-only; needs root).
     fn nvme_identify_controller(&self, dev: &Path) -> Result<Vec<u8>, Errno>;
+    /// Whether the block device at `dev` is read-only (BLKROGET).
+    fn block_read_only(&self, dev: &Path) -> Result<bool, Errno>;
+    /// Makes the block device at `dev` read-only or writable (BLKROSET): no
+    /// filesystem on it can write while it is read-only, whatever it would.
+    fn set_block_read_only(&self, dev: &Path, ro: bool) -> Result<(), SysError>;
 
     fn kernel_release(&self) -> String {
         self.uname().release

@@ -278,6 +278,31 @@ impl Kernel for RealSys {
         }
     }
 
+    fn block_read_only(&self, dev: &Path) -> Result<bool, Errno> {
+        let fd = open_block(dev)?;
+        // SAFETY: BLKROGET writes one `int` through the pointer the Getter
+        // passes, which points at its own `c_int`.
+        let ro = unsafe {
+            let get = rustix::ioctl::Getter::<BLKROGET, libc::c_int>::new();
+            rustix::ioctl::ioctl(&fd, get)?
+        };
+        Ok(ro != 0)
+    }
+
+    fn set_block_read_only(&self, dev: &Path, ro: bool) -> Result<(), SysError> {
+        let set = || -> Result<(), Errno> {
+            let fd = open_block(dev)?;
+            // SAFETY: BLKROSET reads one `int` through the pointer the
+            // Setter passes, which points at its own `c_int`.
+            unsafe {
+                let set =
+                    rustix::ioctl::Setter::<BLKROSET, libc::c_int>::new(libc::c_int::from(ro));
+                rustix::ioctl::ioctl(&fd, set)
+            }
+        };
+        set().map_err(|errno| Op::SetReadOnly(dev.into(), ro).failed(errno))
+    }
+
     fn nvme_identify_controller(&self, dev: &Path) -> Result<Vec<u8>, Errno> {
         use std::os::fd::AsRawFd;
         /// struct nvme_passthru_cmd of <linux/nvme_ioctl.h> (72 bytes).
@@ -332,6 +357,15 @@ impl Kernel for RealSys {
         }
         Ok(buf)
     }
+}
+
+/// `_IO(0x12, 93)` and `_IO(0x12, 94)` of <linux/fs.h>: both pass an `int *`.
+const BLKROSET: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 93);
+const BLKROGET: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 94);
+
+fn open_block(dev: &Path) -> Result<std::os::fd::OwnedFd, Errno> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    rustix::fs::open(dev, flags, Mode::empty())
 }
 
 impl Events for RealSys {
