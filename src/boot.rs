@@ -44,7 +44,8 @@ pub struct State {
     pub switched: bool,
     /// The API mounts the switch moves into the new root (found at the check).
     pub moved: Vec<&'static str>,
-    /// What was mounted onto the volume (the boot disk's module tree), innermost last.
+    /// What was mounted onto the volume (the boot disk's module tree), innermost
+    /// last: where each mount is, with no link in the path (published as each is made).
     pub bound: Vec<PathBuf>,
     /// The volume's device, made read-only until the commit (BLKROSET).
     pub ro_device: Option<PathBuf>,
@@ -131,6 +132,17 @@ pub fn run(argv: Vec<OsString>) -> ! {
     sys.pid1_signals();
     Boot::start(initial, sys, &PANIC_VIEW).life();
     process::wait_forever()
+}
+
+/// Puts `state` into the panic view (the whole snapshot, `whole()`, when
+/// the view has none yet).
+fn publish_state(view: &View, state: &State, whole: impl FnOnce() -> Snapshot) {
+    if let Ok(mut v) = view.try_lock() {
+        match v.as_mut() {
+            Some(snap) => snap.state.clone_from(state),
+            None => *v = Some(whole()),
+        }
+    }
 }
 
 /// After a panic, from the last snapshot: the failure policy (which undoes
@@ -260,12 +272,7 @@ impl<S: Sys> Boot<S> {
     /// Tells the panic hook where the boot is (the whole snapshot once the
     /// config is read, in [`Boot::publish_config`]; the state at each change).
     fn publish(&self) {
-        if let Ok(mut v) = self.view.try_lock() {
-            match v.as_mut() {
-                Some(snap) => snap.state.clone_from(&self.state),
-                None => *v = Some(self.snapshot()),
-            }
-        }
+        publish_state(self.view, &self.state, || self.snapshot());
     }
 
     fn publish_config(&self) {
@@ -493,7 +500,17 @@ impl<S: Sys> Boot<S> {
 
     /// Switches the root; returns how, for the summary line.
     fn switch(&mut self) -> Result<String> {
-        self.state.bound = kmods::bind_trees(&self.sys, &self.cfg);
+        // Every mount is in the panic view as soon as it is made.
+        let (cfg, argv, view, state) = (&self.cfg, &self.argv, self.view, &mut self.state);
+        let bound = kmods::bind_trees(&self.sys, cfg, &mut |made| {
+            state.bound = made.to_vec();
+            publish_state(view, state, || Snapshot {
+                cfg: cfg.clone(),
+                argv: argv.clone(),
+                state: state.clone(),
+            });
+        });
+        self.state.bound = bound;
         self.publish();
         let moves = self.state.moved.clone();
         let (new_root, old_root) = (&self.cfg.new_root, &self.cfg.old_root);

@@ -436,6 +436,24 @@ impl Tree {
         img.to_path_buf()
     }
 
+    /// Writes a squashfs image of the tree (read-only by nature; files
+    /// owned by root); returns its path. The test kernel has squashfs as a
+    /// module (`kernel/fs/squashfs/squashfs.ko`, no dependencies).
+    pub fn squashfs(&self, img: &Path) -> PathBuf {
+        let _ = std::fs::remove_file(img);
+        run_tool(
+            "mksquashfs",
+            &[
+                self.dir.to_str().unwrap(),
+                img.to_str().unwrap(),
+                "-noappend",
+                "-quiet",
+                "-all-root",
+            ],
+        );
+        img.to_path_buf()
+    }
+
     /// Writes the ext4 image; returns its path.
     pub fn ext4(&self, img: &Path, size_mb: u32, label: &str) -> PathBuf {
         self.ext4_args(img, size_mb, &["-L", label])

@@ -609,3 +609,39 @@ fn a_panic_after_the_bind_unbinds_from_the_snapshot() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A panic half way through the bind (the bind made, its read-only
+/// remount not): the bind is in the snapshot already, and the panic hook's
+/// path unmounts it before the volume.
+#[test]
+fn a_panic_inside_the_bind_leaves_the_bind_in_the_snapshot() {
+    let dir = tmp("panic-bind");
+    let vol = volume(&dir.join("vol"));
+    let bound = PathBuf::from(format!("/new-root/lib/modules/{RELEASE}"));
+    let sys = machine(&dir, "pivot.root=LABEL=data", false)
+        .file(&format!("/lib/modules/{RELEASE}/modules.dep"), b"", 0o644)
+        .disk(disk(&vol))
+        .panic_on(&format!("remount {}", bound.display()));
+    testlog::start();
+    let view = view();
+    let argv = vec![OsString::from("/sbin/init")];
+    let mut b = Boot::start(Snapshot::initial(argv), sys.clone(), view);
+    let r = catch_unwind(AssertUnwindSafe(|| b.life()));
+    assert!(r.is_err(), "the fake did not panic");
+    let snap = view.lock().unwrap().clone().expect("a snapshot");
+    assert_eq!(snap.state.bound, std::slice::from_ref(&bound));
+    drop(b);
+    let before = sys.log().len();
+    let end = after_panic(snap, sys.clone(), view, "the fake panicked".into());
+    assert_eq!(end, End::Exec("/sbin/init.old".into()));
+    assert_eq!(
+        sys.log()[before..],
+        [
+            format!("umount {}", bound.display()),
+            "chdir /".to_string(),
+            "umount /new-root".to_string(),
+            "exec /sbin/init.old".to_string(),
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -241,6 +241,13 @@ impl FakeSys {
         self
     }
 
+    /// The real directory `tree` mounted at `at` (a volume), unrecorded.
+    pub fn mounted(self, at: &str, tree: &Path) -> FakeSys {
+        let real = std::fs::canonicalize(tree).unwrap_or_else(|_| tree.to_path_buf());
+        self.st.borrow_mut().table.push((at.into(), real));
+        self
+    }
+
     /// A disk present at boot.
     pub fn disk(self, d: Disk) -> FakeSys {
         self.materialize(d);
@@ -431,6 +438,10 @@ impl Files for FakeSys {
         self.rec(Call::Write(path.into()))
     }
 
+    fn is_empty_dir(&self, dir: &OpenFile) -> Result<bool, Errno> {
+        dir.is_empty_dir()
+    }
+
     fn is_mount_point(&self, path: &Path) -> bool {
         let st = self.st.borrow();
         let p = normal(&st.cwd, path);
@@ -478,6 +489,25 @@ impl Mounts for FakeSys {
         Ok(())
     }
 
+    /// The directory's path (the real fd's link read back through the
+    /// mount table), then as [`Mounts::mount`].
+    fn mount_on(
+        &self,
+        src: &Path,
+        target: &OpenFile,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> Result<(), SysError> {
+        let at = self.locate(target).unwrap_or_else(|| target.proc_path());
+        self.mount(src, &at, fstype, flags, data)
+    }
+
+    fn remount_on(&self, target: &OpenFile, flags: MountFlags, data: &str) -> Result<(), SysError> {
+        let at = self.locate(target).unwrap_or_else(|| target.proc_path());
+        self.remount(&at, flags, data)
+    }
+
     fn remount(&self, t: &Path, flags: MountFlags, data: &str) -> Result<(), SysError> {
         self.run(Call::Remount {
             target: t.into(),
@@ -516,6 +546,21 @@ impl Mounts for FakeSys {
         let mut st = self.st.borrow_mut();
         let at = normal(&st.cwd, p);
         st.dirs.insert(at);
+        Ok(())
+    }
+
+    /// Recorded as `mkdir` of the path the parent is at; made for real
+    /// (mkdirat on the real descriptor).
+    fn mkdir_at(&self, parent: &OpenFile, name: &OsStr) -> Result<(), SysError> {
+        let at = self
+            .locate(parent)
+            .unwrap_or_else(|| parent.proc_path())
+            .join(name);
+        self.run(Call::Mkdir(at.clone()))?;
+        parent
+            .mkdir_at(name)
+            .map_err(|e| Call::Mkdir(at.clone()).failed(e))?;
+        self.st.borrow_mut().dirs.insert(at);
         Ok(())
     }
 

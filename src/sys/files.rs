@@ -1,6 +1,6 @@
 //! Reading files and devices, and walking the initramfs to free it.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -81,8 +81,43 @@ impl OpenFile {
 
     /// Where the file is on this machine, after every symlink (from /proc).
     pub(super) fn real_path(&self) -> Option<PathBuf> {
+        std::fs::read_link(self.proc_path()).ok()
+    }
+
+    /// `/proc/self/fd/N`: the magic link the kernel follows to exactly
+    /// this file, whatever its path resolves to now.
+    pub(super) fn proc_path(&self) -> PathBuf {
         use std::os::fd::AsRawFd;
-        std::fs::read_link(format!("/proc/self/fd/{}", self.0.as_raw_fd())).ok()
+        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
+    }
+
+    /// Whether this directory (a path handle will do) has no entries.
+    pub(super) fn is_empty_dir(&self) -> Result<bool, Errno> {
+        let dir = rustix::fs::openat(
+            &self.0,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        for entry in rustix::fs::Dir::read_from(&dir)? {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Creates the directory `name` (one component, mode 0755) in this
+    /// directory; an existing entry of that name is EEXIST.
+    pub(super) fn mkdir_at(&self, name: &OsStr) -> Result<(), Errno> {
+        let one = Path::new(name);
+        let mut parts = one.components();
+        match (parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(_)), None) => {}
+            _ => return Err(Errno::INVAL),
+        }
+        rustix::fs::mkdirat(&self.0, one, Mode::from_raw_mode(0o755))
     }
 }
 
@@ -97,8 +132,9 @@ pub enum Resolve {
     /// `/sbin/init -> /lib/systemd/systemd` is found on the volume, not on
     /// the root we run from.
     InRoot,
-    /// A directory, as a path handle (to learn where it is); symlinks
-    /// resolved inside the root.
+    /// A directory, as a path handle (to learn where it is, to make a
+    /// directory in it, to mount on it); symlinks resolved inside the root,
+    /// a magic link (`/proc/self/root`) refused (ELOOP).
     DirInRoot,
     /// A file to read that is not a symlink itself (ELOOP) and whose path
     /// does not leave the root through a symlink or `..` (EXDEV).
@@ -122,7 +158,10 @@ pub(super) fn open_in(root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, E
     };
     let (flags, resolve) = match how {
         Resolve::InRoot => (OFlags::empty(), ResolveFlags::IN_ROOT),
-        Resolve::DirInRoot => (OFlags::DIRECTORY, ResolveFlags::IN_ROOT),
+        Resolve::DirInRoot => (
+            OFlags::DIRECTORY,
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ),
         Resolve::Beneath => (
             OFlags::NOFOLLOW,
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
@@ -135,15 +174,15 @@ pub(super) fn open_in(root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, E
         Mode::empty(),
     )?;
     let handle = match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), resolve) {
-        // Kernels before 5.6 have no openat2: the plain path; for `Beneath`,
-        // then a look at where it is.
+        // Kernels before 5.6 have no openat2: the plain path; for `Beneath`
+        // and `DirInRoot`, then a look at where it is.
         Err(Errno::NOSYS) => {
             let f = OpenFile(rustix::fs::open(root.join(rel), flags, Mode::empty())?);
             let inside = match (f.real_path(), std::fs::canonicalize(root)) {
                 (Some(at), Ok(root)) => at.starts_with(root),
                 _ => false,
             };
-            if how == Resolve::Beneath && !inside {
+            if how != Resolve::InRoot && !inside {
                 return Err(Errno::XDEV);
             }
             f

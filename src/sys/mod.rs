@@ -26,7 +26,7 @@ mod uevent_socket;
 #[cfg(test)]
 pub mod fake;
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,6 +98,8 @@ pub trait Files {
     fn writable(&self, dir: &Path) -> bool;
     /// Whether `/` is a ramfs or tmpfs (an initramfs; a machine image boots from a disk).
     fn root_is_ram(&self) -> bool;
+    /// Whether the open directory `dir` (a path handle will do) has no entries.
+    fn is_empty_dir(&self, dir: &OpenFile) -> Result<bool, Errno>;
     fn write(&self, path: &Path, data: &[u8]) -> Result<(), Errno>;
 
     fn read_text(&self, path: &Path) -> Result<String, Errno> {
@@ -193,6 +195,26 @@ pub trait Mounts {
     fn make_private(&self) -> Result<(), SysError>;
     /// Creates a directory (mode 0755); an existing directory is fine.
     fn mkdir(&self, path: &Path) -> Result<(), SysError>;
+    /// Creates the directory `name` (one component, mode 0755) in the open
+    /// directory `parent` (`mkdirat`), not by a path that could be resolved
+    /// again; an existing entry of that name is EEXIST, whatever it is.
+    fn mkdir_at(&self, parent: &OpenFile, name: &OsStr) -> Result<(), SysError>;
+    /// [`Mounts::mount`] onto exactly the directory `target` is open on,
+    /// whatever its path would resolve to now: mount(2) is given
+    /// `/proc/self/fd/N`, a magic link the kernel follows to that directory
+    /// (with no link or `..` of its path walked again). The error names
+    /// where the directory is.
+    fn mount_on(
+        &self,
+        source: &Path,
+        target: &OpenFile,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> Result<(), SysError>;
+    /// [`Mounts::remount`] of the mount whose root `target` is open on (as
+    /// a lookup that crossed into that mount opened it).
+    fn remount_on(&self, target: &OpenFile, flags: MountFlags, data: &str) -> Result<(), SysError>;
     /// Creates a block device node (mode 0600).
     fn mknod_block(&self, path: &Path, major: u32, minor: u32) -> Result<(), SysError>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), SysError>;

@@ -2,7 +2,7 @@
 //! rustix has no call).
 
 use std::cell::Cell;
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,6 +96,42 @@ impl Files for RealSys {
     fn write(&self, path: &Path, data: &[u8]) -> Result<(), Errno> {
         std::fs::write(path, data).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
     }
+
+    fn is_empty_dir(&self, dir: &OpenFile) -> Result<bool, Errno> {
+        dir.is_empty_dir()
+    }
+}
+
+/// `mount(2)` on `target` (a path, or the `/proc/self/fd/N` of an open
+/// directory); a failure names `shown`.
+fn mount_at(
+    source: &Path,
+    target: &Path,
+    shown: &Path,
+    fstype: &str,
+    flags: MountFlags,
+    data: &str,
+) -> Result<(), SysError> {
+    let r = c_string(data).and_then(|data_c| {
+        let data_arg = (!data.is_empty()).then_some(data_c.as_c_str());
+        rustix::mount::mount(source, target, fstype, flags, data_arg)
+    });
+    r.map_err(|errno| {
+        Op::Mount {
+            source: source.into(),
+            target: shown.into(),
+            fstype: fstype.into(),
+            flags,
+            data: data.into(),
+        }
+        .failed(errno)
+    })
+}
+
+/// Where an open directory is, for a message (its `/proc/self/fd/N` when
+/// /proc cannot tell).
+fn shown(f: &OpenFile) -> PathBuf {
+    f.real_path().unwrap_or_else(|| f.proc_path())
 }
 
 impl Mounts for RealSys {
@@ -107,15 +143,25 @@ impl Mounts for RealSys {
         flags: MountFlags,
         data: &str,
     ) -> Result<(), SysError> {
-        let r = c_string(data).and_then(|data_c| {
-            let data_arg = (!data.is_empty()).then_some(data_c.as_c_str());
-            rustix::mount::mount(source, target, fstype, flags, data_arg)
-        });
-        r.map_err(|errno| {
-            Op::Mount {
-                source: source.into(),
-                target: target.into(),
-                fstype: fstype.into(),
+        mount_at(source, target, target, fstype, flags, data)
+    }
+
+    fn mount_on(
+        &self,
+        source: &Path,
+        target: &OpenFile,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> Result<(), SysError> {
+        let at = target.proc_path();
+        mount_at(source, &at, &shown(target), fstype, flags, data)
+    }
+
+    fn remount_on(&self, target: &OpenFile, flags: MountFlags, data: &str) -> Result<(), SysError> {
+        rustix::mount::mount_remount(target.proc_path(), flags, data).map_err(|errno| {
+            Op::Remount {
+                target: shown(target),
                 flags,
                 data: data.into(),
             }
@@ -159,6 +205,12 @@ impl Mounts for RealSys {
             Err(Errno::EXIST) if self.is_dir(path) => Ok(()),
             Err(errno) => Err(Op::Mkdir(path.into()).failed(errno)),
         }
+    }
+
+    fn mkdir_at(&self, parent: &OpenFile, name: &OsStr) -> Result<(), SysError> {
+        parent
+            .mkdir_at(name)
+            .map_err(|errno| Op::Mkdir(shown(parent).join(name)).failed(errno))
     }
 
     fn mknod_block(&self, path: &Path, major: u32, minor: u32) -> Result<(), SysError> {
