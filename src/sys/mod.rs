@@ -250,6 +250,12 @@ pub trait Kernel {
     /// The 4096-byte NVMe Identify Controller data of the controller behind
     /// the block device at `dev` (an admin command, read-only; needs root).
     fn nvme_identify_controller(&self, dev: &Path) -> Result<Vec<u8>, Errno>;
+    /// Whether this kernel and its CPUs run the machine's 32-bit programs
+    /// (compat): on arm64, AArch32 at EL0 with `CONFIG_COMPAT` (a probe of
+    /// the `PER_LINUX32` personality); on x86_64, IA32 emulation built in
+    /// (`/proc/sys/abi/vsyscall32`; whether the command line turns it off
+    /// is for the caller to read). `false` on other machines.
+    fn runs_32bit(&self) -> bool;
 
     fn kernel_release(&self) -> String {
         self.uname().release
