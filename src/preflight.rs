@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::error::Result;
 use crate::sys::{self, API_MOUNTS, Errno, ErrnoText, FileInfo, FileType, OpenFile, Resolve, Sys};
-use crate::verify::{self, Arch, CheckedInit, InitProblem, Rules, Shebang};
+use crate::verify::{self, Arch, BINPRM_BUF_SIZE, CheckedInit, InitProblem, Rules, Shebang};
 
 /// What will happen with the hook.
 pub enum HookCheck {
@@ -85,7 +85,7 @@ pub fn hook(sys: &dyn Sys, root: &Path, hook: Option<&Path>) -> HookCheck {
     if let Some(why) = hook_skip_reason(&st) {
         return skip(why);
     }
-    let head = file.head(4096);
+    let head = file.head(BINPRM_BUF_SIZE);
     let script = match verify::shebang(&head) {
         Some(Ok(s)) => Some(s),
         Some(Err(why)) => return skip(why.into()),
@@ -97,10 +97,10 @@ pub fn hook(sys: &dyn Sys, root: &Path, hook: Option<&Path>) -> HookCheck {
         arch: Arch::running(sys),
         covered: Vec::new(),
     };
-    if let Err(why) = verify::check_program(sys, &file, &head, Path::new("/"), &rules) {
-        return HookCheck::Unusable(path, why.to_string());
+    match verify::check_program(sys, file, Path::new("/"), &rules) {
+        (_, Err(why)) => HookCheck::Unusable(path, why.to_string()),
+        (file, Ok(())) => HookCheck::Run(Hook { path, file, script }),
     }
-    HookCheck::Run(Hook { path, file, script })
 }
 
 /// The init that will run on the volume mounted at `root` (the configured

@@ -879,6 +879,48 @@ fn f28_hook_interpreter_missing() {
         "hook /new-root/pre-pivot cannot run: its interpreter /nonexistent is missing or unusable \
          (not found) (pivot.hook_failure=continue would go on without it); \
          action: oldinit /sbin/init.old",
+/// The first `PT_LOAD` of a little-endian 64-bit ELF that reaches past
+/// `cut` bytes: (its offset, offset + file size).
+fn first_segment_past(elf: &[u8], cut: u64) -> (u64, u64) {
+    let u = |off: usize, len: usize| {
+        elf[off..off + len]
+            .iter()
+            .rev()
+            .fold(0u64, |v, b| (v << 8) | u64::from(*b))
+    };
+    let (phoff, phnum) = (u(0x20, 8) as usize, u(0x38, 2) as usize);
+    (0..phnum)
+        .map(|i| phoff + i * 56)
+        .filter(|&ph| u(ph, 4) == 1)
+        .map(|ph| (u(ph + 8, 8), u(ph + 8, 8) + u(ph + 32, 8)))
+        .find(|&(_, end)| end > cut)
+        .expect("a segment past the cut")
+}
+
+/// Case 29: the init is busybox-static cut at 16 KiB, as by a copy that
+/// stopped: its ELF header and program headers are whole, its code is not
+/// in the file. The kernel would map it and PID 1 would die at its first
+/// page fault (a kernel panic); it is refused at the check, the old init
+/// runs and the volume is byte-identical.
+#[test]
+fn f29_truncated_init() {
+    let s = Scratch::new("f29");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let cut = &busybox[..16384];
+    let (offset, needs) = first_segment_past(&busybox, 16384);
+    let vol = bare_volume(&s, &[("/sbin/init", cut, 0o755)]);
+    let before = std::fs::read(&vol).unwrap();
+    let (console, m) = boot_with(&s, Some(&vol), SPEC);
+    assert!(!console.contains("Kernel panic"), "{console}");
+    status_line(
+        &console,
+        "check",
+        &format!(
+            "no usable init on the new root /new-root: /sbin/init: a truncated executable: its \
+             segment at offset {offset} needs the file's first {needs} bytes, but it has 16384 \
+             (copied incompletely?); /etc/init: not found; /bin/init: not found; \
+             action: oldinit /sbin/init.old"
+        ),
     );
     old_init_ran(&m, &console);
     unchanged(&vol, &before, &console);

@@ -3,7 +3,7 @@
 //! command line, in both modes.
 
 use libfuzzer_sys::fuzz_target;
-use pivot_init::config;
+use pivot_init::{config, spec::Spec};
 
 fuzz_target!(|data: &[u8]| {
     let initramfs = data.first().is_some_and(|b| b & 1 == 1);
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(cfg.settings().len(), config::SETTINGS.len());
         if let Some(spec) = &cfg.root {
             // What is displayed parses back to the same spec.
-            assert_eq!(config::Spec::parse(&spec.to_string()).as_ref(), Ok(spec));
+            assert_eq!(Spec::parse(&spec.to_string()).as_ref(), Ok(spec));
         }
     }
 });

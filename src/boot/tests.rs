@@ -645,3 +645,30 @@ fn a_panic_inside_the_bind_leaves_the_bind_in_the_snapshot() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A hook whose `#!` line has a NUL after its argument: the kernel's
+/// argument is a C string, so the hook runs as `/bin/sh -e` (it used to
+/// run without its argument: the bytes after the NUL made it no C string).
+#[test]
+fn a_hook_argument_ends_at_a_nul_byte() {
+    let dir = tmp("hook-nul");
+    let vol = volume(&dir.join("vol"));
+    write(&vol, "/pre-pivot", b"#!/bin/sh -e\0junk\nfalse\n", 0o755);
+    let run = boot(machine(&dir, "pivot.root=LABEL=data", false).disk(disk(&vol)));
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    let spawned: Vec<&Vec<String>> = run
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Spawn(argv) => Some(argv),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        spawned,
+        [&["/bin/sh", "-e", "/proc/self/fd/3"]
+            .map(String::from)
+            .to_vec()]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -77,6 +77,10 @@ struct State {
     child_exit: Option<Exit>,
     /// Block devices made read-only (BLKROSET), by node path.
     read_only: BTreeSet<PathBuf>,
+    /// `uname -m` (`None`: this machine's).
+    machine: Option<String>,
+    /// Whether the kernel runs the machine's 32-bit programs.
+    runs_32bit: bool,
 }
 
 /// The fake system; see the module documentation. A clone is the same
@@ -192,6 +196,17 @@ impl FakeSys {
     /// No devtmpfs: nodes exist only once mknod made them.
     pub fn static_dev(self) -> FakeSys {
         self.st.borrow_mut().static_dev = true;
+        self
+    }
+
+    /// The machine `uname -m` names, and whether its kernel runs 32-bit
+    /// programs ([`Kernel::runs_32bit`]).
+    pub fn machine(self, uname_m: &str, runs_32bit: bool) -> FakeSys {
+        {
+            let mut st = self.st.borrow_mut();
+            st.machine = Some(uname_m.into());
+            st.runs_32bit = runs_32bit;
+        }
         self
     }
 
@@ -700,10 +715,15 @@ impl Procs for FakeSys {
 
 impl Kernel for FakeSys {
     fn uname(&self) -> Uname {
+        let machine = self.st.borrow().machine.clone();
         Uname {
             release: RELEASE.into(),
-            machine: std::env::consts::ARCH.into(),
+            machine: machine.unwrap_or_else(|| std::env::consts::ARCH.into()),
         }
+    }
+
+    fn runs_32bit(&self) -> bool {
+        self.st.borrow().runs_32bit
     }
 
     fn load_module(&self, file: &OpenFile, _params: &CStr, _flags: i32) -> Result<(), Errno> {

@@ -277,6 +277,12 @@ pub trait Kernel {
     /// Makes the block device at `dev` read-only or writable (BLKROSET): no
     /// filesystem on it can write while it is read-only, whatever it would.
     fn set_block_read_only(&self, dev: &Path, ro: bool) -> Result<(), SysError>;
+    /// Whether this kernel and its CPUs run the machine's 32-bit programs
+    /// (compat): on arm64, AArch32 at EL0 with `CONFIG_COMPAT` (a probe of
+    /// the `PER_LINUX32` personality); on x86_64, IA32 emulation built in
+    /// (`/proc/sys/abi/vsyscall32`; whether the command line turns it off
+    /// is for the caller to read). `false` on other machines.
+    fn runs_32bit(&self) -> bool;
 
     fn kernel_release(&self) -> String {
         self.uname().release

@@ -355,6 +355,16 @@ impl Kernel for RealSys {
         set().map_err(|errno| Op::SetReadOnly(dev.into(), ro).failed(errno))
     }
 
+    fn runs_32bit(&self) -> bool {
+        match self.uname().machine.as_str() {
+            "aarch64" => arm64_compat(),
+            // The directory exists whenever CONFIG_IA32_EMULATION is built in,
+            // also when `ia32_emulation=0` turned it off.
+            "x86_64" => self.exists(Path::new("/proc/sys/abi/vsyscall32")),
+            _ => false,
+        }
+    }
+
     fn nvme_identify_controller(&self, dev: &Path) -> Result<Vec<u8>, Errno> {
         use std::os::fd::AsRawFd;
         /// struct nvme_passthru_cmd of <linux/nvme_ioctl.h> (72 bytes).
@@ -418,6 +428,30 @@ const BLKROGET: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 94);
 fn open_block(dev: &Path) -> Result<std::os::fd::OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
     rustix::fs::open(dev, flags, Mode::empty())
+}
+
+/// Whether an arm64 kernel runs 32-bit ARM programs. It lets a process
+/// take the `PER_LINUX32` personality only when its CPUs run AArch32 at EL0
+/// (`arm64_personality` says EINVAL otherwise), and under that personality
+/// `uname` says `armv8l` (`armv8b` big-endian) only when it is built with
+/// `CONFIG_COMPAT` (`COMPAT_UTS_MACHINE`). The personality is put back at once.
+fn arm64_compat() -> bool {
+    const PER_LINUX32: libc::c_ulong = 0x0008;
+    const PER_MASK: libc::c_ulong = 0x00ff;
+    const QUERY: libc::c_ulong = 0xffff_ffff;
+    // SAFETY: personality(2) takes an integer and touches no memory; with
+    // 0xffffffff it only reports the current personality.
+    let Ok(old) = libc::c_ulong::try_from(unsafe { libc::personality(QUERY) }) else {
+        return false;
+    };
+    // SAFETY: as above; the flags of the current personality are kept.
+    if unsafe { libc::personality((old & !PER_MASK) | PER_LINUX32) } < 0 {
+        return false;
+    }
+    let machine = rustix::system::uname().machine().to_bytes().to_vec();
+    // SAFETY: as above; the personality this process had (it was accepted before).
+    unsafe { libc::personality(old) };
+    machine.starts_with(b"armv8")
 }
 
 impl Events for RealSys {
