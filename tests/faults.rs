@@ -879,6 +879,11 @@ fn f28_hook_interpreter_missing() {
         "hook /new-root/pre-pivot cannot run: its interpreter /nonexistent is missing or unusable \
          (not found) (pivot.hook_failure=continue would go on without it); \
          action: oldinit /sbin/init.old",
+    );
+    old_init_ran(&m, &console);
+    unchanged(&vol, &before, &console);
+}
+
 /// The first `PT_LOAD` of a little-endian 64-bit ELF that reaches past
 /// `cut` bytes: (its offset, offset + file size).
 fn first_segment_past(elf: &[u8], cut: u64) -> (u64, u64) {
