@@ -158,7 +158,7 @@ pub fn after_panic<S: Sys>(snap: Snapshot, sys: S, view: &'static View, msg: Str
         Ok(end) => end,
         Err(e) => {
             log::error!("{e}; waiting forever");
-            boot.sys.wait_forever()
+            fallback::wait_forever(&boot.sys, &boot.api_mounted)
         }
     }
 }
@@ -561,7 +561,7 @@ impl<S: Sys> Boot<S> {
         let tail = format!("; action: {what}");
         log::error!("{}", kmsg::fit_keeping_tail(&line, &tail));
         if d.switched {
-            return Some(self.sys.wait_forever());
+            return Some(fallback::wait_forever(&self.sys, &self.api_mounted));
         }
         self.undo = None;
         if let Some(target) = self.state.mounted.take() {
@@ -571,7 +571,13 @@ impl<S: Sys> Boot<S> {
         }
         self.release_read_only();
         self.state.changes.clear();
-        fallback::carry_out(&self.sys, &self.cfg, &self.argv, d.action)
+        fallback::carry_out(
+            &self.sys,
+            &self.cfg,
+            &self.argv,
+            &self.api_mounted,
+            d.action,
+        )
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::sys::{End, Errno, Exit, Op, Program, SpawnOpts, Sys, process};
+use crate::sys::{End, Errno, Op, Program, SpawnOpts, Supervised, Sys, process};
 use crate::verify::{self, Arch, CheckedInit, Rules};
 
 /// Inits tried after the configured one, in order, as the kernel does.
@@ -158,8 +158,10 @@ pub fn exec_init(
     Err(last)
 }
 
-/// Runs `/bin/sh` on the console (PID 1's stdin/stdout/stderr) and waits for it.
-pub fn console_shell(sys: &dyn Sys) -> std::result::Result<Exit, Errno> {
+/// Runs `/bin/sh` on the console (PID 1's stdin/stdout/stderr) and waits
+/// for it, reaping the orphans it leaves as they exit: how it ended, or a
+/// reboot or power-off asked for meanwhile (Ctrl-Alt-Del, SIGPWR).
+pub fn console_shell(sys: &dyn Sys) -> std::result::Result<Supervised, Errno> {
     let sh = c"/bin/sh";
     let opts = SpawnOpts {
         cwd: c"/",
@@ -174,7 +176,7 @@ pub fn console_shell(sys: &dyn Sys) -> std::result::Result<Exit, Errno> {
         &process::environ(),
         &opts,
     )?;
-    Ok(sys.wait_child(child.pid, None)?.unwrap_or(Exit::Other))
+    Ok(sys.supervise(Some(child.pid)))
 }
 
 #[cfg(test)]

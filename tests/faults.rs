@@ -930,3 +930,102 @@ fn f29_truncated_init() {
     old_init_ran(&m, &console);
     unchanged(&vol, &before, &console);
 }
+
+/// Case 30: `pivot.onfail=wait` after a failure: PID 1 waits for good, but
+/// Ctrl-Alt-Del still reboots cleanly (QEMU, run with -no-reboot, exits).
+#[test]
+fn f30_ctrl_alt_del_in_the_final_wait() {
+    let s = Scratch::new("f30");
+    let boot = BootDisk::new(&s).image(&s);
+    let vol = bare_volume(&s, &[("/etc/hostname", b"vol\n", 0o644)]);
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "vol0fault",
+        }],
+        &format!("{SPEC} pivot.onfail=wait"),
+    );
+    vm.wait_console("pivot-init: nothing left to run; PID 1 waits");
+    // The line comes just before PID 1 blocks the signals: let it get there.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    vm.send_keys(&["ctrl", "alt", "delete"]);
+    let (console, m) = vm.wait_exit();
+    status_line(
+        &console,
+        "check",
+        "no usable init on the new root /new-root: /sbin/init: not found; /etc/init: not found; \
+         /bin/init: not found; action: wait",
+    );
+    assert!(
+        console.contains(
+            "pivot-init: a reboot was asked for (Ctrl-Alt-Del): syncing, unmounting what pivot-init \
+             mounted, then rebooting"
+        ),
+        "{console}"
+    );
+    assert!(console.contains("reboot: Restarting system"), "{console}");
+    assert!(m.is_empty(), "nothing else ran:\n{m}");
+}
+
+/// The first marker line that starts with `prefix`, once the guest printed it.
+fn wait_marker(vm: &mut Vm, prefix: &str) -> String {
+    let deadline = std::time::Instant::now() + BOOT_TIMEOUT;
+    loop {
+        if let Some(l) = vm.markers_text().lines().find(|l| l.starts_with(prefix)) {
+            return l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline && !vm.exited(),
+            "no {prefix:?} marker; console:\n{}",
+            vm.console_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Case 31: in the rescue shell (`pivot.onfail=shell`) a background job
+/// whose parent exited is left to PID 1, which reaps it when it exits (no
+/// zombie stays until the shell ends); Ctrl-Alt-Del reboots from the shell.
+#[test]
+fn f31_rescue_shell_orphans_are_reaped_and_ctrl_alt_del_reboots() {
+    let s = Scratch::new("f31");
+    let boot = BootDisk::new(&s).image(&s);
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            disk: Some(&boot),
+            cmdline: "pivot.root=LABEL=never pivot.timeout=2 pivot.onfail=shell",
+            console_input: true,
+            ..Boot::default()
+        },
+    );
+    vm.wait_console("; action: shell /bin/sh");
+    vm.wait_console("/ # ");
+    // The subshell exits at once: its `sleep 3` is an orphan, now PID 1's child.
+    vm.type_console(
+        "(sleep 3 &); sleep 0.5; echo \"ORPHANS $(grep -l '(sleep) S 1 ' /proc/[0-9]*/stat \
+         2>/dev/null | wc -l)\" > /dev/ttyS1\n",
+    );
+    assert_eq!(wait_marker(&mut vm, "ORPHANS "), "ORPHANS 1");
+    // Once it has exited: a zombie would stay until PID 1 reaps it.
+    vm.type_console(
+        "sleep 4; echo \"ZOMBIES $(grep -l ') Z ' /proc/[0-9]*/stat 2>/dev/null | wc -l)\" \
+         > /dev/ttyS1\n",
+    );
+    let zombies = wait_marker(&mut vm, "ZOMBIES ");
+    assert_eq!(zombies, "ZOMBIES 0", "{}", vm.console_text());
+    vm.send_keys(&["ctrl", "alt", "delete"]);
+    let (console, _) = vm.wait_exit();
+    assert!(
+        console.contains(
+            "pivot-init: a reboot was asked for (Ctrl-Alt-Del): syncing, unmounting what pivot-init \
+             mounted, then rebooting"
+        ),
+        "{console}"
+    );
+    assert!(console.contains("reboot: Restarting system"), "{console}");
+    assert!(!console.contains("/bin/sh ended"), "{console}");
+    assert!(!console.contains("retrying the boot"), "{console}");
+}

@@ -567,6 +567,128 @@ fn ctrl_alt_del_while_waiting_reboots_cleanly() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Ctrl-Alt-Del while the rescue shell runs (`pivot.onfail=shell`): PID 1
+/// takes it as in the wait stage, the shell is not waited for, and the
+/// boot is not retried.
+#[test]
+fn ctrl_alt_del_during_the_rescue_shell_reboots() {
+    let dir = tmp("cad-shell");
+    let vol = volume(&dir.join("vol"));
+    // The volume is there at once (no wait for it), so the signal is
+    // still queued when the shell runs; a retry would boot it.
+    let sys = machine(&dir, "pivot.root=LABEL=data pivot.onfail=shell", false)
+        .disk(disk(&vol))
+        .fail_once("mount /dev/nvme1n1", Errno::IO)
+        .signal(Sig::CtrlAltDel);
+    let run = boot(sys);
+    assert_eq!(run.end, End::Halt(Halt::Reboot), "{:#?}", run.log);
+    assert!(
+        run.line("FAILED at mount: ")
+            .ends_with("; action: shell /bin/sh"),
+        "{:#?}",
+        run.log
+    );
+    assert_eq!(
+        run.only(&["spawn", "umount", "halt"]),
+        [
+            "spawn /bin/sh",
+            "umount /dev",
+            "umount /sys",
+            "umount /proc",
+            "halt Reboot"
+        ]
+    );
+    run.line(
+        "a reboot was asked for (Ctrl-Alt-Del): syncing, unmounting what pivot-init mounted, \
+         then rebooting",
+    );
+    assert!(
+        !run.log
+            .iter()
+            .any(|l| l.starts_with("/bin/sh ended") || l.contains("retrying")),
+        "{:#?}",
+        run.log
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `pivot.onfail=wait` after a failure: PID 1 waits for good, but
+/// Ctrl-Alt-Del still reboots, after the volume and the API filesystems
+/// are unmounted.
+#[test]
+fn ctrl_alt_del_in_the_final_wait_reboots() {
+    let dir = tmp("cad-wait");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let sys = machine(&dir, "pivot.root=LABEL=data pivot.onfail=wait", false)
+        .disk(disk(&empty))
+        .signal(Sig::CtrlAltDel);
+    let run = boot(sys);
+    assert_eq!(run.end, End::Halt(Halt::Reboot), "{:#?}", run.log);
+    assert!(
+        run.line("FAILED at check: ").ends_with("; action: wait"),
+        "{:#?}",
+        run.log
+    );
+    run.line("nothing left to run; PID 1 waits");
+    assert_eq!(
+        run.only(&["umount", "halt"]),
+        [
+            "umount /new-root",
+            "umount /dev",
+            "umount /sys",
+            "umount /proc",
+            "halt Reboot"
+        ]
+    );
+    run.line(
+        "a reboot was asked for (Ctrl-Alt-Del): syncing, unmounting what pivot-init mounted, \
+         then rebooting",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// In the final wait SIGTERM changes nothing and SIGPWR powers off; a
+/// power-off that fails leaves PID 1 waiting, and the next request is taken.
+#[test]
+fn sigpwr_in_the_final_wait_powers_off_and_a_failed_halt_waits_on() {
+    let dir = tmp("pwr-wait");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let sys = machine(&dir, "pivot.root=LABEL=data pivot.onfail=wait", false)
+        .disk(disk(&empty))
+        .fail_once("halt PowerOff", Errno::PERM)
+        .signal(Sig::Term)
+        .signal(Sig::Power)
+        .signal(Sig::Power);
+    let run = boot(sys);
+    assert_eq!(run.end, End::Halt(Halt::PowerOff), "{:#?}", run.log);
+    assert_eq!(
+        run.only(&["umount", "halt"]),
+        [
+            "umount /new-root",
+            "umount /dev",
+            "umount /sys",
+            "umount /proc",
+            "halt PowerOff",
+            "umount /dev",
+            "umount /sys",
+            "umount /proc",
+            "halt PowerOff"
+        ]
+    );
+    let asked = "a power-off was asked for (SIGPWR): syncing, unmounting what pivot-init \
+                 mounted, then powering off";
+    assert_eq!(
+        run.log.iter().filter(|l| *l == asked).count(),
+        2,
+        "{:#?}",
+        run.log
+    );
+    run.line("poweroff failed: errno 1 (Operation not permitted); PID 1 waits");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A panic in the switch, after the boot disk's module tree was bound onto
 /// the volume: the panic hook's path (the failure policy run from the
 /// snapshot) unbinds it and unmounts the volume before the old init.

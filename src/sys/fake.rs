@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::files::{self, FileInfo, OpenFile, Resolve};
-use super::process::{Child, Exit, Program, SpawnOpts};
+use super::process::{Child, Exit, Program, SpawnOpts, Supervised};
 use super::signals::Sig;
 use super::uevent_socket::{Ready, Recv};
 use super::{
@@ -210,7 +210,8 @@ impl FakeSys {
         self
     }
 
-    /// A signal that arrives while the boot waits.
+    /// A signal that arrives while PID 1 waits: for the volume, for the
+    /// rescue shell or for good (queued until one of them takes it).
     pub fn signal(self, sig: Sig) -> FakeSys {
         self.st.borrow_mut().signals.push_back(sig);
         self
@@ -708,8 +709,23 @@ impl Procs for FakeSys {
         Ok(End::Halt(how))
     }
 
-    fn wait_forever(&self) -> End {
-        End::Forever
+    /// The queued signals first (the first Ctrl-Alt-Del or SIGPWR is a
+    /// request; the others are passed over), then the child's scripted
+    /// end; without a child, or one that never ends, [`Supervised::Forever`].
+    fn supervise(&self, child: Option<Pid>) -> Supervised {
+        loop {
+            let next = self.st.borrow_mut().signals.pop_front();
+            match next {
+                Some(Sig::CtrlAltDel) => return Supervised::Requested(Halt::Reboot),
+                Some(Sig::Power) => return Supervised::Requested(Halt::PowerOff),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        match (child, self.st.borrow().child_exit) {
+            (Some(_), Some(exit)) => Supervised::Exited(exit),
+            _ => Supervised::Forever,
+        }
     }
 }
 

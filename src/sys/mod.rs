@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use error::{ErrnoText, Op, SysError};
 pub use files::{FileInfo, OpenFile, Resolve};
 pub use mountflags::{FLAG_CLEAR, FLAG_SET, describe as describe_flags};
-pub use process::{Child, Exit, Program, SpawnOpts};
+pub use process::{Child, Exit, Program, SpawnOpts, Supervised};
 pub use real::RealSys;
 pub use rustix::fs::FileType;
 pub use rustix::io::Errno;
@@ -254,8 +254,13 @@ pub trait Procs {
     fn exec(&self, prog: Program, argv: &[CString], envp: &[CString]) -> Result<End, Errno>;
     /// `sync`, then reboot or power off. Returns only on failure (or on the fake).
     fn halt(&self, how: Halt) -> Result<End, SysError>;
-    /// The last resort: PID 1 must not exit, so it sleeps, reaping orphans.
-    fn wait_forever(&self) -> End;
+    /// PID 1's wait, wherever it waits but for the volume (the rescue
+    /// shell; the last resort, `child` `None`): until `child` ends (`None`:
+    /// for good), reaping every child as it exits, orphans included, and
+    /// taking PID 1's signals: Ctrl-Alt-Del and SIGPWR end it as requests,
+    /// SIGTERM is logged and changes nothing. The signals are blocked only
+    /// while it waits, so no exec inherits them blocked.
+    fn supervise(&self, child: Option<Pid>) -> Supervised;
 }
 
 /// The kernel's other services PID 1 uses.

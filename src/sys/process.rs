@@ -10,7 +10,8 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 
-use super::OpenFile;
+use super::signals::{Sig, SignalFd};
+use super::{ErrnoText, Halt, OpenFile};
 
 /// How a child ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,19 +335,263 @@ pub(super) fn reap_children() -> usize {
     n
 }
 
-/// The last resort: PID 1 must not exit, so sleep forever, reaping orphans.
-pub fn wait_forever() -> ! {
+/// How a supervised wait ended ([`supervise`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supervised {
+    /// The child waited for ended: its own status (the other children
+    /// reaped meanwhile, orphans, are not reported).
+    Exited(Exit),
+    /// Ctrl-Alt-Del (a reboot) or SIGPWR (a power-off) was asked for; the
+    /// child, if any, still runs.
+    Requested(Halt),
+    /// Nothing more will happen: only the fake returns it, once its script
+    /// is done (on the machine the wait goes on).
+    Forever,
+}
+
+/// PID 1's wait: until `child` ends (`None`: for good), reaping every child
+/// as it exits, orphans included (`waitpid(-1)`, keeping `child`'s own
+/// status), and taking PID 1's signals from a signalfd: Ctrl-Alt-Del and
+/// SIGPWR end the wait as requests, SIGTERM is logged and changes nothing.
+/// The signals are blocked only while it waits (the descriptor unblocks
+/// them when dropped), so no exec inherits them blocked. Without a
+/// signalfd it blocks in `wait()`, reaping, and takes no request.
+pub(super) fn supervise(child: Option<Pid>) -> Supervised {
+    let sfd = match SignalFd::new() {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!(
+                "no signalfd ({}): Ctrl-Alt-Del and SIGPWR are not taken while PID 1 waits",
+                ErrnoText(e)
+            );
+            return Supervised::Exited(reap_until(child));
+        }
+    };
+    loop {
+        // Also right after the signalfd exists: a child that exited before
+        // (its SIGCHLD discarded, not yet blocked) is reaped here.
+        if let Some(exit) = reap_exited(child) {
+            return Supervised::Exited(exit);
+        }
+        let mut fds = [PollFd::new(&sfd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => {
+                log::warn!(
+                    "poll on the signalfd failed ({}): Ctrl-Alt-Del and SIGPWR are not taken \
+                     while PID 1 waits",
+                    ErrnoText(e)
+                );
+                drop(sfd);
+                return Supervised::Exited(reap_until(child));
+            }
+        }
+        while let Some(sig) = sfd.read() {
+            match sig {
+                // Reaped at the top of the loop.
+                Sig::Child => {}
+                Sig::CtrlAltDel => return Supervised::Requested(Halt::Reboot),
+                Sig::Power => return Supervised::Requested(Halt::PowerOff),
+                Sig::Term => {
+                    log::info!("SIGTERM: ignored (PID 1 keeps waiting; Ctrl-Alt-Del reboots)")
+                }
+                Sig::Other(n) => log::debug!("signal {n} while waiting: ignored"),
+            }
+        }
+    }
+}
+
+/// Reaps every exited child without blocking; `child`'s status once it is
+/// among them (or once PID 1 has no child at all: it is gone).
+fn reap_exited(child: Option<Pid>) -> Option<Exit> {
+    let mut reaped = 0;
+    let found = loop {
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Ok(Some((pid, st))) if Some(pid) == child => break Some(Exit::of(st)),
+            Ok(Some(_)) => reaped += 1,
+            Err(Errno::INTR) => {}
+            Err(Errno::CHILD) if child.is_some() => break Some(Exit::Other),
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    if reaped > 0 {
+        log::debug!("reaped {reaped} child process(es)");
+    }
+    found
+}
+
+/// Without a signalfd: blocks in `wait()`, reaping every child, until
+/// `child` ends (`None`: never returns). With no child at all it naps and
+/// looks again (an orphan may come; a signal would not wake it).
+fn reap_until(child: Option<Pid>) -> Exit {
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
-            Ok(_) => {}
-            Err(_) => rustix::event::pause(),
+            Ok(Some((pid, st))) if Some(pid) == child => return Exit::of(st),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(Errno::CHILD) if child.is_some() => return Exit::Other,
+            Err(_) => {
+                let _ = rustix::thread::nanosleep(&timespec(Duration::from_secs(1)));
+            }
         }
+    }
+}
+
+/// The very end of the panic path, when even the failure policy returned:
+/// PID 1 must not exit, so it sleeps forever, reaping orphans.
+pub fn wait_forever() -> ! {
+    loop {
+        let _ = reap_until(None);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `f` in a forked child of this test process, as PID 1 would run
+    /// it: one thread (a process signal reaches the thread that blocked
+    /// it), and `waitpid(-1)` sees only its own children, not those of the
+    /// other tests. Its error comes back through a file.
+    fn in_fork(name: &str, f: impl FnOnce() -> Result<(), String>) {
+        let out = std::env::temp_dir().join(format!("pivot-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        // SAFETY: the child runs `f`, which only makes system calls and
+        // allocates (glibc's malloc is fork-safe), writes one file and
+        // leaves with _exit, never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = match f() {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = std::fs::write(&out, e);
+                    1
+                }
+            };
+            // SAFETY: ends the forked child without running the harness's
+            // exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let pid = Pid::from_raw(pid).unwrap();
+        let st = wait_child(pid).unwrap();
+        let why = std::fs::read_to_string(&out).unwrap_or_default();
+        let _ = std::fs::remove_file(&out);
+        assert_eq!(st, Exit::Code(0), "{why}");
+    }
+
+    fn check<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> Result<(), String> {
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{what}: got {got:?}, want {want:?}"))
+        }
+    }
+
+    /// The signals blocked and pending in this thread (/proc), as hex masks.
+    fn sig_masks() -> Result<(String, String), String> {
+        let status =
+            std::fs::read_to_string("/proc/thread-self/status").map_err(|e| e.to_string())?;
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        Ok((field("SigBlk:"), field("SigPnd:")))
+    }
+
+    const NONE: &str = "0000000000000000";
+
+    /// The supervised wait reaps an orphan as it dies (the forked child
+    /// stands in for PID 1 as a subreaper), keeps the child's own exit
+    /// status, leaves no zombie, and unblocks the signals it blocked.
+    #[test]
+    fn supervise_reaps_orphans_and_keeps_the_childs_status() {
+        let dir = std::env::temp_dir().join(format!("pivot-supervise-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // The orphan's parent exits at once; the orphan exits after 0.2 s,
+        // while the shell still runs; 0.8 s later the shell looks for it:
+        // reaped, its pid is gone from /proc (a zombie would still be there).
+        let script = format!(
+            "(sleep 0.2 & echo $! > {0}/pid); sleep 1; \
+             if [ -e /proc/$(cat {0}/pid) ]; then echo present; else echo gone; fi > {0}/seen; \
+             exit 7",
+            dir.display()
+        );
+        let d = dir.clone();
+        in_fork("supervise-orphans", move || {
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+                .map_err(|e| format!("subreaper: {e}"))?;
+            let sh = c"/bin/sh";
+            let argv = [
+                sh.to_owned(),
+                c"-c".to_owned(),
+                CString::new(script).map_err(|e| e.to_string())?,
+            ];
+            let opts = SpawnOpts {
+                cwd: c"/",
+                new_group: true,
+                stdin_null: true,
+                new_pid_ns: false,
+                fd3: None,
+            };
+            let child = spawn(Program::Path(sh), &argv, &[], &opts).map_err(|e| e.to_string())?;
+            check(
+                supervise(Some(child.pid)),
+                Supervised::Exited(Exit::Code(7)),
+                "the shell's own status",
+            )?;
+            let seen = std::fs::read_to_string(d.join("seen")).map_err(|e| e.to_string())?;
+            check(seen.as_str(), "gone\n", "the orphan after it exited")?;
+            check(
+                rustix::process::wait(WaitOptions::NOHANG).map(|r| r.is_some()),
+                Err(Errno::CHILD),
+                "children left",
+            )?;
+            check(sig_masks()?.0, NONE.to_string(), "blocked afterwards")
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Ctrl-Alt-Del (SIGINT) and SIGPWR end the supervised wait as requests;
+    /// SIGTERM (read first: the lower number) does not. Afterwards nothing
+    /// is blocked or pending.
+    #[test]
+    fn supervise_takes_ctrl_alt_del_and_sigpwr_not_sigterm() {
+        in_fork("supervise-signals", || {
+            let queue = |sigs: &[i32]| {
+                // SAFETY: blocking signals only changes this (single-threaded)
+                // process's mask; raise() then queues them, as the kernel
+                // queues Ctrl-Alt-Del's SIGINT for PID 1 while it is blocked.
+                unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    for s in sigs {
+                        libc::sigaddset(&mut set, *s);
+                    }
+                    libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                    for s in sigs {
+                        libc::raise(*s);
+                    }
+                }
+            };
+            queue(&[libc::SIGINT]);
+            check(
+                supervise(None),
+                Supervised::Requested(Halt::Reboot),
+                "SIGINT",
+            )?;
+            queue(&[libc::SIGTERM, libc::SIGPWR]);
+            check(
+                supervise(None),
+                Supervised::Requested(Halt::PowerOff),
+                "SIGTERM, SIGPWR",
+            )?;
+            check(sig_masks()?, (NONE.into(), NONE.into()), "blocked, pending")
+        });
+    }
 
     /// A spawned program starts with nothing ignored or blocked and no
     /// descriptor past 2, though this (test) process ignores SIGPIPE, blocks

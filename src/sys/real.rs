@@ -10,7 +10,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
 
 use super::files::{self, FileInfo, OpenFile, Resolve};
-use super::process::{self, Child, Exit, Program, SpawnOpts};
+use super::process::{self, Child, Exit, Program, SpawnOpts, Supervised};
 use super::signals::{self, Sig, SignalFd};
 use super::uevent_socket::{Ready, Recv, UeventSocket};
 use super::{
@@ -292,8 +292,8 @@ impl Procs for RealSys {
         Err(Op::Halt(how).failed(errno))
     }
 
-    fn wait_forever(&self) -> End {
-        process::wait_forever()
+    fn supervise(&self, child: Option<Pid>) -> Supervised {
+        process::supervise(child)
     }
 }
 
