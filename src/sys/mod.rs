@@ -68,6 +68,8 @@ pub enum End {
     /// The program PID 1 became (its argv[0]).
     Exec(PathBuf),
     Halt(Halt),
+    /// The machine rebooted into the kernel `kexec_file_load` loaded.
+    Kexec,
     /// Nothing left to run: PID 1 waits, reaping orphans.
     Forever,
 }
@@ -254,6 +256,10 @@ pub trait Procs {
     fn exec(&self, prog: Program, argv: &[CString], envp: &[CString]) -> Result<End, Errno>;
     /// `sync`, then reboot or power off. Returns only on failure (or on the fake).
     fn halt(&self, how: Halt) -> Result<End, SysError>;
+    /// `sync`, then `reboot(LINUX_REBOOT_CMD_KEXEC)`: the machine goes on in
+    /// the kernel [`Kernel::kexec_file_load`] loaded. Returns only on failure
+    /// (nothing loaded: EINVAL), or on the fake.
+    fn kexec_reboot(&self) -> Result<End, SysError>;
     /// The last resort: PID 1 must not exit, so it sleeps, reaping orphans.
     fn wait_forever(&self) -> End;
 }
@@ -277,6 +283,15 @@ pub trait Kernel {
     /// Makes the block device at `dev` read-only or writable (BLKROSET): no
     /// filesystem on it can write while it is read-only, whatever it would.
     fn set_block_read_only(&self, dev: &Path, ro: bool) -> Result<(), SysError>;
+    /// Loads a kernel, an initramfs (`None`: without one) and its command
+    /// line from open files for a later [`Procs::kexec_reboot`]
+    /// (`kexec_file_load`; the kernel copies and checks them now).
+    fn kexec_file_load(
+        &self,
+        kernel: &OpenFile,
+        initrd: Option<&OpenFile>,
+        cmdline: &CStr,
+    ) -> Result<(), Errno>;
 
     fn kernel_release(&self) -> String {
         self.uname().release
