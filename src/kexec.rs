@@ -546,7 +546,8 @@ fn etc_kernel_cmdline(fs: &dyn Files, root: &Path) -> Result<Option<String>, Str
     Ok((!words.is_empty()).then(|| words.join(" ")))
 }
 
-/// The lines that say what would be booted (`plan`, `check`, the log).
+/// The lines that say what would be booted (`plan`, `check`, the log):
+/// kernel, initramfs, why that entry, the command line.
 pub fn describe(p: &Prepared) -> Vec<String> {
     let e = &p.entry;
     let mut out = vec![
@@ -579,7 +580,8 @@ pub fn describe(p: &Prepared) -> Vec<String> {
 /// Loads the prepared kernel (`kexec_file_load`); logs what and the whole
 /// command line. Nothing of the volume changes; its files are closed after.
 pub fn load(sys: &dyn Sys, p: Prepared) -> Result<(), String> {
-    for l in describe(&p) {
+    // The why was said when the entry was chosen.
+    for l in describe(&p).iter().filter(|l| !l.starts_with("why: ")) {
         log_whole(&format!("kexec: {l}"));
     }
     let k = p.entry.kernel.shown();
