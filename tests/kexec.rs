@@ -193,13 +193,25 @@ fn timing(timed: &[(Duration, String)], plugged: Duration) -> String {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("the jump line: {jump}"));
     let (_, loaded) = at("pivot-init: kexec: loaded ", 0);
+    let (t_starting, starting) = at("kexec_core: Starting new kernel", 0);
+    // `[    8.768461] ...`: the first kernel's printk clock, in ms.
+    let stamp = |l: &str| -> f64 {
+        l.trim_start_matches('[')
+            .split(']')
+            .next()
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |s| s * 1000.0)
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     format!(
         "kexec timing: uevent to the jump {uevent_ms:.0} ms (first kernel's clock; {}); jump to \
-         the new kernel's first line {:.0} ms (host clock on console lines); uevent to the new \
-         kernel's first line {:.0} ms; hot-plug (QMP) to it {:.0} ms (host); the new kernel to \
-         running its initramfs {:.0} ms (host)",
+         `Starting new kernel` {:.0} ms (first kernel's clock: devices shut down); to the new \
+         kernel's first line {:.0} ms (host clock on console lines); jump to the new kernel's \
+         first line {:.0} ms (host); uevent to the new kernel's first line {:.0} ms; hot-plug \
+         (QMP) to it {:.0} ms (host); the new kernel to running its initramfs {:.0} ms (host)",
         loaded.split_once("kexec: ").map_or("", |(_, l)| l),
+        stamp(&starting) - stamp(&jump),
+        ms(t_first - t_starting),
         ms(t_first - t_jump),
         uevent_ms + ms(t_first - t_jump),
         ms(t_first - plugged),
