@@ -758,6 +758,27 @@ fn kexec_loads_the_volumes_kernel_unmounts_and_jumps() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// In initramfs mode too: the volume's kernel from the kernel's own
+/// `root=`, and nothing of the initramfs is freed before the jump.
+#[test]
+fn kexec_from_an_initramfs() {
+    let dir = tmp("kexec-initramfs");
+    let vol = kexec_volume(&dir.join("vol"), "6.9.0-vol");
+    let sys = machine(&dir, "console=ttyS0 root=LABEL=data pivot.kexec=on", true).disk(disk(&vol));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Kexec);
+    assert_eq!(
+        run.only(&["kexec", "umount", "free", "move", "chroot", "reboot"]),
+        [
+            "kexec_file_load /new-root/boot/vmlinuz-6.9.0-vol /new-root/boot/initrd.img-6.9.0-vol \
+             root=UUID=v ro kexec.marker=1 console=ttyS0",
+            "umount /new-root",
+            "reboot kexec",
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Each failure before the jump is `FAILED at kexec` and the policy, the
 /// volume unmounted unchanged (its device given back); nothing is loaded
 /// when a check fails.
