@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::exec;
 use crate::fallback;
 use crate::hook;
+use crate::kexec::{self, Choice};
 use crate::kmods;
 use crate::kmsg;
 use crate::matching::Want;
@@ -21,13 +22,21 @@ use crate::mount;
 use crate::node::{self, Device};
 use crate::preflight::{self, HookCheck};
 use crate::prepare;
+use crate::probe;
 use crate::stage::Stage;
 use crate::summary::{self, Switched, Timings};
 use crate::switch;
-use crate::sys::{self, API_MOUNTS, End, Errno, ErrnoText, Op, RealSys, Sys, process};
+use crate::sys::{self, API_MOUNTS, End, Errno, ErrnoText, Op, RealSys, Sys, Unmounted, process};
 use crate::sysblock::SysBlock;
 use crate::verify::CheckedInit;
 use crate::wait::{self, Found};
+
+/// What the check stage decided: pivot onto the volume with its checked
+/// init and hook, or boot its own kernel (the entry, or why there is none).
+enum Next {
+    Pivot(CheckedInit, HookCheck),
+    Kexec(kexec::Chosen),
+}
 
 /// What the failure path needs to undo and decide. The panic hook gets a
 /// copy at every change ([`Boot::publish`]), so whatever is added here is
@@ -236,8 +245,14 @@ impl<S: Sys> Boot<S> {
         })?;
         let fstype = self.stage(Stage::Mount, |b| b.mount(&node, &found))?;
         // The commit point: nothing of the volume runs and nothing on it
-        // changes before its init and hook are checked.
-        let (init, hook) = self.stage(Stage::Check, |b| b.check_and_commit(&node, &fstype))?;
+        // changes before its init and hook are checked. Booting its own
+        // kernel (pivot.kexec), nothing on it changes at all.
+        let (init, hook) = match self.stage(Stage::Check, |b| b.check_and_commit(&node, &fstype))? {
+            Next::Pivot(init, hook) => (init, hook),
+            Next::Kexec(entry) => {
+                return self.stage(Stage::Kexec, |b| b.kexec(entry, &node, &found));
+            }
+        };
         self.stage(Stage::Hook, |b| b.run_hook(hook, &node, &fstype))?;
         self.note_late_matches(&found.dev);
         let how = self.stage(Stage::Switch, Boot::switch)?;
@@ -409,8 +424,10 @@ impl<S: Sys> Boot<S> {
 
     /// The check stage: the init (and its interpreters) and the hook are
     /// checked on the read-only volume; then the volume is accepted: its
-    /// device writable again, remounted with the configured options.
-    fn check_and_commit(&mut self, node: &Path, fstype: &str) -> Result<(CheckedInit, HookCheck)> {
+    /// device writable again, remounted with the configured options. With
+    /// `pivot.kexec`, whether the volume boots on its own kernel is decided
+    /// first; then only its init is checked, and nothing is committed.
+    fn check_and_commit(&mut self, node: &Path, fstype: &str) -> Result<Next> {
         // The API mounts the switch will carry over: they cover the volume's
         // directories of the same names (the init must not live there).
         self.state.moved = API_MOUNTS
@@ -418,6 +435,19 @@ impl<S: Sys> Boot<S> {
             .filter(|m| self.sys.is_mount_point(Path::new(m)))
             .collect();
         self.publish();
+        let (root, u) = (self.cfg.new_root.as_path(), self.sys.uname());
+        if let Choice::Kexec(entry) =
+            kexec::choose(&self.sys, root, &self.cfg, &u.machine, &u.release)
+        {
+            drop(preflight::init(
+                &self.sys,
+                root,
+                &self.cfg,
+                &self.state.moved,
+            )?);
+            kexec::note_hook(&self.sys, root, self.cfg.hook.as_deref());
+            return Ok(Next::Kexec(entry));
+        }
         let (init, hook) = self.checks()?;
         // The commit point.
         let held = self.state.ro_device.is_some();
@@ -441,7 +471,31 @@ impl<S: Sys> Boot<S> {
         }
         self.publish();
         log::debug!("mounted {}", opts.describe());
-        Ok((init, hook))
+        Ok(Next::Pivot(init, hook))
+    }
+
+    /// The kexec stage: the entry checked and loaded, the volume unmounted
+    /// cleanly (its own boot finds a clean filesystem), then the jump.
+    fn kexec(&mut self, entry: kexec::Chosen, node: &Path, found: &Found) -> Result<End> {
+        let root = self.cfg.new_root.clone();
+        let uuid = || match &found.fs {
+            Some(p) => Some(p.uuid.clone()),
+            None => probe::read(&self.sys, node).ok().flatten().map(|p| p.uuid),
+        };
+        let entry = *entry.map_err(Error::Kexec)?;
+        let p = kexec::prepare(&self.sys, &root, &self.cfg, &self.cmdline, entry, &uuid);
+        kexec::load(&self.sys, p.map_err(Error::Kexec)?).map_err(Error::Kexec)?;
+        let how = mount::unmount_volume(&self.sys, &root, &self.state.changes);
+        if how.is_some() {
+            self.state.mounted = None;
+            self.publish();
+        }
+        if how != Some(Unmounted::Clean) {
+            let why = "the volume could not be unmounted cleanly, and its own kernel would find                        its filesystem in use; not jumping";
+            return Err(Error::Kexec(why.into()));
+        }
+        log::info!("{}", kexec::jump_line(&self.timings, found));
+        Ok(self.sys.kexec_reboot()?)
     }
 
     /// The checks of the check stage: the init that will run, open, and

@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Parsed};
+use crate::config::{self, Config, KexecMode, Parsed};
+use crate::kexec::{self, Choice};
 use crate::matching::{self, Facts, Verdict, Want};
 use crate::modules::{self, ModConfig};
+use crate::node::Device;
 use crate::preflight::{self, HookCheck, OldRootCheck};
-use crate::sys::{Files, RealSys, Sys};
+use crate::probe;
+use crate::sys::{self, Files, Kernel, RealSys, Sys};
 use crate::sysblock::{Nodes, SysBlock};
 
 pub const USAGE: &str = "\
@@ -27,7 +30,8 @@ runs its pre-pivot hook, pivots onto it and execs its init. Otherwise:
          Exit status: 0 fine, 1 warnings or no volume spec, 2 bad arguments.
   check  check a volume tree as the boot would before switching to it: the
          init and its interpreter, the hook's permissions, the old-root
-         directory. Exit status: 0 fine, 1 problems found, 2 bad arguments.
+         directory; with pivot.kexec, the boot entry that would be booted.
+         Exit status: 0 fine, 1 problems found, 2 bad arguments.
 ";
 
 /// Options shared by `plan` and `check`.
@@ -115,14 +119,97 @@ fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
     Ok(p)
 }
 
+/// The command line `plan` and `check` read.
+fn cmdline_text(o: &Opts) -> Result<String, String> {
+    match &o.cmdline {
+        Some(c) => Ok(c.clone()),
+        None => std::fs::read_to_string("/proc/cmdline")
+            .map_err(|e| format!("cannot read /proc/cmdline: {e}")),
+    }
+}
+
 /// The words of the command line `plan` reads.
 fn cmdline_words(o: &Opts) -> Result<Vec<String>, String> {
-    let text = match &o.cmdline {
-        Some(c) => c.clone(),
-        None => std::fs::read_to_string("/proc/cmdline")
-            .map_err(|e| format!("cannot read /proc/cmdline: {e}"))?,
+    Ok(config::split_cmdline(&cmdline_text(o)?))
+}
+
+/// What `pivot.kexec` would do with the volume tree at `dir`: the entry
+/// that would be booted (kernel, initramfs, why, the line, each checked as
+/// the boot checks it), or that the boot pivots, or why no entry can be
+/// booted. `running` is the command line the boot would have; `uuid` the
+/// volume's filesystem UUID, when known. Returns (lines, whether it boots
+/// by kexec, whether that is a problem).
+fn kexec_report(
+    sys: &RealSys,
+    dir: &Path,
+    cfg: &Config,
+    running: &str,
+    uuid: Option<String>,
+) -> (Vec<String>, bool, bool) {
+    let u = sys.uname();
+    let mode = cfg.kexec.mode.name();
+    let entry = match kexec::choose(sys, dir, cfg, &u.machine, &u.release) {
+        Choice::Pivot(why) => {
+            return (vec![format!("ok: no kexec: {why}")], false, false);
+        }
+        Choice::Kexec(Err(why)) => {
+            return (vec![format!("problem: kexec: {why}")], true, true);
+        }
+        Choice::Kexec(Ok(e)) => e,
     };
-    Ok(config::split_cmdline(&text))
+    let release = entry.release.clone();
+    let placeholder = "<the volume's filesystem UUID>".to_string();
+    let uuid = || Some(uuid.clone().unwrap_or_else(|| placeholder.clone()));
+    match kexec::prepare(sys, dir, cfg, running, *entry, &uuid) {
+        Ok(p) => {
+            let mut out = vec![format!(
+                "ok: pivot.kexec={mode} would boot the volume's own kernel (release {}; \
+                 this machine runs {}):",
+                release.as_deref().unwrap_or("unknown"),
+                u.release
+            )];
+            out.extend(kexec::describe(&p).into_iter().map(|l| format!("  {l}")));
+            (out, true, false)
+        }
+        Err(why) => (vec![format!("problem: kexec: {why}")], true, true),
+    }
+}
+
+/// Where the filesystem of device `major:minor` is mounted whole on this
+/// machine (its root at the mount point), from /proc/self/mountinfo.
+fn mounted_at(fs: &dyn Files, major: u32, minor: u32) -> Option<PathBuf> {
+    let text = fs.read_text(Path::new("/proc/self/mountinfo")).ok()?;
+    let devno = format!("{major}:{minor}");
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let at = f.get(4)?;
+        (f.get(2) == Some(&devno.as_str()) && f.get(3) == Some(&"/"))
+            .then(|| PathBuf::from(unescape_octal(at)))
+    })
+}
+
+/// A mountinfo field: `\040` and the like back to bytes.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')));
+        match code.and_then(|c| u8::try_from(c).ok()) {
+            Some(c) => {
+                out.push(c);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The parameters modules will get, as the modules stage reads them.
@@ -203,6 +290,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
                 out.push_str(&format!("  (no block devices under {})\n", sysfs.display()));
             }
             let mut matched = 0;
+            let mut matches = Vec::new();
             for name in names {
                 let Some(dev) = sys.device(&name) else {
                     continue;
@@ -221,6 +309,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
                     ),
                     Verdict::Match => {
                         matched += 1;
+                        matches.push(f.dev.clone());
                         "MATCH".to_string()
                     }
                 };
@@ -233,9 +322,42 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
                     "  {matched} devices match: the boot would refuse to choose one (FAILED at wait)\n"
                 ));
             }
+            if p.cfg.kexec.mode != KexecMode::Off {
+                out.push_str(&plan_kexec(&real, &p.cfg, &cmdline_text(&o)?, &matches));
+            }
         }
     }
     Ok((out, status))
+}
+
+/// `plan`'s kexec section: the entry of each matching device that is
+/// mounted here now (`plan` itself never mounts).
+fn plan_kexec(real: &RealSys, cfg: &Config, running: &str, matches: &[Device]) -> String {
+    let mut out = format!("\nkexec (pivot.kexec={}):\n", cfg.kexec.mode.name());
+    let mut shown = 0;
+    for d in matches {
+        let Some(dir) = mounted_at(real, d.major, d.minor) else {
+            continue;
+        };
+        shown += 1;
+        let node = PathBuf::from(format!("/dev/block/{}:{}", d.major, d.minor));
+        let uuid = probe::read(real, &node).ok().flatten().map(|p| p.uuid);
+        out.push_str(&format!(
+            "  {} is mounted at {}:\n",
+            d.describe(),
+            dir.display()
+        ));
+        for l in kexec_report(real, &dir, cfg, running, uuid).0 {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    if shown == 0 {
+        out.push_str(
+            "  the boot chooses the entry on the volume once it is mounted; no matching device \
+             is mounted here now (`pivot-init check DIR` shows it for a mounted copy)\n",
+        );
+    }
+    out
 }
 
 /// `check VOLUME_DIR`: returns (output, exit status).
@@ -268,6 +390,24 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
     ));
     let pf = preflight::preflight(&sys, &dir, &cfg);
     let mut problems = 0;
+    // pivot.kexec: the entry, checked; booting it, no hook runs and
+    // nothing is switched.
+    let mut by_kexec = false;
+    let mut kexec_lines = Vec::new();
+    if cfg.kexec.mode != KexecMode::Off {
+        let running = cmdline_text(&o).unwrap_or_default();
+        let uuid = sys
+            .stat(&dir)
+            .ok()
+            .map(|st| sys::split_dev(st.dev))
+            .map(|(a, b)| PathBuf::from(format!("/dev/block/{a}:{b}")))
+            .and_then(|node| probe::read(&sys, &node).ok().flatten())
+            .map(|p| p.uuid);
+        let (lines, kexec, bad) = kexec_report(&sys, &dir, &cfg, &running, uuid);
+        by_kexec = kexec;
+        problems += usize::from(bad);
+        kexec_lines = lines;
+    }
     let mut problem = |out: &mut String, text: String| {
         problems += 1;
         out.push_str(&format!("problem: {text}\n"));
@@ -290,6 +430,15 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
             problem(&mut out, text);
         }
         Err(e) => problem(&mut out, e.to_string()),
+    }
+    for l in kexec_lines {
+        out.push_str(&format!("{l}\n"));
+    }
+    if by_kexec {
+        out.push_str(
+            "ok: no hook runs and nothing is switched: pivot.kexec boots the volume's own kernel\n",
+        );
+        return Ok(finish(out, problems));
     }
     let hook = cfg.hook.as_deref().unwrap_or(Path::new("")).display();
     match pf.hook {
@@ -320,12 +469,17 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
             format!("{old} is missing and {} is not writable", parent.display()),
         ),
     }
+    Ok(finish(out, problems))
+}
+
+/// `check`'s result line and exit status.
+fn finish(mut out: String, problems: usize) -> (String, i32) {
     out.push_str(&if problems == 0 {
         "result: the volume looks bootable\n".to_string()
     } else {
         format!("result: {problems} problem(s)\n")
     });
-    Ok((out, if problems == 0 { 0 } else { 1 }))
+    (out, if problems == 0 { 0 } else { 1 })
 }
 
 /// The settings, one line each with the default: the tail of `--help`.
@@ -369,5 +523,29 @@ pub fn main(args: &[String]) -> i32 {
             eprintln!("pivot-init: {e}\n{USAGE}");
             2
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::FakeSys;
+
+    #[test]
+    fn where_a_device_is_mounted_whole() {
+        let dir = std::env::temp_dir().join(format!("pivot-cli-mi-{}", std::process::id()));
+        let fs = FakeSys::sandbox(&dir).file(
+            "/proc/self/mountinfo",
+            b"22 1 259:1 / / rw,relatime - ext4 /dev/nvme0n1p1 rw\n\
+              30 22 259:2 /sub /mnt/part rw - ext4 /dev/nvme1n1 rw\n\
+              31 22 259:2 / /mnt/my\\040vol rw - ext4 /dev/nvme1n1 rw\n",
+            0o444,
+        );
+        assert_eq!(mounted_at(&fs, 259, 1), Some(PathBuf::from("/")));
+        // A bind of a subdirectory is not the whole filesystem.
+        assert_eq!(mounted_at(&fs, 259, 2), Some(PathBuf::from("/mnt/my vol")));
+        assert_eq!(mounted_at(&fs, 8, 0), None);
+        assert_eq!(unescape_octal("a\\134b\\0x\\"), "a\\b\\0x\\");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

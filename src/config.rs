@@ -83,6 +83,59 @@ impl fmt::Display for Kmods {
     }
 }
 
+/// `pivot.kexec`: whether the volume boots on its own kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KexecMode {
+    /// Pivot onto the volume, on the running kernel.
+    #[default]
+    Off,
+    /// Boot the volume's own kernel (kexec), always.
+    On,
+    /// Boot the volume's own kernel when its release is not the running one.
+    Auto,
+}
+
+impl KexecMode {
+    pub fn parse(v: &str) -> std::result::Result<KexecMode, String> {
+        match v {
+            "off" | "0" => Ok(KexecMode::Off),
+            "on" | "1" => Ok(KexecMode::On),
+            "auto" => Ok(KexecMode::Auto),
+            _ => Err(format!("`{v}` is not one of off, on, auto")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KexecMode::Off => "off",
+            KexecMode::On => "on",
+            KexecMode::Auto => "auto",
+        }
+    }
+}
+
+/// `pivot.kexec_initrd`: a file on the volume, or none at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KexecInitrd {
+    Path(PathBuf),
+    /// `none`: the kernel boots without an initramfs.
+    Without,
+}
+
+/// The `pivot.kexec*` settings: what the volume's boot entry is, when they say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KexecSettings {
+    pub mode: KexecMode,
+    /// `pivot.kexec_kernel`: the kernel on the volume (the entry is then these settings).
+    pub kernel: Option<PathBuf>,
+    /// `pivot.kexec_initrd`: replaces the entry's initramfs.
+    pub initrd: Option<KexecInitrd>,
+    /// `pivot.kexec_cmdline`: replaces the entry's options.
+    pub cmdline: Option<String>,
+    /// `pivot.kexec_entry`: the BLS entry (file name without `.conf`).
+    pub entry: Option<String>,
+}
+
 /// Everything the boot needs to know, resolved once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -115,6 +168,8 @@ pub struct Config {
     pub coldplug: Option<bool>,
     /// `pivot.kmods`: whose module tree the volume gets (machine image mode).
     pub kmods: Kmods,
+    /// `pivot.kexec` and its entry settings.
+    pub kexec: KexecSettings,
     /// Running as `/init` of an initramfs (the root is ramfs/tmpfs).
     pub initramfs: bool,
 }
@@ -142,6 +197,7 @@ impl Default for Config {
             modules: Vec::new(),
             coldplug: None,
             kmods: Kmods::Auto,
+            kexec: KexecSettings::default(),
             initramfs: false,
         }
     }
@@ -622,7 +678,7 @@ fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-pub const SETTINGS: [Setting; 20] = [
+pub const SETTINGS: [Setting; 25] = [
     Setting {
         key: "root",
         doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
@@ -776,6 +832,81 @@ pub const SETTINGS: [Setting; 20] = [
             Ok(())
         },
         show: |c| c.kmods.to_string(),
+    },
+    Setting {
+        key: "kexec",
+        doc: "boot the volume's own kernel: off, on, auto (when its release is not the running one)",
+        parse: |c, v| {
+            c.kexec.mode = KexecMode::parse(v)?;
+            Ok(())
+        },
+        show: |c| c.kexec.mode.name().into(),
+    },
+    Setting {
+        key: "kexec_kernel",
+        doc: "the kernel on the volume to boot with kexec (else the volume's boot entry)",
+        parse: |c, v| {
+            c.kexec.kernel = Some(abs_path(v)?);
+            Ok(())
+        },
+        show: |c| {
+            c.kexec
+                .kernel
+                .as_deref()
+                .map_or("(the volume's entry)".into(), show_path)
+        },
+    },
+    Setting {
+        key: "kexec_initrd",
+        doc: "the initramfs on the volume for the kexec'd kernel; none boots without",
+        parse: |c, v| {
+            c.kexec.initrd = Some(if v == "none" {
+                KexecInitrd::Without
+            } else {
+                KexecInitrd::Path(abs_path(v)?)
+            });
+            Ok(())
+        },
+        show: |c| match &c.kexec.initrd {
+            None => "(the entry's)".into(),
+            Some(KexecInitrd::Without) => "none".into(),
+            Some(KexecInitrd::Path(p)) => show_path(p),
+        },
+    },
+    Setting {
+        key: "kexec_cmdline",
+        doc: "the kexec'd kernel's command line (else the entry's options)",
+        parse: |c, v| {
+            if v.trim().is_empty() {
+                return Err("empty command line; leave it unset to use the entry's".into());
+            }
+            c.kexec.cmdline = Some(v.to_string());
+            Ok(())
+        },
+        show: |c| {
+            c.kexec
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| "(the entry's)".into())
+        },
+    },
+    Setting {
+        key: "kexec_entry",
+        doc: "the BLS entry to boot (file name without .conf; else the newest)",
+        parse: |c, v| {
+            let name = v.strip_suffix(".conf").unwrap_or(v);
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(format!("`{v}` is not an entry file name"));
+            }
+            c.kexec.entry = Some(name.to_string());
+            Ok(())
+        },
+        show: |c| {
+            c.kexec
+                .entry
+                .clone()
+                .unwrap_or_else(|| "(the newest)".into())
+        },
     },
     Setting {
         key: "devtmpfs",
@@ -978,6 +1109,38 @@ mod tests {
         assert_eq!(cfg.hook_timeout_secs, 5);
         assert_eq!(cfg.onfail, Some(OnFail::PowerOff));
         assert_eq!(cfg.debug_panic, Some(Stage::Mount));
+    }
+
+    #[test]
+    fn kexec_settings() {
+        let p = parse_all(
+            None,
+            "pivot.kexec=auto pivot.kexec_kernel=/boot/vmlinuz-6.1 pivot.kexec_initrd=none \
+             pivot.kexec_cmdline=\"root=UUID=x ro quiet\" pivot.kexec-entry=debian.conf",
+            false,
+        );
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let k = &p.cfg.kexec;
+        assert_eq!(k.mode, KexecMode::Auto);
+        assert_eq!(k.kernel.as_deref(), Some(Path::new("/boot/vmlinuz-6.1")));
+        assert_eq!(k.initrd, Some(KexecInitrd::Without));
+        assert_eq!(k.cmdline.as_deref(), Some("root=UUID=x ro quiet"));
+        assert_eq!(k.entry.as_deref(), Some("debian"));
+        let p = parse_all(
+            None,
+            "pivot.kexec=yes pivot.kexec_kernel=vmlinuz pivot.kexec_cmdline= pivot.kexec_entry=../x",
+            false,
+        );
+        assert_eq!(p.cfg.kexec, KexecSettings::default());
+        assert_eq!(
+            p.warnings,
+            [
+                "ignoring pivot.kexec=yes: `yes` is not one of off, on, auto; using the default",
+                "ignoring pivot.kexec_kernel=vmlinuz: `vmlinuz` is not an absolute path; using the default",
+                "ignoring pivot.kexec_cmdline=: empty command line; leave it unset to use the entry's; using the default",
+                "ignoring pivot.kexec_entry=../x: `../x` is not an entry file name; using the default",
+            ]
+        );
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub enum Error {
     /// SIGPWR) taken while waiting.
     Requested(Halt),
     NoRootSpec,
+    /// The volume's own kernel cannot be booted (`pivot.kexec`): no entry,
+    /// a file that is no kernel for this machine, a refused load, and why.
+    Kexec(String),
 }
 
 impl fmt::Display for NodeKind {
@@ -212,6 +215,7 @@ impl fmt::Display for Error {
             Requested(Halt::PowerOff) => {
                 write!(f, "a power-off was asked for (SIGPWR)")
             }
+            Kexec(why) => f.write_str(why),
             NoRootSpec => write!(
                 f,
                 "no volume given: set pivot.root=/dev/NAME, MAJ:MIN or SERIAL=... on the kernel command line"

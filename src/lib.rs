@@ -11,14 +11,18 @@
 //!    `uevent`, `cloud`, `cpio`, `kmsg`, `config` (the settings), `verify`
 //!    (the kernel's exec rules), `modules` (modprobe without modprobe),
 //!    `policy` (the failure policy as a decision), `elfdeps` (what a
-//!    program needs from the dynamic loader, for `pivot-mkinitramfs`).
+//!    program needs from the dynamic loader, for `pivot-mkinitramfs`),
+//!    `bootentry` (boot entries, version order, the kexec'd kernel's
+//!    command line and header checks).
 //! 3. `error`: the boot's one error type, wrapping the errors below.
 //! 4. The stages and their parts: `prepare`, `node`, `sysblock`,
 //!    `matching`, `wait`, `mount`, `preflight`, `hook`, `kmods`, `switch`,
-//!    `exec`, `fallback`, `summary`.
+//!    `exec`, `fallback`, `summary`, `kexec` (booting the volume's own
+//!    kernel).
 //! 5. `boot` (the pipeline) and `cli` (`plan`, `check`).
 
 pub mod boot;
+pub mod bootentry;
 pub mod cli;
 pub mod cloud;
 pub mod config;
@@ -28,6 +32,7 @@ pub mod error;
 pub mod exec;
 pub mod fallback;
 pub mod hook;
+pub mod kexec;
 pub mod kmods;
 pub mod kmsg;
 pub mod matching;

@@ -11,13 +11,16 @@ pub enum Stage {
     Node,
     Mount,
     Check,
+    /// `pivot.kexec`: the volume's own kernel loaded and jumped into,
+    /// instead of the hook, the switch and the exec.
+    Kexec,
     Hook,
     Switch,
     Exec,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Config,
         Stage::Prepare,
         Stage::Modules,
@@ -25,6 +28,7 @@ impl Stage {
         Stage::Node,
         Stage::Mount,
         Stage::Check,
+        Stage::Kexec,
         Stage::Hook,
         Stage::Switch,
         Stage::Exec,
@@ -39,6 +43,7 @@ impl Stage {
             Stage::Node => "node",
             Stage::Mount => "mount",
             Stage::Check => "check",
+            Stage::Kexec => "kexec",
             Stage::Hook => "hook",
             Stage::Switch => "switch",
             Stage::Exec => "exec",

@@ -320,3 +320,147 @@ fn check_a_good_and_a_bad_volume() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `check` with `pivot.kexec`: the entry that would be booted (kernel,
+/// initramfs, why, the whole line), checked as the boot checks it; or why
+/// none can be; or, with `auto` and no entry, the usual pivot checks.
+#[test]
+fn check_shows_the_kexec_entry() {
+    let d = scratch("check-kexec");
+    let vol = d.join("vol");
+    let kernel =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-kernel/vmlinuz"))
+            .expect("the test kernel (scripts/setup)");
+    let release = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-kernel/VERSION"),
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
+    exe(&vol, "/bin/sh", &busybox, 0o755);
+    exe(&vol, "/sbin/init", b"#!/bin/sh\nexec /bin/sh\n", 0o755);
+    exe(&vol, &format!("/boot/vmlinuz-{release}"), &kernel, 0o644);
+    exe(
+        &vol,
+        &format!("/boot/initrd.img-{release}"),
+        b"070701...",
+        0o644,
+    );
+    exe(
+        &vol,
+        "/boot/loader/entries/vol.conf",
+        format!(
+            "version {release}\nlinux /boot/vmlinuz-{release}\ninitrd /boot/initrd.img-{release}\n\
+             options root=UUID=abc ro kexec.marker=1\n"
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let check = |cmdline: &str| {
+        pivot_init(&[
+            "check",
+            vol.to_str().unwrap(),
+            "--cmdline",
+            cmdline,
+            "--config",
+            "/dev/null",
+        ])
+    };
+    let (code, out, _) = check("console=ttyS0,115200 pivot.root=LABEL=x pivot.kexec=on");
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(lines[0], "ok: init /sbin/init can be executed");
+    assert!(
+        lines[1].starts_with(&format!(
+            "ok: pivot.kexec=on would boot the volume's own kernel (release {release}; this machine runs "
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2..],
+        [
+            format!("  kernel /boot/vmlinuz-{release} (bzImage, release {release})"),
+            format!("  initramfs /boot/initrd.img-{release} (9 bytes)"),
+            "  why: BLS entry vol, the only one".to_string(),
+            "  command line (the entry's options, with console=ttyS0,115200 of the running \
+             kernel): root=UUID=abc ro kexec.marker=1 console=ttyS0,115200"
+                .to_string(),
+            "ok: no hook runs and nothing is switched: pivot.kexec boots the volume's own kernel"
+                .to_string(),
+            "result: the volume looks bootable".to_string(),
+        ]
+    );
+
+    // A kernel cut short is a problem (kexec_file_load would take it).
+    exe(
+        &vol,
+        &format!("/boot/vmlinuz-{release}"),
+        &kernel[..1 << 20],
+        0o644,
+    );
+    let (code, out, _) = check("pivot.kexec=on");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "problem: kexec: /boot/vmlinuz-{release} is not a kernel this machine can boot: it is \
+             cut short: 1048576 bytes, but its header says it holds "
+        )),
+        "{out}"
+    );
+    assert!(out.ends_with("result: 1 problem(s)\n"), "{out}");
+
+    // No entry: `on` is a problem; `auto` pivots, and the pivot is checked.
+    std::fs::remove_dir_all(vol.join("boot")).unwrap();
+    let (code, out, _) = check("pivot.kexec=on");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("problem: kexec: the volume has no boot entry: no pivot.kexec_kernel, no "),
+        "{out}"
+    );
+    let (code, out, _) = check("pivot.kexec=auto");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "ok: no kexec: pivot.kexec=auto: the volume has no boot entry: no pivot.kexec_kernel"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("ok: no hook at /pre-pivot\n"), "{out}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `plan` with `pivot.kexec` and the volume not mounted here: it says
+/// where the entry is chosen (plan never mounts).
+#[test]
+fn plan_with_kexec_and_the_volume_not_mounted() {
+    let d = scratch("plan-kexec");
+    let sys = fake_sysfs(&d);
+    let (code, out, _) = pivot_init(&[
+        "plan",
+        "--config",
+        "/dev/null",
+        "--cmdline",
+        "pivot.root=SERIAL=vol0abc pivot.kexec=auto pivot.kexec_entry=debian",
+        "--sysfs",
+        sys.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        setting(&out, "kexec"),
+        ("auto".into(), "kernel command line".into())
+    );
+    assert_eq!(
+        setting(&out, "kexec_entry"),
+        ("debian".into(), "kernel command line".into())
+    );
+    assert!(
+        out.ends_with(
+            "\nkexec (pivot.kexec=auto):\n  the boot chooses the entry on the volume once it is \
+             mounted; no matching device is mounted here now (`pivot-init check DIR` shows it for \
+             a mounted copy)\n"
+        ),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -998,6 +998,46 @@ impl Vm {
         }
     }
 
+    /// [`Vm::wait_exit`], stamping each console line with the host time it
+    /// was first seen (since QEMU started; the file is polled every 10 ms,
+    /// so a stamp is at most ~10 ms late): a clock shared by two kernels
+    /// that a kexec joins, whose own printk clocks both start at zero.
+    pub fn wait_exit_timed(&mut self) -> (String, String, Vec<(Duration, String)>) {
+        use std::io::{Read, Seek, SeekFrom};
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        let mut lines = Vec::new();
+        let mut partial = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let done = self.exited();
+            if let Ok(mut f) = std::fs::File::open(&self.console) {
+                let mut buf = Vec::new();
+                if f.seek(SeekFrom::Start(offset)).is_ok() && f.read_to_end(&mut buf).is_ok() {
+                    offset += buf.len() as u64;
+                    let at = self.started.elapsed();
+                    partial.extend_from_slice(&buf);
+                    while let Some(i) = partial.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=i).collect();
+                        let text = String::from_utf8_lossy(&line);
+                        lines.push((at, text.trim_end().to_string()));
+                    }
+                }
+            }
+            if done {
+                return (self.console_text(), self.markers_text(), lines);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "guest did not power off within {BOOT_TIMEOUT:?}; console:\n{}\nmarkers:\n{}",
+                    self.console_text(),
+                    self.markers_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Types `text` on the guest's console (needs `Boot::console_input`).
     pub fn type_console(&self, text: &str) {
         let path = self.console_in.as_ref().expect("booted with console_input");

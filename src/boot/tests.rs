@@ -794,3 +794,270 @@ fn a_hook_argument_ends_at_a_nul_byte() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A kernel image of this machine's kind, as far as its header goes: a
+/// bzImage (release `release` in its version string) or an arm64 Image.
+fn kernel_image(release: &str) -> Vec<u8> {
+    let mut k = vec![0u8; 0x8000];
+    let put = |k: &mut Vec<u8>, off: usize, v: u64, n: usize| {
+        k[off..off + n].copy_from_slice(&v.to_le_bytes()[..n]);
+    };
+    if std::env::consts::ARCH == "aarch64" {
+        k[..2].copy_from_slice(b"MZ");
+        put(&mut k, 0x10, 0x200_0000, 8);
+        k[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        return k;
+    }
+    put(&mut k, 0x1f1, 0x1b, 1);
+    put(&mut k, 0x1f4, (0x8000 - 0x1c * 512) / 16, 4);
+    put(&mut k, 0x1fe, 0xAA55, 2);
+    k[0x202..0x206].copy_from_slice(b"HdrS");
+    put(&mut k, 0x206, 0x020F, 2);
+    put(&mut k, 0x20e, 0x3000 - 0x200, 2);
+    let v = format!("{release} (test@fake) #1 SMP");
+    k[0x3000..0x3000 + v.len()].copy_from_slice(v.as_bytes());
+    put(&mut k, 0x211, 1, 1);
+    put(&mut k, 0x236, 0x7f, 2);
+    put(&mut k, 0x238, 2047, 4);
+    k
+}
+
+/// A volume that carries its own kernel `release` and initramfs in /boot,
+/// a BLS entry for them whose options carry a marker, and a hook.
+fn kexec_volume(dir: &Path, release: &str) -> PathBuf {
+    let vol = volume(dir);
+    write(
+        &vol,
+        &format!("/boot/vmlinuz-{release}"),
+        &kernel_image(release),
+        0o644,
+    );
+    write(
+        &vol,
+        &format!("/boot/initrd.img-{release}"),
+        b"070701 initramfs",
+        0o644,
+    );
+    write(
+        &vol,
+        "/boot/loader/entries/vol.conf",
+        format!(
+            "title the volume\nversion {release}\nlinux /boot/vmlinuz-{release}\n\
+             initrd /boot/initrd.img-{release}\noptions root=UUID=v ro kexec.marker=1\n"
+        )
+        .as_bytes(),
+        0o644,
+    );
+    write(&vol, "/pre-pivot", b"#!/bin/sh\nexit 0\n", 0o755);
+    vol
+}
+
+/// `pivot.kexec=on`: the entry is loaded with its options and the running
+/// console, the volume unmounted read-only as it was mounted (no commit,
+/// no hook, no switch), then the jump.
+#[test]
+fn kexec_loads_the_volumes_kernel_unmounts_and_jumps() {
+    let dir = tmp("kexec");
+    let vol = kexec_volume(&dir.join("vol"), "6.9.0-vol");
+    let sys = machine(
+        &dir,
+        "console=ttyS0,115200 pivot.root=LABEL=data pivot.kexec=on quiet",
+        false,
+    )
+    .arrive(disk(&vol));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Kexec);
+    assert_eq!(
+        run.only(&[
+            "setr",
+            "mount /dev",
+            "remount",
+            "kexec",
+            "chdir",
+            "umount",
+            "reboot",
+            "spawn",
+            "pivot_root",
+            "exec"
+        ]),
+        [
+            "setro /dev/nvme1n1",
+            "mount /dev/nvme1n1 /new-root ext4",
+            "kexec_file_load /new-root/boot/vmlinuz-6.9.0-vol /new-root/boot/initrd.img-6.9.0-vol \
+             root=UUID=v ro kexec.marker=1 console=ttyS0,115200",
+            "chdir /",
+            "umount /new-root",
+            "reboot kexec",
+        ]
+    );
+    // Read-only to the end: the first mount's flags, and no remount.
+    assert_eq!(volume_mounts(&run.calls), [(check_flags(), String::new())]);
+    run.line("kexec: booting /boot/vmlinuz-6.9.0-vol (release 6.9.0-vol; running 6.1.0-fake): BLS entry vol, the only one");
+    run.line("not running hook /new-root/pre-pivot: pivot.kexec boots the volume's own kernel");
+    run.line("kexec: command line (the entry's options, with console=ttyS0,115200 of the running kernel): root=UUID=v ro kexec.marker=1 console=ttyS0,115200");
+    run.line("unmounted /new-root (the volume was not changed)");
+    run.line(
+        "kexec: unmounted the volume, syncing and rebooting into its kernel; uevent to kexec ",
+    );
+    assert!(
+        !run.log.iter().any(|l| l.starts_with("FAILED")),
+        "{:#?}",
+        run.log
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// In initramfs mode too: the volume's kernel from the kernel's own
+/// `root=`, and nothing of the initramfs is freed before the jump.
+#[test]
+fn kexec_from_an_initramfs() {
+    let dir = tmp("kexec-initramfs");
+    let vol = kexec_volume(&dir.join("vol"), "6.9.0-vol");
+    let sys = machine(&dir, "console=ttyS0 root=LABEL=data pivot.kexec=on", true).disk(disk(&vol));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Kexec);
+    assert_eq!(
+        run.only(&["kexec", "umount", "free", "move", "chroot", "reboot"]),
+        [
+            "kexec_file_load /new-root/boot/vmlinuz-6.9.0-vol /new-root/boot/initrd.img-6.9.0-vol \
+             root=UUID=v ro kexec.marker=1 console=ttyS0",
+            "umount /new-root",
+            "reboot kexec",
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Each failure before the jump is `FAILED at kexec` and the policy, the
+/// volume unmounted unchanged (its device given back); nothing is loaded
+/// when a check fails.
+#[test]
+fn a_kexec_failure_ends_in_the_policy_with_the_volume_unchanged() {
+    let dir = tmp("kexec-fail");
+    let vol = kexec_volume(&dir.join("vol"), "6.9.0-vol");
+    let elf_kernel = kexec_volume(&dir.join("elfk"), "6.9.0-vol");
+    write(&elf_kernel, "/boot/vmlinuz-6.9.0-vol", &elf(), 0o644);
+    let empty_initrd = kexec_volume(&dir.join("emptyi"), "6.9.0-vol");
+    write(&empty_initrd, "/boot/initrd.img-6.9.0-vol", b"", 0o644);
+    let no_entry = volume(&dir.join("noentry"));
+    let on = "console=ttyS0 pivot.root=LABEL=data pivot.kexec=on";
+    let m = |name: &str, cmdline: &str| machine(&dir.join("m").join(name), cmdline, false);
+    let vmlinuz = "/boot/vmlinuz-6.9.0-vol";
+    let cases: [(&str, FakeSys, String, bool); 6] = [
+        (
+            "enoexec",
+            m("enoexec", on)
+                .disk(disk(&vol))
+                .fail("kexec_file_load", Errno::NOEXEC),
+            format!(
+                "FAILED at kexec: kexec_file_load of {vmlinuz} with /boot/initrd.img-6.9.0-vol \
+                 failed: the running kernel cannot load it as a kernel (errno 8 (Exec format \
+                 error); its loader's reason is in the kernel log); action: oldinit /sbin/init.old"
+            ),
+            true,
+        ),
+        (
+            "enosys",
+            m("enosys", &format!("{on} pivot.onfail=poweroff"))
+                .disk(disk(&vol))
+                .fail("kexec_file_load", Errno::NOSYS),
+            format!(
+                "FAILED at kexec: kexec_file_load of {vmlinuz} with /boot/initrd.img-6.9.0-vol \
+                 failed: this kernel cannot load a kernel from a file (no CONFIG_KEXEC_FILE; \
+                 errno 38 (Function not implemented)); action: poweroff"
+            ),
+            true,
+        ),
+        (
+            "elf",
+            m("elf", on).disk(disk(&elf_kernel)),
+            format!(
+                "FAILED at kexec: {vmlinuz} is not a kernel this machine can boot: it is an ELF \
+                 file (a program, or an unpacked vmlinux), not a kernel image; action: oldinit \
+                 /sbin/init.old"
+            ),
+            false,
+        ),
+        (
+            "empty-initrd",
+            m("emptyi", on).disk(disk(&empty_initrd)),
+            "FAILED at kexec: the initramfs /boot/initrd.img-6.9.0-vol is empty; action: oldinit \
+             /sbin/init.old"
+                .into(),
+            false,
+        ),
+        (
+            "no-entry",
+            m("noentry", on).disk(disk(&no_entry)),
+            format!(
+                "FAILED at kexec: {}; action: oldinit /sbin/init.old",
+                kexec::NO_ENTRY
+            ),
+            false,
+        ),
+        (
+            "reboot",
+            m("reboot", on)
+                .disk(disk(&vol))
+                .fail("reboot kexec", Errno::INVAL),
+            "FAILED at kexec: reboot into the loaded kernel (LINUX_REBOOT_CMD_KEXEC) failed: \
+             errno 22 (Invalid argument); action: oldinit /sbin/init.old"
+                .into(),
+            true,
+        ),
+    ];
+    for (name, sys, failed, loads) in cases {
+        let run = boot(sys);
+        assert_eq!(run.line("FAILED at "), failed, "{name}");
+        assert_eq!(
+            run.only(&["kexec_file_load"]).len(),
+            usize::from(loads),
+            "{name}"
+        );
+        // Unmounted once (before the jump, or by the failure path), the
+        // device given back, never remounted; then the action.
+        assert_eq!(
+            run.only(&["umount /new-root", "setrw", "remount"]),
+            ["umount /new-root", "setrw /dev/nvme1n1"],
+            "{name}"
+        );
+        run.line("unmounted /new-root (the volume was not changed)");
+        let want = if name == "enosys" {
+            End::Halt(Halt::PowerOff)
+        } else {
+            End::Exec("/sbin/init.old".into())
+        };
+        assert_eq!(run.end, want, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `pivot.kexec=auto`: an entry of the running release pivots as without
+/// kexec (the commit, the hook check, the switch); another release kexecs.
+#[test]
+fn kexec_auto_compares_the_release_with_the_running_one() {
+    let dir = tmp("kexec-auto");
+    let same = kexec_volume(&dir.join("same"), RELEASE);
+    std::fs::remove_file(same.join("pre-pivot")).unwrap();
+    let cmdline = "pivot.root=LABEL=data pivot.kexec=auto";
+    let run = boot(machine(&dir.join("a"), cmdline, false).disk(disk(&same)));
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    assert!(
+        run.only(&["kexec", "reboot"]).is_empty(),
+        "{:#?}",
+        run.texts()
+    );
+    run.line(&format!(
+        "pivot.kexec=auto: /boot/vmlinuz-{RELEASE} (BLS entry vol, the only one) is the running \
+         release {RELEASE}; pivoting on the running kernel"
+    ));
+    let other = kexec_volume(&dir.join("other"), "6.9.0-vol");
+    let run = boot(machine(&dir.join("b"), cmdline, false).disk(disk(&other)));
+    assert_eq!(run.end, End::Kexec);
+    // No entry at all: a pivot too.
+    let plain = volume(&dir.join("plain"));
+    let run = boot(machine(&dir.join("c"), cmdline, false).disk(disk(&plain)));
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line("pivot.kexec=auto: the volume has no boot entry: ");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

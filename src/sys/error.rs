@@ -63,6 +63,14 @@ pub enum Op {
     /// A child started with these arguments.
     Spawn(Vec<String>),
     LoadModule(PathBuf),
+    /// `kexec_file_load` of a kernel (where it is), an initramfs and a command line.
+    KexecLoad {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
+    /// `sync`, then `reboot(LINUX_REBOOT_CMD_KEXEC)` into the loaded kernel.
+    KexecReboot,
 }
 
 /// One short line per operation, so a test can compare a whole sequence at a glance.
@@ -107,6 +115,19 @@ impl fmt::Display for Op {
             Exec(p) => write!(f, "exec {}", p.display()),
             Spawn(argv) => write!(f, "spawn {}", argv.join(" ")),
             LoadModule(p) => write!(f, "finit_module {}", p.display()),
+            KexecLoad {
+                kernel,
+                initrd,
+                cmdline,
+            } => write!(
+                f,
+                "kexec_file_load {} {} {cmdline}",
+                kernel.display(),
+                initrd
+                    .as_deref()
+                    .map_or("-".into(), |p| p.display().to_string())
+            ),
+            KexecReboot => write!(f, "reboot kexec"),
         }
     }
 }
@@ -207,6 +228,13 @@ impl fmt::Display for SysError {
                 "cannot make {} {} (BLKROSET): {e}",
                 dev.display(),
                 if *ro { "read-only" } else { "writable again" }
+            ),
+            KexecLoad { kernel, .. } => {
+                write!(f, "kexec_file_load of {} failed: {e}", kernel.display())
+            }
+            KexecReboot => write!(
+                f,
+                "reboot into the loaded kernel (LINUX_REBOOT_CMD_KEXEC) failed: {e}"
             ),
             RootIsRam | FreeInitramfs | Spawn(_) | LoadModule(_) => {
                 write!(f, "{} failed: {e}", self.op)

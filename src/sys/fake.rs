@@ -727,6 +727,11 @@ impl Procs for FakeSys {
             _ => Supervised::Forever,
         }
     }
+
+    fn kexec_reboot(&self) -> Result<End, SysError> {
+        self.run(Call::KexecReboot)?;
+        Ok(End::Kexec)
+    }
 }
 
 impl Kernel for FakeSys {
@@ -760,6 +765,21 @@ impl Kernel for FakeSys {
     fn block_read_only(&self, dev: &Path) -> Result<bool, Errno> {
         self.node(dev).ok_or(Errno::NOENT)?;
         Ok(self.st.borrow().read_only.contains(dev))
+    }
+
+    /// Recorded with where the files are (as this process sees them) and
+    /// the line; fails as told (`fail("kexec_file_load", ...)`).
+    fn kexec_file_load(
+        &self,
+        kernel: &OpenFile,
+        initrd: Option<&OpenFile>,
+        cmdline: &CStr,
+    ) -> Result<(), Errno> {
+        self.rec(Call::KexecLoad {
+            kernel: self.locate(kernel).unwrap_or_default(),
+            initrd: initrd.map(|f| self.locate(f).unwrap_or_default()),
+            cmdline: cmdline.to_string_lossy().into_owned(),
+        })
     }
 
     fn set_block_read_only(&self, dev: &Path, ro: bool) -> Result<(), SysError> {

@@ -68,6 +68,8 @@ pub enum End {
     /// The program PID 1 became (its argv[0]).
     Exec(PathBuf),
     Halt(Halt),
+    /// The machine rebooted into the kernel `kexec_file_load` loaded.
+    Kexec,
     /// Nothing left to run: PID 1 waits, reaping orphans.
     Forever,
 }
@@ -261,6 +263,10 @@ pub trait Procs {
     /// SIGTERM is logged and changes nothing. The signals are blocked only
     /// while it waits, so no exec inherits them blocked.
     fn supervise(&self, child: Option<Pid>) -> Supervised;
+    /// `sync`, then `reboot(LINUX_REBOOT_CMD_KEXEC)`: the machine goes on in
+    /// the kernel [`Kernel::kexec_file_load`] loaded. Returns only on failure
+    /// (nothing loaded: EINVAL), or on the fake.
+    fn kexec_reboot(&self) -> Result<End, SysError>;
 }
 
 /// The kernel's other services PID 1 uses.
@@ -288,6 +294,15 @@ pub trait Kernel {
     /// (`/proc/sys/abi/vsyscall32`; whether the command line turns it off
     /// is for the caller to read). `false` on other machines.
     fn runs_32bit(&self) -> bool;
+    /// Loads a kernel, an initramfs (`None`: without one) and its command
+    /// line from open files for a later [`Procs::kexec_reboot`]
+    /// (`kexec_file_load`; the kernel copies and checks them now).
+    fn kexec_file_load(
+        &self,
+        kernel: &OpenFile,
+        initrd: Option<&OpenFile>,
+        cmdline: &CStr,
+    ) -> Result<(), Errno>;
 
     fn kernel_release(&self) -> String {
         self.uname().release

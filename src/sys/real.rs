@@ -295,6 +295,15 @@ impl Procs for RealSys {
     fn supervise(&self, child: Option<Pid>) -> Supervised {
         process::supervise(child)
     }
+
+    fn kexec_reboot(&self) -> Result<End, SysError> {
+        // reboot(2) with LINUX_REBOOT_CMD_KEXEC does not sync.
+        rustix::fs::sync();
+        let errno = rustix::system::reboot(rustix::system::RebootCommand::Kexec)
+            .err()
+            .unwrap_or(Errno::INVAL);
+        Err(Op::KexecReboot.failed(errno))
+    }
 }
 
 impl Kernel for RealSys {
@@ -365,6 +374,45 @@ impl Kernel for RealSys {
         }
     }
 
+    fn kexec_file_load(
+        &self,
+        kernel: &OpenFile,
+        initrd: Option<&OpenFile>,
+        cmdline: &CStr,
+    ) -> Result<(), Errno> {
+        use std::os::fd::AsRawFd;
+        let Some(nr) = SYS_KEXEC_FILE_LOAD else {
+            return Err(Errno::NOSYS);
+        };
+        let initrd_fd = initrd.map_or(-1, |f| f.fd().as_raw_fd());
+        let flags = match initrd {
+            Some(_) => 0,
+            None => KEXEC_FILE_NO_INITRAMFS,
+        };
+        let line = cmdline.to_bytes_with_nul();
+        // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len,
+        // cmdline, flags) reads `cmdline_len` bytes at `cmdline` (the C
+        // string with its NUL, as the kernel wants the last byte to be NUL),
+        // valid for the call, and the two descriptors, which the borrowed
+        // files keep open; it writes no memory of ours.
+        let r = unsafe {
+            libc::syscall(
+                nr,
+                kernel.fd().as_raw_fd() as libc::c_long,
+                initrd_fd as libc::c_long,
+                line.len() as libc::c_ulong,
+                line.as_ptr(),
+                flags as libc::c_ulong,
+            )
+        };
+        if r < 0 {
+            return Err(Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        Ok(())
+    }
+
     fn nvme_identify_controller(&self, dev: &Path) -> Result<Vec<u8>, Errno> {
         use std::os::fd::AsRawFd;
         /// struct nvme_passthru_cmd of <linux/nvme_ioctl.h> (72 bytes).
@@ -420,6 +468,18 @@ impl Kernel for RealSys {
         Ok(buf)
     }
 }
+
+/// The number of `kexec_file_load` (rustix has no call for it, and the
+/// libc crate has no number for musl on aarch64): x86_64 320, aarch64 294
+/// (asm-generic/unistd.h); elsewhere the boot says ENOSYS.
+#[cfg(target_arch = "x86_64")]
+const SYS_KEXEC_FILE_LOAD: Option<libc::c_long> = Some(320);
+#[cfg(target_arch = "aarch64")]
+const SYS_KEXEC_FILE_LOAD: Option<libc::c_long> = Some(294);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const SYS_KEXEC_FILE_LOAD: Option<libc::c_long> = None;
+/// `KEXEC_FILE_NO_INITRAMFS` of <linux/kexec.h>.
+const KEXEC_FILE_NO_INITRAMFS: libc::c_int = 4;
 
 /// `_IO(0x12, 93)` and `_IO(0x12, 94)` of <linux/fs.h>: both pass an `int *`.
 const BLKROSET: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 93);
