@@ -404,15 +404,31 @@ pub const NO_ENTRY: &str = "the volume has no boot entry: no pivot.kexec_kernel,
 /// On the read-only mount at `root`: whether the volume boots on its own
 /// kernel (`pivot.kexec=on`), or, with `auto`, only when its entry's
 /// release is not `running` (`uname -r`); logged either way.
-pub fn choose(fs: &dyn Files, root: &Path, cfg: &Config, machine: &str, running: &str) -> Choice {
+pub fn choose(sys: &dyn Sys, root: &Path, cfg: &Config, machine: &str, running: &str) -> Choice {
     if cfg.kexec.mode == KexecMode::Off {
         return Choice::Pivot("pivot.kexec=off".into());
     }
-    let found = find(fs, root, &cfg.kexec, machine);
+    let found = find(sys, root, &cfg.kexec, machine);
     if let Ok(Some(e)) = &found {
         for n in &e.notes {
             log::info!("kexec: {n}");
         }
+    }
+    // A kernel that cannot load another: `auto` pivots, and says why.
+    if let (KexecMode::Auto, Ok(Some(e))) = (cfg.kexec.mode, &found)
+        && e.release.as_deref() != Some(running)
+        && let Err(errno) = sys.kexec_file_probe()
+    {
+        let how = match errno {
+            Errno::NOSYS => "it has no kexec_file_load: no CONFIG_KEXEC_FILE".to_string(),
+            e => format!("kexec_file_load: {}", ErrnoText(e)),
+        };
+        let why = format!(
+            "pivot.kexec=auto: this kernel cannot boot {} ({how}); pivoting on the running kernel",
+            e.kernel.shown()
+        );
+        log::warn!("{why}");
+        return Choice::Pivot(why);
     }
     match (cfg.kexec.mode, found) {
         (KexecMode::Auto, Ok(None)) => {

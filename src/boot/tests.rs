@@ -1059,5 +1059,23 @@ fn kexec_auto_compares_the_release_with_the_running_one() {
     let run = boot(machine(&dir.join("c"), cmdline, false).disk(disk(&plain)));
     assert_eq!(run.end, End::Exec("/sbin/init".into()));
     run.line("pivot.kexec=auto: the volume has no boot entry: ");
+    // A kernel that cannot load another (no CONFIG_KEXEC_FILE): auto
+    // pivots, and says why; `on` fails.
+    let other2 = kexec_volume(&dir.join("other2"), "6.9.0-vol");
+    std::fs::remove_file(other2.join("pre-pivot")).unwrap();
+    let m = machine(&dir.join("d"), cmdline, false)
+        .disk(disk(&other2))
+        .fail("kexec_file_load unload", Errno::NOSYS);
+    let run = boot(m);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    assert!(
+        run.only(&["kexec_file_load /"]).is_empty(),
+        "{:#?}",
+        run.texts()
+    );
+    run.line(
+        "pivot.kexec=auto: this kernel cannot boot /boot/vmlinuz-6.9.0-vol (it has no \
+         kexec_file_load: no CONFIG_KEXEC_FILE); pivoting on the running kernel",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

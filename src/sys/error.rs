@@ -71,6 +71,9 @@ pub enum Op {
     },
     /// `sync`, then `reboot(LINUX_REBOOT_CMD_KEXEC)` into the loaded kernel.
     KexecReboot,
+    /// `kexec_file_load` with `KEXEC_FILE_UNLOAD`: whether the kernel loads
+    /// kernels from files at all (nothing is loaded at boot to unload).
+    KexecUnload,
 }
 
 /// One short line per operation, so a test can compare a whole sequence at a glance.
@@ -128,6 +131,7 @@ impl fmt::Display for Op {
                     .map_or("-".into(), |p| p.display().to_string())
             ),
             KexecReboot => write!(f, "reboot kexec"),
+            KexecUnload => write!(f, "kexec_file_load unload"),
         }
     }
 }
@@ -236,7 +240,7 @@ impl fmt::Display for SysError {
                 f,
                 "reboot into the loaded kernel (LINUX_REBOOT_CMD_KEXEC) failed: {e}"
             ),
-            RootIsRam | FreeInitramfs | Spawn(_) | LoadModule(_) => {
+            RootIsRam | FreeInitramfs | Spawn(_) | LoadModule(_) | KexecUnload => {
                 write!(f, "{} failed: {e}", self.op)
             }
         }

@@ -769,6 +769,10 @@ impl Kernel for FakeSys {
 
     /// Recorded with where the files are (as this process sees them) and
     /// the line; fails as told (`fail("kexec_file_load", ...)`).
+    fn kexec_file_probe(&self) -> Result<(), Errno> {
+        self.rec(Call::KexecUnload)
+    }
+
     fn kexec_file_load(
         &self,
         kernel: &OpenFile,

@@ -297,6 +297,10 @@ pub trait Kernel {
     /// Loads a kernel, an initramfs (`None`: without one) and its command
     /// line from open files for a later [`Procs::kexec_reboot`]
     /// (`kexec_file_load`; the kernel copies and checks them now).
+    /// Whether this kernel loads kernels from files (`kexec_file_load` with
+    /// `KEXEC_FILE_UNLOAD`, which unloads what is loaded: nothing at boot):
+    /// ENOSYS without `CONFIG_KEXEC_FILE`, EPERM when kexec is disabled.
+    fn kexec_file_probe(&self) -> Result<(), Errno>;
     fn kexec_file_load(
         &self,
         kernel: &OpenFile,

@@ -374,6 +374,30 @@ impl Kernel for RealSys {
         }
     }
 
+    fn kexec_file_probe(&self) -> Result<(), Errno> {
+        let Some(nr) = SYS_KEXEC_FILE_LOAD else {
+            return Err(Errno::NOSYS);
+        };
+        // SAFETY: with KEXEC_FILE_UNLOAD the kernel reads no descriptor and
+        // no memory (the command line pointer is null, its length 0).
+        let r = unsafe {
+            libc::syscall(
+                nr,
+                -1 as libc::c_long,
+                -1 as libc::c_long,
+                0 as libc::c_ulong,
+                std::ptr::null::<libc::c_char>(),
+                KEXEC_FILE_UNLOAD as libc::c_ulong,
+            )
+        };
+        if r < 0 {
+            return Err(Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        Ok(())
+    }
+
     fn kexec_file_load(
         &self,
         kernel: &OpenFile,
@@ -478,7 +502,8 @@ const SYS_KEXEC_FILE_LOAD: Option<libc::c_long> = Some(320);
 const SYS_KEXEC_FILE_LOAD: Option<libc::c_long> = Some(294);
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const SYS_KEXEC_FILE_LOAD: Option<libc::c_long> = None;
-/// `KEXEC_FILE_NO_INITRAMFS` of <linux/kexec.h>.
+/// `KEXEC_FILE_UNLOAD` and `KEXEC_FILE_NO_INITRAMFS` of <linux/kexec.h>.
+const KEXEC_FILE_UNLOAD: libc::c_int = 1;
 const KEXEC_FILE_NO_INITRAMFS: libc::c_int = 4;
 
 /// `_IO(0x12, 93)` and `_IO(0x12, 94)` of <linux/fs.h>: both pass an `int *`.
