@@ -11,7 +11,8 @@
 //!    `uevent`, `cloud`, `cpio`, `kmsg`, `config` (the settings), `verify`
 //!    (the kernel's exec rules), `modules` (modprobe without modprobe),
 //!    `policy` (the failure policy as a decision), `elfdeps` (what a
-//!    program needs from the dynamic loader, for `pivot-mkinitramfs`).
+//!    program needs from the dynamic loader, for `pivot-mkinitramfs`),
+//!    `bootcount` (the boot count's state file and decisions).
 //! 3. `error`: the boot's one error type, wrapping the errors below.
 //! 4. The stages and their parts: `prepare`, `node`, `sysblock`,
 //!    `matching`, `wait`, `mount`, `preflight`, `hook`, `kmods`, `switch`,
@@ -19,6 +20,7 @@
 //! 5. `boot` (the pipeline) and `cli` (`plan`, `check`).
 
 pub mod boot;
+pub mod bootcount;
 pub mod cli;
 pub mod cloud;
 pub mod config;
