@@ -89,6 +89,12 @@ pub enum Error {
     /// SIGPWR) taken while waiting.
     Requested(Halt),
     NoRootSpec,
+    /// `pivot.tries`: the volume was handed over that many boots since it
+    /// was last blessed, and never said it came up.
+    NoTriesLeft {
+        volume: String,
+        boots: u32,
+    },
 }
 
 impl fmt::Display for NodeKind {
@@ -212,6 +218,11 @@ impl fmt::Display for Error {
             Requested(Halt::PowerOff) => {
                 write!(f, "a power-off was asked for (SIGPWR)")
             }
+            NoTriesLeft { volume, boots } => write!(
+                f,
+                "{volume} did not come up in {boots} boot{}; run 'pivot-init bless' on it to try again",
+                if *boots == 1 { "" } else { "s" }
+            ),
             NoRootSpec => write!(
                 f,
                 "no volume given: set pivot.root=/dev/NAME, MAJ:MIN or SERIAL=... on the kernel command line"

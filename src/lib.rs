@@ -15,9 +15,9 @@
 //!    `bootcount` (the boot count's state file and decisions).
 //! 3. `error`: the boot's one error type, wrapping the errors below.
 //! 4. The stages and their parts: `prepare`, `node`, `sysblock`,
-//!    `matching`, `wait`, `mount`, `preflight`, `hook`, `kmods`, `switch`,
-//!    `exec`, `fallback`, `summary`.
-//! 5. `boot` (the pipeline) and `cli` (`plan`, `check`).
+//!    `matching`, `wait`, `tries` (boot counting on the boot disk), `mount`,
+//!    `preflight`, `hook`, `kmods`, `switch`, `exec`, `fallback`, `summary`.
+//! 5. `boot` (the pipeline) and `cli` (`plan`, `check`, `bless`, `status`).
 
 pub mod boot;
 pub mod bootcount;
@@ -47,6 +47,7 @@ pub mod summary;
 pub mod switch;
 pub mod sys;
 pub mod sysblock;
+pub mod tries;
 pub mod uevent;
 pub mod verify;
 pub mod wait;

@@ -9,6 +9,8 @@ pub enum Stage {
     Modules,
     Wait,
     Node,
+    /// Boot counting (`pivot.tries`): before anything can change the volume.
+    Tries,
     Mount,
     Check,
     Hook,
@@ -17,12 +19,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Config,
         Stage::Prepare,
         Stage::Modules,
         Stage::Wait,
         Stage::Node,
+        Stage::Tries,
         Stage::Mount,
         Stage::Check,
         Stage::Hook,
@@ -37,6 +40,7 @@ impl Stage {
             Stage::Modules => "modules",
             Stage::Wait => "wait",
             Stage::Node => "node",
+            Stage::Tries => "tries",
             Stage::Mount => "mount",
             Stage::Check => "check",
             Stage::Hook => "hook",
