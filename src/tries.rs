@@ -23,11 +23,11 @@ use crate::bootcount::{self, BootCount, Decision, Volume};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::matching::{Facts, Verdict, Want, verdict};
-use crate::node::{Device, ensure_node};
+use crate::node::Device;
 use crate::probe::{self, Probe};
 use crate::spec::Spec;
 use crate::sys::{self, Errno, ErrnoText, FileType, MountFlags, Resolve, Sys, SysError};
-use crate::sysblock::SysBlock;
+use crate::sysblock::{Nodes, SysBlock};
 use crate::wait::Found;
 
 /// What the tries stage hands on: the count to write just before the
@@ -124,7 +124,7 @@ pub fn record(sys: &dyn Sys, boot_root: &Path, p: &Pending) {
 /// boot disk is not mounted, and `pivot-init bless` finds it by this. `None`
 /// (and a warning) when the boot root's UUID cannot be told.
 pub fn bootdisk_arg(sys: &dyn Sys) -> Option<String> {
-    match root_filesystem(sys, Path::new("/")) {
+    match root_filesystem(sys, Path::new("/"), true) {
         Ok((_, p)) if !p.uuid.is_empty() => Some(format!("pivot.bootdisk=UUID={}", p.uuid)),
         Ok((dev, p)) => {
             log::warn!(
@@ -147,8 +147,14 @@ pub fn bootdisk_arg(sys: &dyn Sys) -> Option<String> {
 
 /// The block device a directory's filesystem is on and what its superblock
 /// says: `stat` gives the device number, `/sys/dev/block/MAJ:MIN` its
-/// name, its node (made if missing) the superblock.
-pub fn root_filesystem(sys: &dyn Sys, dir: &Path) -> std::result::Result<(Device, Probe), String> {
+/// name, its node in /dev the superblock (with `mknod`, the node is made
+/// when missing, as the boot does; else, as the command-line tool, only
+/// an existing node is read).
+pub fn root_filesystem(
+    sys: &dyn Sys,
+    dir: &Path,
+    mknod: bool,
+) -> std::result::Result<(Device, Probe), String> {
     let st = sys
         .stat(dir)
         .map_err(|e| format!("cannot stat {}: {}", dir.display(), ErrnoText(e)))?;
@@ -165,7 +171,17 @@ pub fn root_filesystem(sys: &dyn Sys, dir: &Path) -> std::result::Result<(Device
             )
         })?;
     let dev = Device { name, major, minor };
-    let node = ensure_node(sys, Path::new("/dev"), &dev).map_err(|e| e.to_string())?;
+    let nodes = PathBuf::from("/dev");
+    let blocks = SysBlock {
+        sys,
+        root: PathBuf::from("/sys/class/block"),
+        nodes: if mknod {
+            Nodes::Dev(nodes)
+        } else {
+            Nodes::ReadOnly(nodes)
+        },
+    };
+    let node = blocks.content(&dev).map_err(|e| e.to_string())?;
     match probe::read(sys, &node) {
         Ok(Some(p)) => Ok((dev, p)),
         Ok(None) => Err(format!("no filesystem known on {}", node.display())),
@@ -318,7 +334,7 @@ impl BootRoot {
 
 /// Finds the boot disk's root: `explicit` (`--root`); the device named by
 /// `pivot.bootdisk=` on the command line (after a kexec; mounted on a
-/// directory of its own, under /run or /tmp); the old root (`/old-root`)
+/// directory of its own, under /run, /tmp or /); the old root (`/old-root`)
 /// when it is a mount point (after a pivot); or `/` itself when the state is
 /// there (on the boot disk, after a fallback to its old init).
 pub fn locate(
@@ -368,7 +384,11 @@ pub fn locate(
 /// already, and writable, the kernel refuses another read-only mount of it
 /// (EBUSY) and it is mounted read-write.
 fn mount_bootdisk(sys: &dyn Sys, spec: &Spec) -> std::result::Result<BootRoot, String> {
-    let blocks = SysBlock::boot(sys);
+    let blocks = SysBlock {
+        sys,
+        root: PathBuf::from("/sys/class/block"),
+        nodes: Nodes::ReadOnly(PathBuf::from("/dev")),
+    };
     let want = Want { spec, fstypes: &[] };
     let mut found = Vec::new();
     for dev in blocks.names().iter().filter_map(|n| blocks.device(n)) {
@@ -377,7 +397,7 @@ fn mount_bootdisk(sys: &dyn Sys, spec: &Spec) -> std::result::Result<BootRoot, S
             found.push((facts.describe(), facts.dev.clone(), facts.probed().cloned()));
         }
     }
-    let (what, dev, probed) = match found.len() {
+    let (_, dev, probed) = match found.len() {
         1 => found.remove(0),
         0 => return Err(format!("no block device is pivot.bootdisk={spec}")),
         n => {
@@ -397,11 +417,10 @@ fn mount_bootdisk(sys: &dyn Sys, spec: &Spec) -> std::result::Result<BootRoot, S
             Err(e) => return Err(e.to_string()),
         },
     };
-    let base = if sys.is_dir(Path::new("/run")) {
-        "/run"
-    } else {
-        "/tmp"
-    };
+    let base = ["/run", "/tmp"]
+        .into_iter()
+        .find(|d| sys.is_dir(Path::new(d)))
+        .unwrap_or("");
     let dir = PathBuf::from(format!("{base}/pivot-init-bootdisk.{}", sys::getpid()));
     sys.mkdir(&dir).map_err(|e| e.to_string())?;
     let safe = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
@@ -415,7 +434,7 @@ fn mount_bootdisk(sys: &dyn Sys, spec: &Spec) -> std::result::Result<BootRoot, S
     }
     Ok(BootRoot {
         how: format!(
-            "{what}, pivot.bootdisk={spec} on the command line, mounted at {}",
+            "pivot.bootdisk={spec} on the command line, mounted at {}",
             dir.display()
         ),
         dir,
@@ -426,7 +445,7 @@ fn mount_bootdisk(sys: &dyn Sys, spec: &Spec) -> std::result::Result<BootRoot, S
 /// The first line of `bless` and `status`: where the boot disk is and, when
 /// it can be told, its device and filesystem.
 pub fn describe_root(sys: &dyn Sys, root: &BootRoot) -> String {
-    match root_filesystem(sys, &root.dir) {
+    match root_filesystem(sys, &root.dir, false) {
         Ok((dev, p)) if !p.uuid.is_empty() => format!(
             "boot disk: {}: {} {} UUID={}",
             root.how,
@@ -475,7 +494,7 @@ fn running_volume(sys: &dyn Sys, boot_dir: &Path, out: &mut String) -> Option<Vo
     if here.is_some() && here == dev(boot_dir) {
         return None;
     }
-    match root_filesystem(sys, Path::new("/")) {
+    match root_filesystem(sys, Path::new("/"), false) {
         Ok((_, p)) if !p.uuid.is_empty() => Some(Volume {
             uuid: p.uuid,
             spec: String::new(),
@@ -563,11 +582,11 @@ mod tests {
             bootdisk_arg(&sys),
             Some(format!("pivot.bootdisk=UUID={ONES}"))
         );
-        let (dev, p) = root_filesystem(&sys, Path::new("/")).unwrap();
+        let (dev, p) = root_filesystem(&sys, Path::new("/"), false).unwrap();
         assert_eq!((dev.name.as_str(), p.fstype), ("vda1", "ext2"));
         // A root on no block device (tmpfs, overlay): said, no key.
         let bare = FakeSys::sandbox(&dir.join("bare"));
-        let why = root_filesystem(&bare, Path::new("/")).unwrap_err();
+        let why = root_filesystem(&bare, Path::new("/"), true).unwrap_err();
         assert!(why.starts_with("/ is on device "), "{why}");
         assert!(why.ends_with(" is missing)"), "{why}");
         assert_eq!(bootdisk_arg(&bare), None);
@@ -602,8 +621,7 @@ mod tests {
         assert_eq!(
             root.how,
             format!(
-                "nvme0n1p1 (259:1) ext2 UUID={TWOS}, pivot.bootdisk=UUID={TWOS} on the command \
-                 line, mounted at {}",
+                "pivot.bootdisk=UUID={TWOS} on the command line, mounted at {}",
                 at.display()
             )
         );
