@@ -293,6 +293,7 @@ impl<S: Sys> Boot<S> {
     /// `pivot.bootdisk=UUID=...` for the command line of a kernel this boot
     /// kexecs into while counting, so that `pivot-init bless` finds the boot
     /// disk there; `None` when not counting (or the UUID is unknown).
+    /// (For the kexec stage of issue 23, which adds it to the new line.)
     #[allow(dead_code)]
     fn bootdisk_key(&self) -> Option<String> {
         self.count
