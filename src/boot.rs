@@ -28,6 +28,7 @@ use crate::summary::{self, Switched, Timings};
 use crate::switch;
 use crate::sys::{self, API_MOUNTS, End, Errno, ErrnoText, Op, RealSys, Sys, Unmounted, process};
 use crate::sysblock::SysBlock;
+use crate::tries;
 use crate::verify::CheckedInit;
 use crate::wait::{self, Found};
 
@@ -116,6 +117,8 @@ pub struct Boot<S: Sys> {
     /// The API filesystems pivot-init mounted itself.
     api_mounted: Vec<&'static str>,
     loader: Option<Loader>,
+    /// `pivot.tries`: the count to write just before the hand-over.
+    count: Option<tries::Pending>,
 }
 
 /// PID 1's entry point, with its arguments (`argv`, as the kernel passed
@@ -185,6 +188,7 @@ impl<S: Sys> Boot<S> {
             undo: None,
             api_mounted: Vec::new(),
             loader: None,
+            count: None,
         }
     }
 
@@ -243,6 +247,12 @@ impl<S: Sys> Boot<S> {
         let node = self.stage(Stage::Node, |b| {
             node::ensure_node(&b.sys, Path::new("/dev"), &found.dev)
         })?;
+        if self.cfg.tries > 0 {
+            let count = self.stage(Stage::Tries, |b| {
+                tries::stage(&b.sys, &b.cfg, &found, &node)
+            })?;
+            self.count = Some(count);
+        }
         let fstype = self.stage(Stage::Mount, |b| b.mount(&node, &found))?;
         // The commit point: nothing of the volume runs and nothing on it
         // changes before its init and hook are checked. Booting its own
@@ -261,6 +271,8 @@ impl<S: Sys> Boot<S> {
         if reaped > 0 {
             log::info!("reaped {reaped} leftover child process(es)");
         }
+        let boot_root = self.cfg.old_root.clone();
+        self.count_boot(&boot_root);
         let switched = Switched {
             node: &node,
             fstype: &fstype,
@@ -282,6 +294,24 @@ impl<S: Sys> Boot<S> {
             self.undo_switch();
         }
         Err(err)
+    }
+
+    /// `pivot.tries`: counts this boot on the boot disk, whose root is at
+    /// `boot_root` now: called just before the hand-over (the exec after the
+    /// switch, or the kexec, where the boot root is still `/`).
+    fn count_boot(&mut self, boot_root: &Path) {
+        if let Some(count) = self.count.take() {
+            tries::record(&self.sys, boot_root, &count);
+        }
+    }
+
+    /// `pivot.bootdisk=UUID=...` for the command line of a kernel this boot
+    /// kexecs into while counting, so that `pivot-init bless` finds the boot
+    /// disk there; `None` when not counting (or the UUID is unknown).
+    fn bootdisk_key(&self) -> Option<String> {
+        self.count
+            .as_ref()
+            .and_then(|_| tries::bootdisk_arg(&self.sys))
     }
 
     /// Tells the panic hook where the boot is (the whole snapshot once the
@@ -483,7 +513,16 @@ impl<S: Sys> Boot<S> {
             None => probe::read(&self.sys, node).ok().flatten().map(|p| p.uuid),
         };
         let entry = *entry.map_err(Error::Kexec)?;
-        let p = kexec::prepare(&self.sys, &root, &self.cfg, &self.cmdline, entry, &uuid);
+        let own: Vec<String> = self.bootdisk_key().into_iter().collect();
+        let p = kexec::prepare(
+            &self.sys,
+            &root,
+            &self.cfg,
+            &self.cmdline,
+            entry,
+            &uuid,
+            &own,
+        );
         kexec::load(&self.sys, p.map_err(Error::Kexec)?).map_err(Error::Kexec)?;
         let how = mount::unmount_volume(&self.sys, &root, &self.state.changes);
         if how.is_some() {
@@ -491,9 +530,11 @@ impl<S: Sys> Boot<S> {
             self.publish();
         }
         if how != Some(Unmounted::Clean) {
-            let why = "the volume could not be unmounted cleanly, and its own kernel would find                        its filesystem in use; not jumping";
+            let why = "the volume could not be unmounted cleanly, and its own kernel would find \
+                       its filesystem in use; not jumping";
             return Err(Error::Kexec(why.into()));
         }
+        self.count_boot(Path::new("/"));
         log::info!("{}", kexec::jump_line(&self.timings, found));
         Ok(self.sys.kexec_reboot()?)
     }

@@ -13,10 +13,13 @@ use crate::preflight::{self, HookCheck, OldRootCheck};
 use crate::probe;
 use crate::sys::{self, Files, Kernel, RealSys, Sys};
 use crate::sysblock::{Nodes, SysBlock};
+use crate::tries;
 
 pub const USAGE: &str = "\
 usage: pivot-init plan [--cmdline STRING] [--config FILE] [--initramfs] [--sysfs DIR]
        pivot-init check VOLUME_DIR [--cmdline STRING] [--config FILE]
+       pivot-init bless [--root DIR]
+       pivot-init status [--root DIR]
        pivot-init --help | --version
 
 As PID 1, pivot-init waits for the volume named by pivot.root=, mounts it,
@@ -32,6 +35,14 @@ runs its pre-pivot hook, pivots onto it and execs its init. Otherwise:
          init and its interpreter, the hook's permissions, the old-root
          directory; with pivot.kexec, the boot entry that would be booted.
          Exit status: 0 fine, 1 problems found, 2 bad arguments.
+  bless  run by the volume's system once it is up (pivot.tries): gives the
+         volume every try back in the boot count on the boot disk. The boot
+         disk is --root DIR, else the device pivot.bootdisk= names on
+         /proc/cmdline (after a kexec; mounted for the write), else
+         /old-root (after a pivot), else / when the count is there.
+         Exit status: 0 the count was written, 1 it was not, 2 bad arguments.
+  status print the boot count on the boot disk (found as for bless): the
+         volume, its tries left, the last attempt and the last bless.
 ";
 
 /// Options shared by `plan` and `check`.
@@ -160,7 +171,7 @@ fn kexec_report(
     let release = entry.release.clone();
     let placeholder = "<the volume's filesystem UUID>".to_string();
     let uuid = || Some(uuid.clone().unwrap_or_else(|| placeholder.clone()));
-    match kexec::prepare(sys, dir, cfg, running, *entry, &uuid) {
+    match kexec::prepare(sys, dir, cfg, running, *entry, &uuid, &[]) {
         Ok(p) => {
             let mut out = vec![format!(
                 "ok: pivot.kexec={mode} would boot the volume's own kernel (release {}; \
@@ -482,6 +493,62 @@ fn finish(mut out: String, problems: usize) -> (String, i32) {
     (out, if problems == 0 { 0 } else { 1 })
 }
 
+/// `bless [--root DIR]` (`write`) and `status [--root DIR]`: returns (output,
+/// exit status); what went wrong goes to stderr.
+pub fn boot_count(args: &[String], write: bool) -> Result<(String, i32), String> {
+    let command = if write { "bless" } else { "status" };
+    let mut explicit = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--root" => {
+                explicit = Some(PathBuf::from(it.next().ok_or("--root needs a directory")?))
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => return Err(format!("{command} takes no argument `{s}`")),
+        }
+    }
+    let sys = RealSys::default();
+    // The boot's settings: the command line (`pivot.bootdisk=` after a
+    // kexec, `pivot.oldroot`), then the boot disk's config file (`state`).
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let cfg = config::parse_all(None, &cmdline, false).cfg;
+    let failed = |out: String, why: String| {
+        eprintln!("pivot-init {command}: {why}");
+        Ok((out, 1))
+    };
+    let root = match tries::locate(&sys, &cfg, explicit.as_deref()) {
+        Ok(r) => r,
+        Err(why) => return failed(String::new(), why),
+    };
+    let conf = crate::sys::in_root(&root.dir, Path::new(config::CONFIG_FILE));
+    let state = match config::read_config_file(&sys, &conf) {
+        config::FileText::Text(text, _) => {
+            let file = conf.display().to_string();
+            config::parse_all(Some((&file, &text)), &cmdline, false)
+                .cfg
+                .state
+        }
+        _ => cfg.state.clone(),
+    };
+    let mut out = format!("{}\n", tries::describe_root(&sys, &root));
+    let r = if write {
+        tries::bless(&sys, &root, &state)
+    } else {
+        tries::status(&sys, &root, &state)
+    };
+    if let Err(why) = root.release(&sys) {
+        eprintln!("pivot-init {command}: {why}");
+    }
+    match r {
+        Ok(text) => {
+            out.push_str(&text);
+            Ok((out, 0))
+        }
+        Err(why) => failed(out, why),
+    }
+}
+
 /// The settings, one line each with the default: the tail of `--help`.
 fn settings_help() -> String {
     let defaults = config::Config::default();
@@ -512,6 +579,8 @@ pub fn main(args: &[String]) -> i32 {
         }
         Some("plan") => plan(&args[1..]),
         Some("check") => check(&args[1..]),
+        Some("bless") => boot_count(&args[1..], true),
+        Some("status") => boot_count(&args[1..], false),
         Some(other) => Err(format!("unknown command `{other}`")),
     };
     match result {

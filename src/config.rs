@@ -170,6 +170,12 @@ pub struct Config {
     pub kmods: Kmods,
     /// `pivot.kexec` and its entry settings.
     pub kexec: KexecSettings,
+    /// `pivot.tries`: boots a volume gets to come up (0: not counted).
+    pub tries: u32,
+    /// `pivot.state`: where the count is kept on the boot root.
+    pub state: PathBuf,
+    /// `pivot.bootdisk`: the boot disk, for `pivot-init bless` after a kexec.
+    pub bootdisk: Option<Spec>,
     /// Running as `/init` of an initramfs (the root is ramfs/tmpfs).
     pub initramfs: bool,
 }
@@ -198,6 +204,9 @@ impl Default for Config {
             coldplug: None,
             kmods: Kmods::Auto,
             kexec: KexecSettings::default(),
+            tries: 0,
+            state: PathBuf::from(crate::bootcount::DEFAULT_PATH),
+            bootdisk: None,
             initramfs: false,
         }
     }
@@ -678,7 +687,7 @@ fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-pub const SETTINGS: [Setting; 25] = [
+pub const SETTINGS: [Setting; 28] = [
     Setting {
         key: "root",
         doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
@@ -909,6 +918,53 @@ pub const SETTINGS: [Setting; 25] = [
         },
     },
     Setting {
+        key: "tries",
+        doc: "boots a volume gets to come up (pivot-init bless) before the old init runs; 0 = off",
+        parse: |c, v| {
+            let n = v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 1000)
+                .ok_or_else(|| format!("`{v}` is not a number of tries 0..1000 (0 = off)"))?;
+            if c.initramfs && n > 0 {
+                return Err(
+                    "boots are counted on the boot disk, and in initramfs mode there \
+                            is none: a count kept in the initramfs would be gone at the next \
+                            boot (machine-image mode only)"
+                        .into(),
+                );
+            }
+            c.tries = n;
+            Ok(())
+        },
+        show: |c| match c.tries {
+            0 => "0 (off)".into(),
+            n => n.to_string(),
+        },
+    },
+    Setting {
+        key: "state",
+        doc: "where the boot count is kept on the boot root",
+        parse: |c, v| {
+            c.state = not_root(v, "state file")?;
+            Ok(())
+        },
+        show: |c| show_path(&c.state),
+    },
+    Setting {
+        key: "bootdisk",
+        doc: "the boot disk, for pivot-init bless after a kexec (put on the new kernel's line; the boot ignores it)",
+        parse: |c, v| {
+            c.bootdisk = Some(Spec::parse(v)?);
+            Ok(())
+        },
+        show: |c| {
+            c.bootdisk
+                .as_ref()
+                .map_or("(not set)".into(), Spec::to_string)
+        },
+    },
+    Setting {
         key: "devtmpfs",
         doc: "mount devtmpfs on /dev when /dev is not a mount",
         parse: |c, v| {
@@ -1012,6 +1068,41 @@ mod tests {
             _ => panic!("a directory read as a config file"),
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tries_only_in_a_machine_image() {
+        let line = "pivot.tries=3 pivot.state=/var/lib/count pivot.bootdisk=UUID=ab-cd";
+        let p = parse_all(None, line, false);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(p.cfg.tries, 3);
+        assert_eq!(p.cfg.state, PathBuf::from("/var/lib/count"));
+        assert_eq!(p.cfg.bootdisk, Some(Spec::Uuid("ab-cd".into())));
+        let p = parse_all(Some(("f", "tries = 2\n")), "", true);
+        assert_eq!(p.cfg.tries, 0);
+        assert_eq!(
+            p.warnings,
+            [
+                "f:1: ignoring tries = 2: boots are counted on the boot disk, and in initramfs mode \
+                 there is none: a count kept in the initramfs would be gone at the next boot \
+                 (machine-image mode only); using the default"
+            ]
+        );
+        // Off is fine in both modes.
+        assert!(parse_all(None, "pivot.tries=0", true).warnings.is_empty());
+        let p = parse_all(
+            None,
+            "pivot.tries=-1 pivot.state=/proc/x pivot.tries=1001",
+            false,
+        );
+        assert_eq!(
+            p.warnings,
+            [
+                "ignoring pivot.tries=-1: `-1` is not a number of tries 0..1000 (0 = off); using the default",
+                "ignoring pivot.state=/proc/x: the state file cannot be on or under /proc, which the switch moves; using the default",
+                "ignoring pivot.tries=1001: `1001` is not a number of tries 0..1000 (0 = off); using the default",
+            ]
+        );
     }
 
     #[test]

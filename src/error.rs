@@ -92,6 +92,12 @@ pub enum Error {
     /// The volume's own kernel cannot be booted (`pivot.kexec`): no entry,
     /// a file that is no kernel for this machine, a refused load, and why.
     Kexec(String),
+    /// `pivot.tries`: the volume was handed over that many boots since it
+    /// was last blessed, and never said it came up.
+    NoTriesLeft {
+        volume: String,
+        boots: u32,
+    },
 }
 
 impl fmt::Display for NodeKind {
@@ -216,6 +222,11 @@ impl fmt::Display for Error {
                 write!(f, "a power-off was asked for (SIGPWR)")
             }
             Kexec(why) => f.write_str(why),
+            NoTriesLeft { volume, boots } => write!(
+                f,
+                "{volume} did not come up in {boots} boot{}; run 'pivot-init bless' on it to try again",
+                if *boots == 1 { "" } else { "s" }
+            ),
             NoRootSpec => write!(
                 f,
                 "no volume given: set pivot.root=/dev/NAME, MAJ:MIN or SERIAL=... on the kernel command line"

@@ -460,14 +460,6 @@ pub fn choose(sys: &dyn Sys, root: &Path, cfg: &Config, machine: &str, running: 
     }
 }
 
-/// pivot-init's own keys on the new kernel's command line. None yet: this
-/// is the one place to add them (boot counting will add
-/// `pivot.bootdisk=UUID=<the boot root's filesystem UUID>` here); each
-/// replaces a word of the entry with the same key.
-pub fn own_keys(_cfg: &Config) -> Vec<String> {
-    Vec::new()
-}
-
 /// An entry that passed every check, and the line it boots with.
 pub struct Prepared {
     pub entry: Entry,
@@ -482,6 +474,9 @@ pub struct Prepared {
 /// the command line (see [`bootentry::assemble`]; `running` is the running
 /// kernel's) within the kernel's limit. `uuid` gives the volume's
 /// filesystem UUID for `root=UUID=` when nothing else gives a line.
+/// `own` are pivot-init's own keys for the new boot (boot counting's
+/// `pivot.bootdisk=UUID=...`): each replaces a word of the entry's line
+/// with the same key.
 pub fn prepare(
     fs: &dyn Files,
     root: &Path,
@@ -489,6 +484,7 @@ pub fn prepare(
     running: &str,
     entry: Entry,
     uuid: &dyn Fn() -> Option<String>,
+    own: &[String],
 ) -> Result<Prepared, String> {
     let k = entry.kernel.shown();
     let image = entry
@@ -528,7 +524,7 @@ pub fn prepare(
             },
         },
     };
-    let line = bootentry::assemble(&base, running, &own_keys(cfg));
+    let line = bootentry::assemble(&base, running, own);
     if line.text.len() > image.max_cmdline {
         return Err(format!(
             "the command line for {k} is {} bytes; the kernel takes at most {}: {}",
@@ -892,9 +888,15 @@ mod tests {
         let prep = |uuid: Option<&str>| {
             let e = find(&fs, &root, &cfg.kexec, "x86_64").unwrap().unwrap();
             let u = uuid.map(str::to_string);
-            prepare(&fs, &root, &cfg, "console=ttyS0 pivot.x=1", e, &|| {
-                u.clone()
-            })
+            prepare(
+                &fs,
+                &root,
+                &cfg,
+                "console=ttyS0 pivot.x=1",
+                e,
+                &|| u.clone(),
+                &[],
+            )
             .map(|p| (p.line.text, p.line_from))
         };
         assert_eq!(

@@ -13,15 +13,17 @@
 //!    `policy` (the failure policy as a decision), `elfdeps` (what a
 //!    program needs from the dynamic loader, for `pivot-mkinitramfs`),
 //!    `bootentry` (boot entries, version order, the kexec'd kernel's
-//!    command line and header checks).
+//!    command line and header checks), `bootcount` (the boot count's state
+//!    file and decisions).
 //! 3. `error`: the boot's one error type, wrapping the errors below.
 //! 4. The stages and their parts: `prepare`, `node`, `sysblock`,
-//!    `matching`, `wait`, `mount`, `preflight`, `hook`, `kmods`, `switch`,
-//!    `exec`, `fallback`, `summary`, `kexec` (booting the volume's own
-//!    kernel).
-//! 5. `boot` (the pipeline) and `cli` (`plan`, `check`).
+//!    `matching`, `wait`, `tries` (boot counting on the boot disk), `mount`,
+//!    `preflight`, `hook`, `kmods`, `switch`, `exec`, `fallback`, `summary`,
+//!    `kexec` (booting the volume's own kernel).
+//! 5. `boot` (the pipeline) and `cli` (`plan`, `check`, `bless`, `status`).
 
 pub mod boot;
+pub mod bootcount;
 pub mod bootentry;
 pub mod cli;
 pub mod cloud;
@@ -50,6 +52,7 @@ pub mod summary;
 pub mod switch;
 pub mod sys;
 pub mod sysblock;
+pub mod tries;
 pub mod uevent;
 pub mod verify;
 pub mod wait;

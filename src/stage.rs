@@ -9,6 +9,8 @@ pub enum Stage {
     Modules,
     Wait,
     Node,
+    /// Boot counting (`pivot.tries`): before anything can change the volume.
+    Tries,
     Mount,
     Check,
     /// `pivot.kexec`: the volume's own kernel loaded and jumped into,
@@ -20,12 +22,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 11] = [
+    pub const ALL: [Stage; 12] = [
         Stage::Config,
         Stage::Prepare,
         Stage::Modules,
         Stage::Wait,
         Stage::Node,
+        Stage::Tries,
         Stage::Mount,
         Stage::Check,
         Stage::Kexec,
@@ -41,6 +44,7 @@ impl Stage {
             Stage::Modules => "modules",
             Stage::Wait => "wait",
             Stage::Node => "node",
+            Stage::Tries => "tries",
             Stage::Mount => "mount",
             Stage::Check => "check",
             Stage::Kexec => "kexec",

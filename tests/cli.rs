@@ -64,6 +64,18 @@ fn version_help_and_bad_arguments() {
         ),
         (&["check"][..], "pivot-init: check needs a VOLUME_DIR"),
         (
+            &["bless", "--bogus"][..],
+            "pivot-init: unknown option --bogus",
+        ),
+        (
+            &["bless", "--root"][..],
+            "pivot-init: --root needs a directory",
+        ),
+        (
+            &["status", "extra"][..],
+            "pivot-init: status takes no argument `extra`",
+        ),
+        (
             &["check", "/nonexistent-dir"][..],
             "pivot-init: /nonexistent-dir is not a directory",
         ),
@@ -461,6 +473,77 @@ fn plan_with_kexec_and_the_volume_not_mounted() {
              a mounted copy)\n"
         ),
         "{out}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `status` and `bless` with `--root`: the count on a boot disk's root
+/// read, then given all its tries back (a config file there moves it).
+#[test]
+fn status_and_bless_with_root() {
+    let d = scratch("bless");
+    let root = d.to_str().unwrap();
+    let line = |out: &str, n: usize| out.lines().nth(n).unwrap_or("").to_string();
+    let (code, out, err) = pivot_init(&["status", "--root", root]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        line(&out, 0).starts_with(&format!("boot disk: {root} (--root)")),
+        "{out}"
+    );
+    assert_eq!(
+        line(&out, 1),
+        format!(
+            "no boot count in {root}/var/lib/pivot-init/state: no boot was counted on this boot \
+             disk yet"
+        )
+    );
+    std::fs::create_dir_all(d.join("etc")).unwrap();
+    std::fs::write(d.join("etc/pivot-init.conf"), "state = /count\n").unwrap();
+    std::fs::write(
+        d.join("count"),
+        "pivot-init-state 1\nuuid aa\nspec SERIAL=v\ntries 2\nleft 0\nattempts 2\n\
+         last-attempt 1700000000\nend\n",
+    )
+    .unwrap();
+    let (code, out, err) = pivot_init(&["status", "--root", root]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        line(&out, 1),
+        "UUID=aa (SERIAL=v): 0 of 2 tries left, 2 boots since the last bless; last attempt \
+         2023-11-14 22:13:20 UTC; last bless never"
+    );
+    let (code, out, err) = pivot_init(&["bless", "--root", root]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("\nwritten to {root}/count\n")),
+        "{out}"
+    );
+    // Whichever volume it was given to (this host's root, when it can be
+    // told, or the one the count names), all its tries are back.
+    let count = std::fs::read_to_string(d.join("count")).unwrap();
+    assert!(
+        count.contains("\nattempts 0\nlast-")
+            && !count.contains("\nleft ")
+            && count.contains("\nlast-bless "),
+        "{count}"
+    );
+    assert!(!d.join("count.new").exists());
+    // A garbled count: status says why, exit 1.
+    std::fs::write(d.join("count"), "garbage").unwrap();
+    let (code, _, err) = pivot_init(&["status", "--root", root]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "pivot-init status: {root}/count is no boot count pivot-init can read: it does not \
+             end with the line `end` (cut short?)"
+        )
+    );
+    let (code, _, err) = pivot_init(&["bless", "--root", "/nonexistent-boot-disk"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim_end(),
+        "pivot-init bless: --root /nonexistent-boot-disk: not a directory"
     );
     std::fs::remove_dir_all(&d).unwrap();
 }

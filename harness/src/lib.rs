@@ -290,6 +290,9 @@ const APPLETS: &[&str] = &[
     "sync",
     "head",
     "dmesg",
+    "reboot",
+    "cp",
+    "wc",
 ];
 
 impl Tree {
@@ -670,11 +673,101 @@ impl BootDisk {
     }
 
     pub fn image(&self, scratch: &Scratch) -> PathBuf {
-        let fs = self.tree.ext4(&scratch.0.join("boot.fs"), 16, "bootdisk");
+        self.image_args(scratch, &[], false)
+    }
+
+    /// The image with more mkfs.ext4 arguments (`-U UUID`); with `full`,
+    /// no block left free (no reserved blocks, `-m 0`, and a file that
+    /// holds every free block: a write that needs a block fails, ENOSPC).
+    pub fn image_args(&self, scratch: &Scratch, extra: &[&str], full: bool) -> PathBuf {
+        let fs = scratch.0.join("boot.fs");
+        let mut args = vec!["-L", "bootdisk"];
+        if full {
+            args.extend(["-m", "0"]);
+        }
+        args.extend(extra);
+        self.tree.ext4_args(&fs, 16, &args);
+        if full {
+            fill_ext4(&fs);
+        }
         let disk = scratch.0.join("boot.img");
         mbr_disk(&fs, &disk, BOOT_SIG);
         disk
     }
+
+    /// The filesystem image inside a disk made by [`BootDisk::image`].
+    pub fn filesystem(scratch: &Scratch) -> PathBuf {
+        let disk = std::fs::read(scratch.0.join("boot.img")).expect("the boot disk image");
+        let fs = scratch.0.join("boot-after.fs");
+        std::fs::write(&fs, disk.get(2048 * 512..).unwrap_or_default()).unwrap();
+        fs
+    }
+}
+
+/// The free blocks of an ext4 image, as its superblock says (dumpe2fs).
+pub fn ext4_free_blocks(img: &Path) -> u64 {
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(img)
+        .output()
+        .expect("dumpe2fs runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Free blocks:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no free block count from dumpe2fs {}:\n{text}",
+                img.display()
+            )
+        })
+}
+
+/// Takes every free block of an ext4 image into a file `/.filler`
+/// (debugfs fallocate: most in one run, then the rest, which the extent
+/// tree's own blocks leave uncertain, with a range past the end).
+pub fn fill_ext4(img: &Path) {
+    let debugfs = |cmd: &str| {
+        let out = Command::new("debugfs")
+            .args(["-w", "-R", cmd])
+            .arg(img)
+            .output()
+            .expect("debugfs runs");
+        assert!(
+            out.status.success(),
+            "debugfs {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    debugfs("write /dev/null .filler");
+    let free = ext4_free_blocks(img);
+    let first = free.saturating_sub(100);
+    debugfs(&format!("fallocate /.filler 0 {first}"));
+    debugfs(&format!(
+        "fallocate /.filler {} {}",
+        first + 1,
+        first + 1000
+    ));
+    assert_eq!(
+        ext4_free_blocks(img),
+        0,
+        "{} still has free blocks",
+        img.display()
+    );
+}
+
+/// A file of an ext4 image (debugfs cat), `None` when it has none there.
+pub fn ext4_file(img: &Path, path: &str) -> Option<String> {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}")])
+        .arg(img)
+        .output()
+        .expect("debugfs runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("File not found") {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The kernel command line every test boot starts with.
@@ -758,6 +851,10 @@ pub struct Boot<'a> {
     pub disk_format: Option<&'a str>,
     /// The whole kernel command line instead of the harness's base (root=, console=).
     pub replace_cmdline: bool,
+    /// A reboot of the guest restarts the machine with the same disks and
+    /// command line (QEMU without `-no-reboot`); the console and the markers
+    /// go on in the same files. The guest ends by powering off.
+    pub reboot: bool,
 }
 
 impl Vm {
@@ -824,14 +921,12 @@ impl Vm {
             }
         };
         cmd.args(["-m", "512", "-display", "none"])
-            .args([
-                "-nodefaults",
-                "-no-reboot",
-                "-net",
-                "none",
-                "-monitor",
-                "none",
-            ])
+            .args(["-nodefaults", "-net", "none", "-monitor", "none"])
+            .args(if b.reboot {
+                &[][..]
+            } else {
+                &["-no-reboot"][..]
+            })
             .arg("-kernel")
             .arg(b.kernel.map_or_else(|| b.arch.kernel(), Path::to_path_buf))
             .arg("-append")

@@ -1079,3 +1079,317 @@ fn kexec_auto_compares_the_release_with_the_running_one() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The filesystem UUID of [`ext4`]'s superblock.
+const VOL_UUID: &str = "abababab-abab-abab-abab-abababababab";
+
+/// The boot count on a machine's boot root (a sandbox `dir/boot`).
+fn count_file(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("boot/var/lib/pivot-init/state")).ok()
+}
+
+/// `pivot.tries=2`, a volume that never says it came up: each boot writes
+/// the count on the boot disk just before the exec (after the switch, at
+/// /old-root); the third is refused before anything touches the volume.
+#[test]
+fn tries_count_down_to_the_old_init() {
+    let dir = tmp("tries");
+    let vol = volume(&dir.join("vol"));
+    let cmdline = "pivot.root=LABEL=data pivot.tries=2";
+    let mut state: Option<String> = None;
+    for (n, left) in [(1, 1), (2, 0)] {
+        let mut m = machine(&dir, cmdline, false).disk(disk(&vol));
+        if let Some(s) = &state {
+            m = m.file("/var/lib/pivot-init/state", s.as_bytes(), 0o644);
+        }
+        let run = boot(m);
+        assert_eq!(run.end, End::Exec("/sbin/init".into()), "{:#?}", run.log);
+        let written = count_file(&dir).expect("the count was written");
+        assert_eq!(
+            written,
+            format!(
+                "pivot-init-state 1\nuuid {VOL_UUID}\nspec LABEL=data\ntries 2\nleft {left}\n\
+                 attempts {n}\nlast-attempt {}\nend\n",
+                crate::sys::fake::NOW
+            )
+        );
+        run.line(&format!(
+            "UUID={VOL_UUID} (LABEL=data) on nvme1n1 (259:1): {} of 2 tries left, this boot \
+             included; it is counted in /var/lib/pivot-init/state on the boot disk just before \
+             the hand-over",
+            left + 1
+        ));
+        assert_eq!(
+            run.line("counted this boot"),
+            format!(
+                "counted this boot of UUID={VOL_UUID} (LABEL=data) in \
+                 /old-root/var/lib/pivot-init/state: {left} of 2 tries left after it"
+            )
+        );
+        // After the switch, just before the exec: written aside, synced,
+        // renamed over, the directory synced.
+        let tmp = "/old-root/var/lib/pivot-init/state.new";
+        let mut want = vec!["pivot_root /new-root /new-root/old-root".to_string()];
+        if n == 1 {
+            want.extend(
+                [
+                    "/old-root/var",
+                    "/old-root/var/lib",
+                    "/old-root/var/lib/pivot-init",
+                ]
+                .map(|d| format!("mkdir {d}")),
+            );
+        }
+        want.extend([
+            format!("write {tmp}"),
+            format!("fsync {tmp}"),
+            format!("rename {tmp} /old-root/var/lib/pivot-init/state"),
+            "fsync /old-root/var/lib/pivot-init".to_string(),
+            "exec /sbin/init".to_string(),
+        ]);
+        assert_eq!(
+            run.only(&[
+                "pivot_root",
+                "mkdir /old-root",
+                "write /old-root",
+                "fsync",
+                "rename",
+                "exec"
+            ]),
+            want
+        );
+        state = Some(written);
+    }
+    let spent = state.unwrap();
+    let run = boot(machine(&dir, cmdline, false).disk(disk(&vol)).file(
+        "/var/lib/pivot-init/state",
+        spent.as_bytes(),
+        0o644,
+    ));
+    assert_eq!(run.end, End::Exec("/sbin/init.old".into()));
+    assert_eq!(
+        run.line("FAILED at "),
+        format!(
+            "FAILED at tries: UUID={VOL_UUID} (LABEL=data) on nvme1n1 (259:1) did not come up in \
+             2 boots; run 'pivot-init bless' on it to try again; action: oldinit /sbin/init.old"
+        )
+    );
+    // Nothing was done to the volume, and the count stays as it was.
+    assert!(
+        run.only(&[
+            "mount /dev/nvme1n1",
+            "setro",
+            "umount /new-root",
+            "write /var",
+            "write /old-root",
+            "rename"
+        ])
+        .is_empty(),
+        "{:#?}",
+        run.texts()
+    );
+    assert_eq!(count_file(&dir).as_deref(), Some(spent.as_str()));
+    // Another volume (another UUID) starts with all its tries.
+    let other = Disk {
+        content: {
+            let mut c = ext4("data");
+            c[1024 + 0x68..1024 + 0x78].copy_from_slice(&[0xcd; 16]);
+            c
+        },
+        ..disk(&vol)
+    };
+    let run = boot(machine(&dir, cmdline, false).disk(other).file(
+        "/var/lib/pivot-init/state",
+        spent.as_bytes(),
+        0o644,
+    ));
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line("UUID=cdcdcdcd-cdcd-cdcd-cdcd-cdcdcdcdcdcd (LABEL=data) on nvme1n1 (259:1): 2 of 2 tries left");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A read-only boot root (the kernel's `ro`) is made writable for the
+/// write and read-only again after, with the flags it had.
+#[test]
+fn a_read_only_boot_root_is_read_only_again_after_the_count() {
+    let dir = tmp("tries-ro");
+    let vol = volume(&dir.join("vol"));
+    let sys = machine(&dir, "pivot.root=LABEL=data pivot.tries=1", false)
+        .file("/var/lib/pivot-init/.keep", b"", 0o644)
+        .read_only_mount("/")
+        .disk(disk(&vol));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    assert!(count_file(&dir).is_some_and(|c| c.contains("\nleft 0\n")));
+    let remounts: Vec<MountFlags> = run
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Remount { target, flags, .. } if target == Path::new("/old-root") => Some(*flags),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(remounts, [MountFlags::empty(), MountFlags::RDONLY]);
+    assert_eq!(
+        run.only(&[
+            "statvfs",
+            "remount /old-root",
+            "write /old-root",
+            "rename",
+            "exec"
+        ]),
+        [
+            "statvfs /old-root",
+            "remount /old-root rw",
+            "write /old-root/var/lib/pivot-init/state.new",
+            "rename /old-root/var/lib/pivot-init/state.new /old-root/var/lib/pivot-init/state",
+            "remount /old-root ro",
+            "exec /sbin/init",
+        ]
+    );
+    assert!(
+        run.line("counted this boot").ends_with(
+            ": 0 of 1 try left after it (/old-root was read-only: made writable for the write, \
+             read-only again)"
+        ),
+        "{:#?}",
+        run.log
+    );
+    // Without the remount the fake refuses the write, as the kernel would.
+    let dir2 = tmp("tries-ro2");
+    let sys = machine(&dir2, "pivot.root=LABEL=data pivot.tries=1", false)
+        .file("/var/lib/pivot-init/.keep", b"", 0o644)
+        .read_only_mount("/")
+        .disk(disk(&vol))
+        .fail("remount /old-root rw", Errno::ACCESS);
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    assert_eq!(
+        run.line("cannot count"),
+        format!(
+            "cannot count this boot of UUID={VOL_UUID} (LABEL=data): /old-root is read-only and \
+             remounting /old-root with rw failed: errno 13 (Permission denied); handing over all \
+             the same"
+        )
+    );
+    assert_eq!(count_file(&dir2), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&dir2).unwrap();
+}
+
+/// A write that fails (a full boot disk) is logged and the volume boots;
+/// a temporary file left by a failed rename is removed, the old count kept.
+#[test]
+fn a_count_that_cannot_be_written_does_not_stop_the_boot() {
+    let dir = tmp("tries-full");
+    let vol = volume(&dir.join("vol"));
+    let sys = machine(&dir, "pivot.root=LABEL=data pivot.tries=3", false)
+        .disk(disk(&vol))
+        .fail("mkdir /old-root/var/lib/pivot-init", Errno::NOSPC);
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    assert_eq!(
+        run.line("cannot count"),
+        format!(
+            "cannot count this boot of UUID={VOL_UUID} (LABEL=data): cannot create directory \
+             /old-root/var/lib/pivot-init: errno 28 (No space left on device); handing over all \
+             the same"
+        )
+    );
+    let dir2 = tmp("tries-full2");
+    let old = "pivot-init-state 1\ntries 3\nleft 2\nattempts 1\nend\n";
+    let sys = machine(&dir2, "pivot.root=LABEL=data pivot.tries=3", false)
+        .file("/var/lib/pivot-init/state", old.as_bytes(), 0o644)
+        .disk(disk(&vol))
+        .fail("rename", Errno::IO);
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    assert!(
+        run.line("cannot count").contains(": cannot rename "),
+        "{:#?}",
+        run.log
+    );
+    assert_eq!(
+        run.only(&["remove"]),
+        ["remove /old-root/var/lib/pivot-init/state.new"]
+    );
+    assert_eq!(count_file(&dir2).as_deref(), Some(old));
+    assert!(!dir2.join("boot/var/lib/pivot-init/state.new").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&dir2).unwrap();
+}
+
+/// A torn count (cut short) is no count: said, and the volume gets every try.
+#[test]
+fn a_torn_count_is_no_count() {
+    let dir = tmp("tries-torn");
+    let vol = volume(&dir.join("vol"));
+    let torn = format!("pivot-init-state 1\nuuid {VOL_UUID}\ntries 2\nleft 0\natt");
+    let sys = machine(&dir, "pivot.root=LABEL=data pivot.tries=2", false)
+        .file("/var/lib/pivot-init/state", torn.as_bytes(), 0o644)
+        .disk(disk(&vol));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line(
+        "/var/lib/pivot-init/state is no boot count pivot-init can read: it does not end with \
+         the line `end` (cut short?); counting as if there were none",
+    );
+    assert!(count_file(&dir).is_some_and(|c| c.contains("\nleft 1\nattempts 1\n")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `pivot.tries` with `pivot.kexec=on`: the boot is counted on the boot
+/// root (still `/`) just before the jump, and the new kernel's line names
+/// the boot disk (`pivot.bootdisk=UUID=`) for `pivot-init bless` there.
+#[test]
+fn a_kexec_is_counted_and_names_the_boot_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tmp("kexec-tries");
+    let vol = kexec_volume(&dir.join("vol"), "6.9.0-vol");
+    let m = machine(
+        &dir,
+        "pivot.root=LABEL=data pivot.kexec=on pivot.tries=1",
+        false,
+    );
+    // The boot root is on `vda1` (UUID 1111...), as /sys/dev/block says.
+    let root = dir.join("boot");
+    let dev = std::fs::metadata(&root).unwrap().dev();
+    let (major, minor) = sys::split_dev(dev);
+    std::fs::create_dir_all(root.join("sys/dev/block")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../devices/fake/vda1",
+        root.join(format!("sys/dev/block/{major}:{minor}")),
+    )
+    .unwrap();
+    let mut boot_sb = vec![0u8; 8192];
+    boot_sb[1024 + 0x38..1024 + 0x3A].copy_from_slice(&0xEF53u16.to_le_bytes());
+    boot_sb[1024 + 0x68..1024 + 0x78].copy_from_slice(&[0x11; 16]);
+    let m = m
+        .disk(Disk {
+            name: "vda1".into(),
+            major,
+            minor,
+            serial: None,
+            content: boot_sb,
+            tree: None,
+        })
+        .disk(disk(&vol));
+    let run = boot(m);
+    assert_eq!(run.end, End::Kexec);
+    let loads = run.only(&["kexec_file_load /"]);
+    assert_eq!(loads.len(), 1, "{:#?}", run.texts());
+    assert!(
+        loads[0].contains(" pivot.bootdisk=UUID=11111111-1111-1111-1111-111111111111"),
+        "{}",
+        loads[0]
+    );
+    // The count is on the boot root before the jump: one boot, none left.
+    let count = count_file(&dir).expect("the count was written");
+    assert!(count.contains(&format!("\nuuid {VOL_UUID}\n")), "{count}");
+    assert!(count.contains("\nleft 0\nattempts 1\n"), "{count}");
+    let texts = run.texts();
+    let rename = texts.iter().position(|c| c.starts_with("rename "));
+    let jump = texts.iter().position(|c| c == "reboot kexec");
+    assert!(rename < jump && rename.is_some(), "{texts:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -55,6 +55,13 @@ pub enum Op {
     Open(PathBuf),
     Read(PathBuf),
     Write(PathBuf),
+    /// `fsync` of a file or directory.
+    Fsync(PathBuf),
+    Rename(PathBuf, PathBuf),
+    /// `unlink` or `rmdir`.
+    Remove(PathBuf),
+    /// `statvfs`: the flags of the mount a path is on.
+    Statvfs(PathBuf),
     /// A step of the uevent socket (`socket`, `bind`, `recv`).
     Netlink(&'static str),
     Poll,
@@ -113,6 +120,10 @@ impl fmt::Display for Op {
             Open(p) => write!(f, "open {}", p.display()),
             Read(p) => write!(f, "read {}", p.display()),
             Write(p) => write!(f, "write {}", p.display()),
+            Fsync(p) => write!(f, "fsync {}", p.display()),
+            Rename(a, b) => write!(f, "rename {} {}", a.display(), b.display()),
+            Remove(p) => write!(f, "remove {}", p.display()),
+            Statvfs(p) => write!(f, "statvfs {}", p.display()),
             Netlink(op) => write!(f, "netlink {op}"),
             Poll => write!(f, "poll"),
             Exec(p) => write!(f, "exec {}", p.display()),
@@ -198,6 +209,19 @@ impl fmt::Display for SysError {
             Open(path) => write!(f, "cannot open {}: {e}", path.display()),
             Read(path) => write!(f, "cannot read {}: {e}", path.display()),
             Write(path) => write!(f, "cannot write {}: {e}", path.display()),
+            Fsync(path) => write!(f, "cannot fsync {}: {e}", path.display()),
+            Rename(from, to) => write!(
+                f,
+                "cannot rename {} to {}: {e}",
+                from.display(),
+                to.display()
+            ),
+            Remove(path) => write!(f, "cannot remove {}: {e}", path.display()),
+            Statvfs(path) => write!(
+                f,
+                "cannot read the mount flags of {} (statvfs): {e}",
+                path.display()
+            ),
             Netlink(op) => write!(f, "uevent netlink socket: {op} failed: {e}"),
             Poll => write!(f, "waiting on the uevent socket failed: {e}"),
             PivotRoot(new_root, put_old) => write!(

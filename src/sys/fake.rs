@@ -81,7 +81,14 @@ struct State {
     machine: Option<String>,
     /// Whether the kernel runs the machine's 32-bit programs.
     runs_32bit: bool,
+    /// The flags of each mount, by the real directory it shows (which
+    /// stays the same when pivot_root and moves rearrange the table).
+    mount_flags: BTreeMap<PathBuf, MountFlags>,
 }
+
+/// The wall clock the fake reports ([`super::Kernel::now_secs`]):
+/// 2023-11-14 22:13:20 UTC.
+pub const NOW: u64 = 1_700_000_000;
 
 /// The fake system; see the module documentation. A clone is the same
 /// machine (a test keeps one to read the calls of a boot that owns the other).
@@ -262,6 +269,69 @@ impl FakeSys {
         let real = std::fs::canonicalize(tree).unwrap_or_else(|_| tree.to_path_buf());
         self.st.borrow_mut().table.push((at.into(), real));
         self
+    }
+
+    /// The mount at `at` (the boot root: `/`) is read-only, as the kernel's
+    /// `ro` leaves it.
+    pub fn read_only_mount(self, at: &str) -> FakeSys {
+        if let Some(real) = self.mount_at(Path::new(at)) {
+            let mut st = self.st.borrow_mut();
+            let flags = st.mount_flags.entry(real).or_insert(MountFlags::empty());
+            *flags |= MountFlags::RDONLY;
+        }
+        self
+    }
+
+    /// The real directory of the mount whose mount point is `at`.
+    fn mount_at(&self, at: &Path) -> Option<PathBuf> {
+        let st = self.st.borrow();
+        let at = normal(&st.cwd, at);
+        st.table
+            .iter()
+            .rev()
+            .find(|(v, _)| *v == at)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// The real directory of the mount `p` is on.
+    fn mount_of(&self, p: &Path) -> Option<PathBuf> {
+        let st = self.st.borrow();
+        let p = normal(&st.cwd, p);
+        st.table
+            .iter()
+            .rev()
+            .filter(|(v, _)| p.starts_with(v))
+            .max_by_key(|(v, _)| v.components().count())
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Whether `p` is on a read-only mount.
+    fn on_read_only(&self, p: &Path) -> bool {
+        let Some(real) = self.mount_of(p) else {
+            return false;
+        };
+        let st = self.st.borrow();
+        st.mount_flags
+            .get(&real)
+            .is_some_and(|f| f.contains(MountFlags::RDONLY))
+    }
+
+    /// Records `call`, refuses it on a read-only mount (EROFS), then does
+    /// `real` to the sandbox's file for `p` (nothing without a sandbox).
+    fn change(
+        &self,
+        call: Call,
+        p: &Path,
+        real: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<(), SysError> {
+        self.run(call.clone())?;
+        if self.on_read_only(p) {
+            return Err(call.failed(Errno::ROFS));
+        }
+        match self.real(p) {
+            Some(r) => real(&r).map_err(|e| call.failed(errno_of(&e))),
+            None => Ok(()),
+        }
     }
 
     /// A disk present at boot.
@@ -458,6 +528,47 @@ impl Files for FakeSys {
         dir.is_empty_dir()
     }
 
+    fn write_synced(&self, path: &Path, data: &[u8]) -> Result<(), SysError> {
+        self.change(Call::Write(path.into()), path, |real| {
+            if real.is_symlink() {
+                return Err(std::io::Error::from_raw_os_error(
+                    Errno::LOOP.raw_os_error(),
+                ));
+            }
+            std::fs::write(real, data)
+        })?;
+        self.run(Call::Fsync(path.into()))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), SysError> {
+        let target = self.real(to);
+        self.change(
+            Call::Rename(from.into(), to.into()),
+            from,
+            |real| match target {
+                Some(t) => std::fs::rename(real, t),
+                None => Ok(()),
+            },
+        )
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<(), SysError> {
+        self.run(Call::Fsync(dir.into()))
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<(), SysError> {
+        self.change(Call::Remove(path.into()), path, |r| std::fs::remove_file(r))
+    }
+
+    fn mount_flags(&self, path: &Path) -> Result<MountFlags, SysError> {
+        self.run(Call::Statvfs(path.into()))?;
+        let real = self.mount_of(path);
+        let st = self.st.borrow();
+        Ok(real
+            .and_then(|r| st.mount_flags.get(&r).copied())
+            .unwrap_or(MountFlags::empty()))
+    }
+
     fn is_mount_point(&self, path: &Path) -> bool {
         let st = self.st.borrow();
         let p = normal(&st.cwd, path);
@@ -501,6 +612,9 @@ impl Mounts for FakeSys {
         };
         let mut st = self.st.borrow_mut();
         let at = normal(&st.cwd, target);
+        if !flags.contains(MountFlags::BIND) {
+            st.mount_flags.insert(shown.clone(), flags);
+        }
         st.table.push((at, shown));
         Ok(())
     }
@@ -529,7 +643,11 @@ impl Mounts for FakeSys {
             target: t.into(),
             flags,
             data: data.into(),
-        })
+        })?;
+        if let Some(real) = self.mount_at(t) {
+            self.st.borrow_mut().mount_flags.insert(real, flags);
+        }
+        Ok(())
     }
 
     fn unmount(&self, t: &Path) -> Result<Unmounted, SysError> {
@@ -577,6 +695,14 @@ impl Mounts for FakeSys {
             .mkdir_at(name)
             .map_err(|e| Call::Mkdir(at.clone()).failed(e))?;
         self.st.borrow_mut().dirs.insert(at);
+        Ok(())
+    }
+
+    fn remove_dir(&self, p: &Path) -> Result<(), SysError> {
+        self.change(Call::Remove(p.into()), p, |r| std::fs::remove_dir(r))?;
+        let mut st = self.st.borrow_mut();
+        let at = normal(&st.cwd, p);
+        st.dirs.remove(&at);
         Ok(())
     }
 
@@ -754,6 +880,10 @@ impl Kernel for FakeSys {
 
     fn open_log(&self) -> Option<std::fs::File> {
         None
+    }
+
+    fn now_secs(&self) -> u64 {
+        NOW
     }
 
     fn console_fds(&self) {}

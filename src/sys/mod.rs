@@ -103,6 +103,21 @@ pub trait Files {
     /// Whether the open directory `dir` (a path handle will do) has no entries.
     fn is_empty_dir(&self, dir: &OpenFile) -> Result<bool, Errno>;
     fn write(&self, path: &Path, data: &[u8]) -> Result<(), Errno>;
+    /// Creates or truncates `path` (mode 0644; a symlink there is not
+    /// followed: ELOOP), writes all of `data` and `fsync`s it.
+    fn write_synced(&self, path: &Path, data: &[u8]) -> Result<(), SysError>;
+    /// Renames `from` to `to` on one filesystem (`to`, if there, is replaced
+    /// in one step).
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), SysError>;
+    /// `fsync` of a directory: the entries made, renamed or removed in it
+    /// are on the disk.
+    fn sync_dir(&self, dir: &Path) -> Result<(), SysError>;
+    /// Removes a file (`unlink`).
+    fn remove_file(&self, path: &Path) -> Result<(), SysError>;
+    /// The flags of the mount `path` is on (`statvfs`): read-only, nosuid,
+    /// nodev, noexec, sync and the atime flags, as mount flags
+    /// that a remount can be given to put them back.
+    fn mount_flags(&self, path: &Path) -> Result<MountFlags, SysError>;
 
     fn read_text(&self, path: &Path) -> Result<String, Errno> {
         String::from_utf8(self.read(path)?).map_err(|_| Errno::ILSEQ)
@@ -217,6 +232,8 @@ pub trait Mounts {
     /// [`Mounts::remount`] of the mount whose root `target` is open on (as
     /// a lookup that crossed into that mount opened it).
     fn remount_on(&self, target: &OpenFile, flags: MountFlags, data: &str) -> Result<(), SysError>;
+    /// Removes an empty directory (`rmdir`).
+    fn remove_dir(&self, path: &Path) -> Result<(), SysError>;
     /// Creates a block device node (mode 0600).
     fn mknod_block(&self, path: &Path, major: u32, minor: u32) -> Result<(), SysError>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), SysError>;
@@ -310,6 +327,12 @@ pub trait Kernel {
 
     fn kernel_release(&self) -> String {
         self.uname().release
+    }
+
+    /// The wall clock (`CLOCK_REALTIME`), in seconds since 1970 (0 before it).
+    fn now_secs(&self) -> u64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+        u64::try_from(t.tv_sec).unwrap_or(0)
     }
 }
 

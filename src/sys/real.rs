@@ -100,6 +100,62 @@ impl Files for RealSys {
     fn is_empty_dir(&self, dir: &OpenFile) -> Result<bool, Errno> {
         dir.is_empty_dir()
     }
+
+    fn write_synced(&self, path: &Path, data: &[u8]) -> Result<(), SysError> {
+        let failed = |errno| Op::Write(path.into()).failed(errno);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW;
+        let fd = rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+            .map_err(failed)?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            match rustix::io::write(&fd, rest) {
+                Ok(0) => return Err(failed(Errno::IO)),
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        rustix::fs::fsync(&fd).map_err(|errno| Op::Fsync(path.into()).failed(errno))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), SysError> {
+        rustix::fs::rename(from, to)
+            .map_err(|errno| Op::Rename(from.into(), to.into()).failed(errno))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<(), SysError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rustix::fs::open(dir, flags, Mode::empty())
+            .and_then(rustix::fs::fsync)
+            .map_err(|errno| Op::Fsync(dir.into()).failed(errno))
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<(), SysError> {
+        rustix::fs::unlink(path).map_err(|errno| Op::Remove(path.into()).failed(errno))
+    }
+
+    fn mount_flags(&self, path: &Path) -> Result<MountFlags, SysError> {
+        use rustix::fs::StatVfsMountFlags as St;
+        let st =
+            rustix::fs::statvfs(path).map_err(|errno| Op::Statvfs(path.into()).failed(errno))?;
+        // The ST_* bits are not all the MS_* bits (ST_RELATIME is 0x1000,
+        // MS_RELATIME 1 << 21): each is named. (Mandatory locking is gone
+        // since Linux 5.15: ST_MANDLOCK is never given back.)
+        let map = [
+            (St::RDONLY, MountFlags::RDONLY),
+            (St::NOSUID, MountFlags::NOSUID),
+            (St::NODEV, MountFlags::NODEV),
+            (St::NOEXEC, MountFlags::NOEXEC),
+            (St::SYNCHRONOUS, MountFlags::SYNCHRONOUS),
+            (St::NOATIME, MountFlags::NOATIME),
+            (St::NODIRATIME, MountFlags::NODIRATIME),
+            (St::RELATIME, MountFlags::RELATIME),
+        ];
+        Ok(map
+            .into_iter()
+            .filter(|(st_flag, _)| st.f_flag.contains(*st_flag))
+            .fold(MountFlags::empty(), |acc, (_, ms)| acc | ms))
+    }
 }
 
 /// `mount(2)` on `target` (a path, or the `/proc/self/fd/N` of an open
@@ -211,6 +267,10 @@ impl Mounts for RealSys {
         parent
             .mkdir_at(name)
             .map_err(|errno| Op::Mkdir(shown(parent).join(name)).failed(errno))
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<(), SysError> {
+        rustix::fs::rmdir(path).map_err(|errno| Op::Remove(path.into()).failed(errno))
     }
 
     fn mknod_block(&self, path: &Path, major: u32, minor: u32) -> Result<(), SysError> {
