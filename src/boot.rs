@@ -12,6 +12,8 @@ use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::fallback;
+use crate::fsck;
+use crate::handback;
 use crate::hook;
 use crate::kmods;
 use crate::kmsg;
@@ -24,7 +26,7 @@ use crate::prepare;
 use crate::stage::Stage;
 use crate::summary::{self, Switched, Timings};
 use crate::switch;
-use crate::sys::{self, API_MOUNTS, End, Errno, ErrnoText, Op, RealSys, Sys, process};
+use crate::sys::{self, API_MOUNTS, End, Errno, ErrnoText, Halt, Op, RealSys, Sys, process};
 use crate::sysblock::SysBlock;
 use crate::verify::CheckedInit;
 use crate::wait::{self, Found};
@@ -113,6 +115,9 @@ pub struct Boot<S: Sys> {
 /// them). Never returns.
 pub fn run(argv: Vec<OsString>) -> ! {
     kmsg::init();
+    if handback::is_shutdown(&argv) {
+        shutdown(argv)
+    }
     // The panic hook's view exists from the start: what it execs again.
     let initial = Snapshot::initial(argv);
     if let Ok(mut v) = PANIC_VIEW.lock() {
@@ -131,6 +136,24 @@ pub fn run(argv: Vec<OsString>) -> ! {
     let sys = RealSys::default();
     sys.pid1_signals();
     Boot::start(initial, sys, &PANIC_VIEW).life();
+    process::wait_forever()
+}
+
+/// PID 1's second life, as systemd-shutdown's `/shutdown VERB` (see
+/// [`handback`]); a panic there still carries out the verb.
+fn shutdown(argv: Vec<OsString>) -> ! {
+    let (_, how) = handback::verb(&argv);
+    std::panic::set_hook(Box::new(move |info| {
+        log::error!("shutdown: internal error (panic): {info}");
+        let sys: &dyn Sys = &RealSys::default();
+        if let Err(e) = sys.halt(how).or_else(|_| sys.halt(Halt::Reboot)) {
+            log::error!("{e}; PID 1 waits");
+        }
+        process::wait_forever()
+    }));
+    let sys = RealSys::default();
+    sys.pid1_signals();
+    handback::shutdown(&sys, &argv);
     process::wait_forever()
 }
 
@@ -230,9 +253,16 @@ impl<S: Sys> Boot<S> {
         if !self.cfg.modules.is_empty() || (self.cfg.coldplug_on() && self.has_module_aliases()) {
             self.stage(Stage::Modules, Boot::load_modules)?;
         }
-        let found = self.stage(Stage::Wait, Boot::wait)?;
+        let mut found = self.stage(Stage::Wait, Boot::wait)?;
         let node = self.stage(Stage::Node, |b| {
             node::ensure_node(&b.sys, Path::new("/dev"), &found.dev)
+        })?;
+        // The one change before the commit point: a checker's repairs.
+        found.fs = self.stage(Stage::Fsck, |b| {
+            let checked = fsck::check(&b.sys, &b.cfg, &node, found.fs.clone())?;
+            b.state.changes.extend(checked.change);
+            b.publish();
+            Ok(checked.probe)
         })?;
         let fstype = self.stage(Stage::Mount, |b| b.mount(&node, &found))?;
         // The commit point: nothing of the volume runs and nothing on it
@@ -411,6 +441,8 @@ impl<S: Sys> Boot<S> {
     /// checked on the read-only volume; then the volume is accepted: its
     /// device writable again, remounted with the configured options.
     fn check_and_commit(&mut self, node: &Path, fstype: &str) -> Result<(CheckedInit, HookCheck)> {
+        // /run for systemd's hand-back at shutdown, before what moves is known.
+        handback::offer(&self.sys, &self.cfg);
         // The API mounts the switch will carry over: they cover the volume's
         // directories of the same names (the init must not live there).
         self.state.moved = API_MOUNTS

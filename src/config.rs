@@ -83,6 +83,39 @@ impl fmt::Display for Kmods {
     }
 }
 
+/// `pivot.fsck`: whether the volume's filesystem is checked before it is mounted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FsckMode {
+    /// `fsck.TYPE -p` (preen) when the boot root has a checker for the type.
+    #[default]
+    Auto,
+    /// `fsck.TYPE -p -f`: a full check even of a clean filesystem; no
+    /// checker for a type that has one is a failure.
+    Force,
+    Skip,
+}
+
+impl FsckMode {
+    pub fn parse(v: &str) -> std::result::Result<FsckMode, String> {
+        match v {
+            "auto" => Ok(FsckMode::Auto),
+            "force" => Ok(FsckMode::Force),
+            "skip" => Ok(FsckMode::Skip),
+            _ => Err(format!("`{v}` is not one of auto, force, skip")),
+        }
+    }
+}
+
+impl fmt::Display for FsckMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsckMode::Auto => "auto",
+            FsckMode::Force => "force",
+            FsckMode::Skip => "skip",
+        })
+    }
+}
+
 /// Everything the boot needs to know, resolved once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -115,6 +148,11 @@ pub struct Config {
     pub coldplug: Option<bool>,
     /// `pivot.kmods`: whose module tree the volume gets (machine image mode).
     pub kmods: Kmods,
+    /// `pivot.fsck`: the check of the volume's filesystem before the mount.
+    pub fsck: FsckMode,
+    /// `pivot.handback`: a /run tmpfs with `/run/initramfs/shutdown` for the
+    /// volume's systemd to hand the shutdown back to.
+    pub handback: bool,
     /// Running as `/init` of an initramfs (the root is ramfs/tmpfs).
     pub initramfs: bool,
 }
@@ -142,6 +180,8 @@ impl Default for Config {
             modules: Vec::new(),
             coldplug: None,
             kmods: Kmods::Auto,
+            fsck: FsckMode::Auto,
+            handback: true,
             initramfs: false,
         }
     }
@@ -622,7 +662,7 @@ fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-pub const SETTINGS: [Setting; 20] = [
+pub const SETTINGS: [Setting; 22] = [
     Setting {
         key: "root",
         doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
@@ -776,6 +816,24 @@ pub const SETTINGS: [Setting; 20] = [
             Ok(())
         },
         show: |c| c.kmods.to_string(),
+    },
+    Setting {
+        key: "fsck",
+        doc: "check the volume's filesystem before mounting it: auto, force or skip",
+        parse: |c, v| {
+            c.fsck = FsckMode::parse(v)?;
+            Ok(())
+        },
+        show: |c| c.fsck.to_string(),
+    },
+    Setting {
+        key: "handback",
+        doc: "hand /run with /run/initramfs/shutdown to the volume, for systemd to unmount it at shutdown",
+        parse: |c, v| {
+            c.handback = parse_bool(v)?;
+            Ok(())
+        },
+        show: |c| show_bool(c.handback),
     },
     Setting {
         key: "devtmpfs",

@@ -73,6 +73,8 @@ pub fn honor(sys: &dyn Sys, api_mounted: &[&str], how: Halt) -> End {
         match how {
             Halt::Reboot => "rebooting",
             Halt::PowerOff => "powering off",
+            Halt::Halt => "halting",
+            Halt::Kexec => "rebooting into the loaded kernel",
         }
     );
     for m in api_mounted.iter().rev() {

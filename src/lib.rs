@@ -14,8 +14,10 @@
 //!    program needs from the dynamic loader, for `pivot-mkinitramfs`).
 //! 3. `error`: the boot's one error type, wrapping the errors below.
 //! 4. The stages and their parts: `prepare`, `node`, `sysblock`,
-//!    `matching`, `wait`, `mount`, `preflight`, `hook`, `kmods`, `switch`,
-//!    `exec`, `fallback`, `summary`.
+//!    `matching`, `wait`, `fsck`, `mount`, `preflight`, `hook`, `kmods`,
+//!    `switch`, `exec`, `fallback`, `summary`, `handback` (systemd's way
+//!    back at shutdown: set up before the exec, and PID 1's second life as
+//!    `/run/initramfs/shutdown`).
 //! 5. `boot` (the pipeline) and `cli` (`plan`, `check`).
 
 pub mod boot;
@@ -27,6 +29,8 @@ pub mod elfdeps;
 pub mod error;
 pub mod exec;
 pub mod fallback;
+pub mod fsck;
+pub mod handback;
 pub mod hook;
 pub mod kmods;
 pub mod kmsg;

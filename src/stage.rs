@@ -9,6 +9,7 @@ pub enum Stage {
     Modules,
     Wait,
     Node,
+    Fsck,
     Mount,
     Check,
     Hook,
@@ -17,12 +18,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Config,
         Stage::Prepare,
         Stage::Modules,
         Stage::Wait,
         Stage::Node,
+        Stage::Fsck,
         Stage::Mount,
         Stage::Check,
         Stage::Hook,
@@ -37,6 +39,7 @@ impl Stage {
             Stage::Modules => "modules",
             Stage::Wait => "wait",
             Stage::Node => "node",
+            Stage::Fsck => "fsck",
             Stage::Mount => "mount",
             Stage::Check => "check",
             Stage::Hook => "hook",
