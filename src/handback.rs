@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::kmsg;
-use crate::sys::{End, Errno, FileType, Halt, MountFlags, Sys, SysError, in_root};
+use crate::sys::{End, FileType, Halt, MountFlags, Sys, SysError, in_root};
 
 /// What systemd-shutdown runs when it exists and is executable.
 pub const SHUTDOWN: &str = "/run/initramfs/shutdown";
@@ -42,10 +42,11 @@ const SHUTDOWN_DIRS: [&str; 6] = [
 
 /// Sets up the hand-back before the check stage decides which API mounts
 /// move with the switch: `/run` a tmpfs (unless something is mounted there
-/// already) with this binary at [`SHUTDOWN`]. Skipped, with one line, when
-/// `pivot.handback=0`, or when the volume has no `/run` directory and is to
-/// be mounted read-only (the switch could not make one to move `/run` onto);
-/// a step that fails is a warning: the boot goes on without it.
+/// already) with this binary at [`SHUTDOWN`]. Only for a volume that has a
+/// `/run` directory (every systemd volume has one; the switch then need not
+/// make one, which a read-only volume could not); skipped with one line
+/// otherwise, or with `pivot.handback=0`. A step that fails is a warning:
+/// the boot goes on without it.
 pub fn offer(sys: &dyn Sys, cfg: &Config) {
     if !cfg.handback {
         log::debug!("no hand-back at shutdown (pivot.handback=0)");
@@ -54,17 +55,12 @@ pub fn offer(sys: &dyn Sys, cfg: &Config) {
     let on_volume = in_root(&cfg.new_root, Path::new("/run"));
     match sys.lstat(&on_volume) {
         Ok(st) if st.kind == FileType::Directory => {}
-        Err(Errno::NOENT) if !cfg.mount_opts.read_only() => {}
         Ok(_) => {
-            log::info!(
-                "no hand-back at shutdown: /run on the volume is not a directory, so /run cannot move onto it"
-            );
+            log::info!("no hand-back at shutdown: /run on the volume is not a directory");
             return;
         }
         Err(_) => {
-            log::info!(
-                "no hand-back at shutdown: the volume has no /run directory and is mounted read-only"
-            );
+            log::info!("no hand-back at shutdown: the volume has no /run directory");
             return;
         }
     }
@@ -287,6 +283,7 @@ pub fn shutdown(sys: &dyn Sys, argv: &[OsString]) -> End {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::Errno;
     use crate::sys::fake::FakeSys;
 
     /// What /proc/self/mountinfo says after systemd-shutdown's switch (the
