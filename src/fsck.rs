@@ -184,6 +184,15 @@ pub fn check(sys: &dyn Sys, cfg: &Config, node: &Path, probed: Option<Probe>) ->
         log::info!("fsck: not checking {} ({fstype}): {why}", node.display());
         return unchecked(probed);
     }
+    // A device attached read-only: nothing could be repaired, and a
+    // checker would fail to open it for writing (exit 8).
+    if sys.block_read_only(node) == Ok(true) {
+        log::info!(
+            "fsck: not checking {} ({fstype}): the device is read-only",
+            node.display()
+        );
+        return unchecked(probed);
+    }
     let names = checker_names(&fstype);
     let checker = match find_checker(sys, &names) {
         Ok(c) => c,

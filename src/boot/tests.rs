@@ -758,7 +758,8 @@ fn fsck_errors_left_uncorrected_fail_before_the_mount() {
 }
 
 /// No checker: one line and the boot goes on (`auto`), a failure (`force`);
-/// xfs needs none by design, even forced; `skip` runs nothing.
+/// xfs needs none by design, even forced; a read-only device is not
+/// checked; `skip` runs nothing.
 #[test]
 fn fsck_without_a_checker_auto_goes_on_force_fails() {
     let dir = tmp("fsck-none");
@@ -799,6 +800,16 @@ fn fsck_without_a_checker_auto_goes_on_force_fails() {
         "fsck: not checking /dev/nvme1n1 (xfs): xfs has no boot-time checker by design: the \
          kernel replays its log at mount",
     );
+    assert!(run.only(&["spawn"]).is_empty());
+    // A device attached read-only: nothing to repair, and e2fsck would fail
+    // to open it (exit 8); the boot goes on, even forced.
+    let ro = machine(&dir, "pivot.root=LABEL=data pivot.fsck=force", false)
+        .file("/sbin/fsck.ext4", &elf(), 0o755)
+        .disk(disk(&vol));
+    crate::sys::Kernel::set_block_read_only(&ro, Path::new("/dev/nvme1n1"), true).unwrap();
+    let run = boot(ro);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line("fsck: not checking /dev/nvme1n1 (ext4): the device is read-only");
     assert!(run.only(&["spawn"]).is_empty());
     let run = boot(
         machine(&dir, "pivot.root=LABEL=data pivot.fsck=skip", false)
