@@ -57,29 +57,15 @@ fn systemd_volume(s: &Scratch) -> std::path::PathBuf {
     tree.ext4_args(&s.0.join("debian.img"), 1024, &["-L", "debian"])
 }
 
-/// systemd powers the machine off from inside; its shutdown hands back to
-/// pivot-init, whose lines come after systemd's; the volume is unmounted
-/// cleanly: no journal to recover, `clean`.
-#[test]
-fn systemd_hands_the_shutdown_back_and_the_volume_is_left_clean() {
-    let s = Scratch::new("handback-systemd");
-    let boot = BootDisk::new(&s).image(&s);
-    let vol = systemd_volume(&s);
-    let mut vm = Vm::boot(
-        &s,
-        &boot,
-        &[Disk {
-            image: &vol,
-            serial: "debian",
-        }],
-        "pivot.root=SERIAL=debian",
-    );
-    let (console, m) = vm.wait_exit();
+/// What a hand-back boot shows: systemd up with the hand-back in its /run,
+/// pivot-init's shutdown lines after systemd's, the kernel's unmount of the
+/// volume in between, and a clean image without a journal to recover.
+fn assert_handed_back(console: &str, m: &str, vol: &Path) {
     assert_line(
-        &m,
+        m,
         "SYSTEMD-UP pid1=systemd run=tmpfs shutdown=755",
         "systemd on the volume, with the hand-back in its /run",
-        &console,
+        console,
     );
     let pos = |needle: &str| {
         console
@@ -95,7 +81,7 @@ fn systemd_hands_the_shutdown_back_and_the_volume_is_left_clean() {
     // The volume itself was unmounted, not only remounted read-only (which
     // systemd-shutdown does, and which leaves an ext4 clean too): the
     // kernel says so in between.
-    let switched = lines_with(&console, "pivot-init: switched to /dev/");
+    let switched = lines_with(console, "pivot-init: switched to /dev/");
     let dev = switched
         .first()
         .and_then(|l| l.split("switched to /dev/").nth(1))
@@ -103,7 +89,7 @@ fn systemd_hands_the_shutdown_back_and_the_volume_is_left_clean() {
         .unwrap_or_else(|| panic!("no summary line:\n{console}"));
     let unmounted = pos(&format!("EXT4-fs ({dev}): unmounting filesystem."));
     assert!(again < unmounted && unmounted < done, "{console}");
-    let line = lines_with(&console, "pivot-init: shutdown: unmounted ");
+    let line = lines_with(console, "pivot-init: shutdown: unmounted ");
     assert_eq!(line.len(), 1, "{console}");
     assert!(
         line[0]
@@ -113,7 +99,52 @@ fn systemd_hands_the_shutdown_back_and_the_volume_is_left_clean() {
         line[0]
     );
     assert!(!console.contains("Kernel panic"), "{console}");
-    let (state, features) = ext4_state(&vol);
+    let (state, features) = ext4_state(vol);
     assert_eq!(state, "clean");
     assert!(!features.contains("needs_recovery"), "{features}");
+}
+
+/// Machine image: systemd powers the machine off from inside; its shutdown
+/// hands back to pivot-init, which unmounts the volume (and the boot disk
+/// under it, at /oldroot/old-root).
+#[test]
+fn systemd_hands_the_shutdown_back_and_the_volume_is_left_clean() {
+    let s = Scratch::new("handback-systemd");
+    let boot = BootDisk::new(&s).image(&s);
+    let vol = systemd_volume(&s);
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "debian",
+        }],
+        "pivot.root=SERIAL=debian",
+    );
+    let (console, m) = vm.wait_exit();
+    assert_handed_back(&console, &m, &vol);
+}
+
+/// Initramfs (switch_root frees the initramfs, /run was moved into the
+/// volume before): the same hand-back.
+#[test]
+fn systemd_hands_the_shutdown_back_to_an_initramfs() {
+    let s = Scratch::new("handback-initramfs");
+    let initrd = initramfs(&s, &[], &[]);
+    let vol = systemd_volume(&s);
+    let mut vm = Vm::initramfs(
+        &s,
+        &initrd,
+        &[Disk {
+            image: &vol,
+            serial: "debian",
+        }],
+        "root=LABEL=debian rw",
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(
+        console.contains("by switch_root, moved /dev /proc /sys /run;"),
+        "{console}"
+    );
+    assert_handed_back(&console, &m, &vol);
 }
