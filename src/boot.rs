@@ -12,6 +12,8 @@ use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::fallback;
+use crate::fsck;
+use crate::handback;
 use crate::hook;
 use crate::kexec::{self, Choice};
 use crate::kmods;
@@ -26,7 +28,9 @@ use crate::probe;
 use crate::stage::Stage;
 use crate::summary::{self, Switched, Timings};
 use crate::switch;
-use crate::sys::{self, API_MOUNTS, End, Errno, ErrnoText, Op, RealSys, Sys, Unmounted, process};
+use crate::sys::{
+    self, API_MOUNTS, End, Errno, ErrnoText, Halt, Op, RealSys, Sys, Unmounted, process,
+};
 use crate::sysblock::SysBlock;
 use crate::tries;
 use crate::verify::CheckedInit;
@@ -125,6 +129,9 @@ pub struct Boot<S: Sys> {
 /// them). Never returns.
 pub fn run(argv: Vec<OsString>) -> ! {
     kmsg::init();
+    if handback::is_shutdown(&argv) {
+        shutdown(argv)
+    }
     // The panic hook's view exists from the start: what it execs again.
     let initial = Snapshot::initial(argv);
     if let Ok(mut v) = PANIC_VIEW.lock() {
@@ -143,6 +150,24 @@ pub fn run(argv: Vec<OsString>) -> ! {
     let sys = RealSys::default();
     sys.pid1_signals();
     Boot::start(initial, sys, &PANIC_VIEW).life();
+    process::wait_forever()
+}
+
+/// PID 1's second life, as systemd-shutdown's `/shutdown VERB` (see
+/// [`handback`]); a panic there still carries out the verb.
+fn shutdown(argv: Vec<OsString>) -> ! {
+    let (_, how) = handback::verb(&argv);
+    std::panic::set_hook(Box::new(move |info| {
+        log::error!("shutdown: internal error (panic): {info}");
+        let sys: &dyn Sys = &RealSys::default();
+        if let Err(e) = sys.halt(how).or_else(|_| sys.halt(Halt::Reboot)) {
+            log::error!("{e}; PID 1 waits");
+        }
+        process::wait_forever()
+    }));
+    let sys = RealSys::default();
+    sys.pid1_signals();
+    handback::shutdown(&sys, &argv);
     process::wait_forever()
 }
 
@@ -243,7 +268,7 @@ impl<S: Sys> Boot<S> {
         if !self.cfg.modules.is_empty() || (self.cfg.coldplug_on() && self.has_module_aliases()) {
             self.stage(Stage::Modules, Boot::load_modules)?;
         }
-        let found = self.stage(Stage::Wait, Boot::wait)?;
+        let mut found = self.stage(Stage::Wait, Boot::wait)?;
         let node = self.stage(Stage::Node, |b| {
             node::ensure_node(&b.sys, Path::new("/dev"), &found.dev)
         })?;
@@ -253,6 +278,13 @@ impl<S: Sys> Boot<S> {
             })?;
             self.count = Some(count);
         }
+        // The one change before the commit point: a checker's repairs.
+        found.fs = self.stage(Stage::Fsck, |b| {
+            let checked = fsck::check(&b.sys, &b.cfg, &node, found.fs.clone())?;
+            b.state.changes.extend(checked.change);
+            b.publish();
+            Ok(checked.probe)
+        })?;
         let fstype = self.stage(Stage::Mount, |b| b.mount(&node, &found))?;
         // The commit point: nothing of the volume runs and nothing on it
         // changes before its init and hook are checked. Booting its own
@@ -458,6 +490,13 @@ impl<S: Sys> Boot<S> {
     /// `pivot.kexec`, whether the volume boots on its own kernel is decided
     /// first; then only its init is checked, and nothing is committed.
     fn check_and_commit(&mut self, node: &Path, fstype: &str) -> Result<Next> {
+        let u = self.sys.uname();
+        let root = self.cfg.new_root.clone();
+        let choice = kexec::choose(&self.sys, &root, &self.cfg, &u.machine, &u.release);
+        if let Choice::Pivot(_) = choice {
+            // /run for systemd's hand-back at shutdown, before what moves is known.
+            handback::offer(&self.sys, &self.cfg);
+        }
         // The API mounts the switch will carry over: they cover the volume's
         // directories of the same names (the init must not live there).
         self.state.moved = API_MOUNTS
@@ -465,17 +504,10 @@ impl<S: Sys> Boot<S> {
             .filter(|m| self.sys.is_mount_point(Path::new(m)))
             .collect();
         self.publish();
-        let (root, u) = (self.cfg.new_root.as_path(), self.sys.uname());
-        if let Choice::Kexec(entry) =
-            kexec::choose(&self.sys, root, &self.cfg, &u.machine, &u.release)
-        {
-            drop(preflight::init(
-                &self.sys,
-                root,
-                &self.cfg,
-                &self.state.moved,
-            )?);
-            kexec::note_hook(&self.sys, root, self.cfg.hook.as_deref());
+        if let Choice::Kexec(entry) = choice {
+            let moved = &self.state.moved;
+            drop(preflight::init(&self.sys, &root, &self.cfg, moved)?);
+            kexec::note_hook(&self.sys, &root, self.cfg.hook.as_deref());
             return Ok(Next::Kexec(entry));
         }
         let (init, hook) = self.checks()?;

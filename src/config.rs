@@ -114,6 +114,29 @@ impl KexecMode {
     }
 }
 
+/// `pivot.fsck`: whether the volume's filesystem is checked before it is mounted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FsckMode {
+    /// `fsck.TYPE -p` (preen) when the boot root has a checker for the type.
+    #[default]
+    Auto,
+    /// `fsck.TYPE -p -f`: a full check even of a clean filesystem; no
+    /// checker for a type that has one is a failure.
+    Force,
+    Skip,
+}
+
+impl FsckMode {
+    pub fn parse(v: &str) -> std::result::Result<FsckMode, String> {
+        match v {
+            "auto" => Ok(FsckMode::Auto),
+            "force" => Ok(FsckMode::Force),
+            "skip" => Ok(FsckMode::Skip),
+            _ => Err(format!("`{v}` is not one of auto, force, skip")),
+        }
+    }
+}
+
 /// `pivot.kexec_initrd`: a file on the volume, or none at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KexecInitrd {
@@ -134,6 +157,16 @@ pub struct KexecSettings {
     pub cmdline: Option<String>,
     /// `pivot.kexec_entry`: the BLS entry (file name without `.conf`).
     pub entry: Option<String>,
+}
+
+impl fmt::Display for FsckMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsckMode::Auto => "auto",
+            FsckMode::Force => "force",
+            FsckMode::Skip => "skip",
+        })
+    }
 }
 
 /// Everything the boot needs to know, resolved once.
@@ -176,6 +209,11 @@ pub struct Config {
     pub state: PathBuf,
     /// `pivot.bootdisk`: the boot disk, for `pivot-init bless` after a kexec.
     pub bootdisk: Option<Spec>,
+    /// `pivot.fsck`: the check of the volume's filesystem before the mount.
+    pub fsck: FsckMode,
+    /// `pivot.handback`: a /run tmpfs with `/run/initramfs/shutdown` for the
+    /// volume's systemd to hand the shutdown back to.
+    pub handback: bool,
     /// Running as `/init` of an initramfs (the root is ramfs/tmpfs).
     pub initramfs: bool,
 }
@@ -207,6 +245,8 @@ impl Default for Config {
             tries: 0,
             state: PathBuf::from(crate::bootcount::DEFAULT_PATH),
             bootdisk: None,
+            fsck: FsckMode::Auto,
+            handback: true,
             initramfs: false,
         }
     }
@@ -687,7 +727,7 @@ fn not_root(v: &str, what: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-pub const SETTINGS: [Setting; 28] = [
+pub const SETTINGS: [Setting; 30] = [
     Setting {
         key: "root",
         doc: "the volume: /dev/NAME, MAJ:MIN, UUID=, LABEL=, PARTUUID=, PARTLABEL=, SERIAL=",
@@ -963,6 +1003,24 @@ pub const SETTINGS: [Setting; 28] = [
                 .as_ref()
                 .map_or("(not set)".into(), Spec::to_string)
         },
+    },
+    Setting {
+        key: "fsck",
+        doc: "check the volume's filesystem before mounting it: auto, force or skip",
+        parse: |c, v| {
+            c.fsck = FsckMode::parse(v)?;
+            Ok(())
+        },
+        show: |c| c.fsck.to_string(),
+    },
+    Setting {
+        key: "handback",
+        doc: "hand /run with /run/initramfs/shutdown to the volume, for systemd to unmount it at shutdown",
+        parse: |c, v| {
+            c.handback = parse_bool(v)?;
+            Ok(())
+        },
+        show: |c| show_bool(c.handback),
     },
     Setting {
         key: "devtmpfs",

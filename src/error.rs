@@ -77,6 +77,23 @@ pub enum Error {
         tried: Vec<(PathBuf, InitProblem)>,
     },
     NotInitramfs,
+    /// The filesystem checker ended with a status fsck(8) calls a failure
+    /// (`meaning`: what its bits say), or by a signal.
+    FsckFailed {
+        checker: String,
+        device: String,
+        status: Exit,
+        meaning: String,
+    },
+    /// `pivot.fsck=force`, and the volume cannot be checked (`why`).
+    FsckMissing {
+        why: String,
+    },
+    /// The checker could not be started.
+    FsckSpawn {
+        checker: PathBuf,
+        errno: Errno,
+    },
     Modules(ModuleError),
     /// The init's path names another file than the one that was checked.
     InitChanged {
@@ -213,6 +230,22 @@ impl fmt::Display for Error {
                 f,
                 "/ is not a ramfs or tmpfs, so it is not an initramfs: refusing to delete its contents"
             ),
+            FsckFailed {
+                checker,
+                device,
+                status,
+                meaning,
+            } => match status {
+                Exit::Code(c) => write!(f, "{checker} on {device} exited {c} ({meaning})"),
+                other => write!(f, "{checker} on {device}: {other}"),
+            },
+            FsckMissing { why } => write!(
+                f,
+                "pivot.fsck=force, but {why} (pivot.fsck=auto would go on unchecked)"
+            ),
+            FsckSpawn { checker, errno } => {
+                write!(f, "cannot run {}: {}", checker.display(), ErrnoText(*errno))
+            }
             Modules(e) => write!(f, "loading kernel modules failed: {e}"),
             Panic { msg } => write!(f, "internal error (panic): {msg}"),
             Requested(Halt::Reboot) => {
@@ -227,6 +260,7 @@ impl fmt::Display for Error {
                 "{volume} did not come up in {boots} boot{}; run 'pivot-init bless' on it to try again",
                 if *boots == 1 { "" } else { "s" }
             ),
+            Requested(how) => write!(f, "a {how:?} was asked for"),
             NoRootSpec => write!(
                 f,
                 "no volume given: set pivot.root=/dev/NAME, MAJ:MIN or SERIAL=... on the kernel command line"

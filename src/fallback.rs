@@ -112,6 +112,8 @@ fn halt_as_asked(sys: &dyn Sys, api_mounted: &[&str], how: Halt) -> Result<End, 
         match how {
             Halt::Reboot => "rebooting",
             Halt::PowerOff => "powering off",
+            Halt::Halt => "halting",
+            Halt::Kexec => "rebooting into the loaded kernel",
         }
     );
     for m in api_mounted.iter().rev() {

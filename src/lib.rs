@@ -17,9 +17,11 @@
 //!    file and decisions).
 //! 3. `error`: the boot's one error type, wrapping the errors below.
 //! 4. The stages and their parts: `prepare`, `node`, `sysblock`,
-//!    `matching`, `wait`, `tries` (boot counting on the boot disk), `mount`,
-//!    `preflight`, `hook`, `kmods`, `switch`, `exec`, `fallback`, `summary`,
-//!    `kexec` (booting the volume's own kernel).
+//!    `matching`, `wait`, `tries` (boot counting on the boot disk), `fsck`,
+//!    `mount`, `preflight`, `hook`, `kmods`, `switch`, `exec`, `fallback`,
+//!    `summary`, `kexec` (booting the volume's own kernel), `handback`
+//!    (systemd's way back at shutdown: set up before the exec, and PID 1's
+//!    second life as `/run/initramfs/shutdown`).
 //! 5. `boot` (the pipeline) and `cli` (`plan`, `check`, `bless`, `status`).
 
 pub mod boot;
@@ -33,6 +35,8 @@ pub mod elfdeps;
 pub mod error;
 pub mod exec;
 pub mod fallback;
+pub mod fsck;
+pub mod handback;
 pub mod hook;
 pub mod kexec;
 pub mod kmods;

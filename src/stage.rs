@@ -11,6 +11,7 @@ pub enum Stage {
     Node,
     /// Boot counting (`pivot.tries`): before anything can change the volume.
     Tries,
+    Fsck,
     Mount,
     Check,
     /// `pivot.kexec`: the volume's own kernel loaded and jumped into,
@@ -22,13 +23,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 13] = [
         Stage::Config,
         Stage::Prepare,
         Stage::Modules,
         Stage::Wait,
         Stage::Node,
         Stage::Tries,
+        Stage::Fsck,
         Stage::Mount,
         Stage::Check,
         Stage::Kexec,
@@ -45,6 +47,7 @@ impl Stage {
             Stage::Wait => "wait",
             Stage::Node => "node",
             Stage::Tries => "tries",
+            Stage::Fsck => "fsck",
             Stage::Mount => "mount",
             Stage::Check => "check",
             Stage::Kexec => "kexec",

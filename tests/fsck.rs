@@ -356,3 +356,234 @@ fn checkers_run_in_the_guest() {
     assert_line(&m, "STATUS fatclean 0", "clean vfat", &console);
     assert!(!console.contains("Kernel panic"), "{console}");
 }
+
+/// `dumpe2fs -h` of an image: its `Filesystem state:` and
+/// `Filesystem features:` values.
+fn ext4_state(img: &Path) -> (String, String) {
+    let o = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(img)
+        .output()
+        .expect("dumpe2fs runs");
+    assert!(o.status.success(), "dumpe2fs: {}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    (field("Filesystem state:"), field("Filesystem features:"))
+}
+
+/// A volume (the harness's reporting init) whose ext4 says it has errors
+/// (`ssv state 2`, as the kernel leaves it after an error): e2fsck -p must
+/// check it, finds nothing more and clears the state (exit 1). With
+/// `duplicate`, /hello and /world also share a block, which preen cannot
+/// repair (exit 4: "UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY").
+fn volume_with_errors(s: &Scratch, name: &str, duplicate: bool) -> std::path::PathBuf {
+    let tree = volume_tree(s.0.join(name), name);
+    tree.file("/hello", b"hello\n", 0o644)
+        .file("/world", b"world\n", 0o644);
+    let img = s.0.join(format!("{name}.img"));
+    // Without extents, so that debugfs can point /world's first block at /hello's.
+    let img = tree.ext4_args(&img, 16, &["-L", "data", "-O", "^extent,^64bit"]);
+    let i = img.to_str().unwrap();
+    if duplicate {
+        let o = Command::new("debugfs")
+            .args(["-R", "blocks /hello", i])
+            .output()
+            .expect("debugfs runs");
+        let block = text(&o.stdout).trim().to_string();
+        assert!(block.parse::<u64>().is_ok(), "blocks /hello: {block:?}");
+        run_tool(
+            "debugfs",
+            &[
+                "-w",
+                "-R",
+                &format!("set_inode_field /world block[0] {block}"),
+                i,
+            ],
+        );
+    }
+    run_tool("debugfs", &["-w", "-R", "ssv state 2", i]);
+    assert_eq!(ext4_state(&img).0, "not clean with errors");
+    img
+}
+
+/// A boot disk whose /sbin/fsck.ext4 is the host's e2fsck.
+fn boot_disk_with_fsck(s: &Scratch) -> std::path::PathBuf {
+    let b = BootDisk::new(s);
+    b.with_fsck(s);
+    b.image(s)
+}
+
+/// The console lines pivot-init wrote, without the `pivot-init: ` prefix.
+fn pivot_lines(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .filter_map(|l| {
+            l.split_once("pivot-init: ")
+                .map(|(_, r)| r.trim_end().to_string())
+        })
+        .collect()
+}
+
+/// The boot disk's e2fsck checks the volume before the mount: its output
+/// is on the console line by line, its verdict is logged, the volume boots
+/// and is clean afterwards; the summary has the fsck stage.
+#[test]
+fn a_volume_marked_with_errors_is_repaired_then_boots() {
+    let s = Scratch::new("fsck-repair");
+    let boot = boot_disk_with_fsck(&s);
+    let vol = volume_with_errors(&s, "errvol", false);
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "errvol",
+        }],
+        "pivot.root=SERIAL=errvol",
+    );
+    let (console, m) = vm.wait_exit();
+    assert_line(
+        &m,
+        "VOLUME-INIT id=errvol pid=1 args=",
+        "volume init",
+        &console,
+    );
+    let lines = pivot_lines(&console);
+    let has = |l: &str| lines.iter().any(|x| x == l);
+    assert!(
+        has("fsck: running /sbin/fsck.ext4 -p /dev/nvme1n1"),
+        "{console}"
+    );
+    assert!(
+        has("fsck: data contains a file system with errors, check forced."),
+        "{console}"
+    );
+    assert!(
+        has("fsck: fsck.ext4 on nvme1n1: exit 1 (errors corrected)"),
+        "{console}"
+    );
+    // Checked before it was mounted.
+    let pos = |needle: &str| {
+        console
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {console}"))
+    };
+    assert!(pos("fsck: fsck.ext4 on nvme1n1: exit 1") < pos("pivot-init: mounted /dev/nvme1n1"));
+    let summary = lines_with(&console, "pivot-init: switched to");
+    assert_eq!(summary.len(), 1, "{console}");
+    assert!(summary[0].contains(", node "), "{}", summary[0]);
+    assert!(summary[0].contains(", fsck "), "{}", summary[0]);
+    let (state, features) = ext4_state(&vol);
+    assert_eq!(state, "clean", "{features}");
+}
+
+/// Errors that preen cannot repair (fsck exit 4): the failure policy runs
+/// the old init; nothing of the volume was mounted; its state still says it
+/// has errors.
+#[test]
+fn a_volume_preen_cannot_repair_runs_the_old_init() {
+    let s = Scratch::new("fsck-uncorrected");
+    let boot = boot_disk_with_fsck(&s);
+    let vol = volume_with_errors(&s, "dupvol", true);
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "dupvol",
+        }],
+        "pivot.root=SERIAL=dupvol",
+    );
+    let (console, m) = vm.wait_exit();
+    assert!(
+        pivot_lines(&console).iter().any(|l| l
+            == "FAILED at fsck: fsck.ext4 on nvme1n1 exited 4 (errors left uncorrected); action: oldinit /sbin/init.old"),
+        "{console}"
+    );
+    assert!(
+        console.contains("pivot-init: fsck: data: UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY."),
+        "{console}"
+    );
+    assert_line(&m, "OLD-INIT new-root-mounted=0", "old init", &console);
+    assert!(!m.contains("VOLUME-INIT"), "{m}");
+    assert!(ext4_state(&vol).0.contains("with errors"));
+}
+
+/// `pivot.fsck=skip`: the checker is there but does not run; the volume
+/// boots with its errors (the kernel mounts it, and it still says so).
+#[test]
+fn fsck_skip_runs_no_checker() {
+    let s = Scratch::new("fsck-skip");
+    let boot = boot_disk_with_fsck(&s);
+    let vol = volume_with_errors(&s, "skipvol", false);
+    let mut vm = Vm::boot(
+        &s,
+        &boot,
+        &[Disk {
+            image: &vol,
+            serial: "skipvol",
+        }],
+        "pivot.root=SERIAL=skipvol pivot.fsck=skip",
+    );
+    let (console, m) = vm.wait_exit();
+    assert_line(
+        &m,
+        "VOLUME-INIT id=skipvol pid=1 args=",
+        "volume init",
+        &console,
+    );
+    let lines = pivot_lines(&console);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "fsck: not checking /dev/nvme1n1 (pivot.fsck=skip)"),
+        "{console}"
+    );
+    assert!(!console.contains("fsck: running"), "{console}");
+    assert!(ext4_state(&vol).0.contains("with errors"));
+}
+
+/// An initramfs made with `--fsck ext4` checks the volume the same way.
+#[test]
+fn an_initramfs_with_fsck_checks_the_volume() {
+    let s = Scratch::new("fsck-initramfs");
+    let img = s.0.join("initramfs.img");
+    let o = mkinitramfs(&img, &["--fsck", "ext4"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let vol = volume_with_errors(&s, "irvol", false);
+    let mut vm = Vm::initramfs(
+        &s,
+        &img,
+        &[Disk {
+            image: &vol,
+            serial: "irvol",
+        }],
+        "root=LABEL=data rw",
+    );
+    let (console, m) = vm.wait_exit();
+    assert_line(
+        &m,
+        "VOLUME-INIT id=irvol pid=1 args=",
+        "volume init",
+        &console,
+    );
+    let lines = pivot_lines(&console);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "fsck: running /sbin/fsck.ext4 -p /dev/nvme0n1"),
+        "{console}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "fsck: fsck.ext4 on nvme0n1: exit 1 (errors corrected)"),
+        "{console}"
+    );
+    assert_eq!(ext4_state(&vol).0, "clean");
+}

@@ -672,6 +672,37 @@ impl BootDisk {
         BootDisk { tree }
     }
 
+    /// Puts the host's e2fsck on the boot disk, at /sbin/e2fsck with
+    /// /sbin/fsck.ext2, fsck.ext3 and fsck.ext4, with the loader and the
+    /// shared libraries it needs: what `scripts/mkinitramfs --fsck ext4` puts
+    /// in an initramfs (resolved by src/elfdeps.rs), taken out of one.
+    pub fn with_fsck(&self, scratch: &Scratch) -> &Self {
+        let img = mkinitramfs(
+            &pivot_init_bin(),
+            &scratch.0.join("fsck-programs.cpio"),
+            &[
+                OsStr::new("--fsck"),
+                OsStr::new("ext4"),
+                OsStr::new("--compress"),
+                OsStr::new("none"),
+            ],
+        );
+        let out = Command::new("cpio")
+            .args(["-i", "-d", "-m", "--quiet", "-F"])
+            .arg(&img)
+            .arg("-D")
+            .arg(&self.tree.dir)
+            .args(["lib*", "sbin/*"])
+            .output()
+            .expect("cpio runs");
+        assert!(
+            out.status.success(),
+            "cpio: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self
+    }
+
     pub fn image(&self, scratch: &Scratch) -> PathBuf {
         self.image_args(scratch, &[], false)
     }
@@ -768,6 +799,23 @@ pub fn ext4_file(img: &Path, path: &str) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A Debian bookworm tree whose /sbin/init is systemd (debootstrap
+/// minbase with systemd-sysv), made once by `scripts/systemd-volume` and
+/// cached under target/systemd-volume/ (a minute or a few the first time;
+/// it needs root and the Debian mirror). Tests add their own files to the
+/// image (with [`Tree::debugfs`]), never to this tree.
+pub fn systemd_volume_tree() -> PathBuf {
+    let out = Command::new(root().join("scripts/systemd-volume"))
+        .output()
+        .expect("scripts/systemd-volume runs");
+    assert!(
+        out.status.success(),
+        "scripts/systemd-volume: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The kernel command line every test boot starts with.

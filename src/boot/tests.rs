@@ -1393,3 +1393,263 @@ fn a_kexec_is_counted_and_names_the_boot_disk() {
     assert!(rename < jump && rename.is_some(), "{texts:#?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The fsck stage: after the node, before the read-only mount, the boot
+/// root's checker runs on the writable device; its output is logged line by
+/// line, its time is a stage of the summary, and "errors corrected" goes on.
+#[test]
+fn fsck_runs_before_the_read_only_mount_and_corrected_errors_go_on() {
+    let dir = tmp("fsck");
+    let vol = volume(&dir.join("vol"));
+    let sys = machine(&dir, "pivot.root=LABEL=data", false)
+        .file("/sbin/fsck.ext4", &elf(), 0o755)
+        .disk(disk(&vol))
+        .child_output("data: recovering journal\ndata: 11/4096 files (0.0% non-contiguous)\n")
+        .child_exits(Some(Exit::Code(1)));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    assert_eq!(
+        run.only(&["spawn", "setro", "mount /dev/nvme1n1"]),
+        [
+            "spawn /sbin/fsck.ext4 -p /dev/nvme1n1",
+            "setro /dev/nvme1n1",
+            "mount /dev/nvme1n1 /new-root ext4",
+        ]
+    );
+    run.line("fsck: running /sbin/fsck.ext4 -p /dev/nvme1n1");
+    run.line("fsck: data: recovering journal");
+    run.line("fsck: data: 11/4096 files (0.0% non-contiguous)");
+    run.line("fsck: fsck.ext4 on nvme1n1: exit 1 (errors corrected)");
+    let summary = run.line("switched to /dev/nvme1n1 (ext4)");
+    let stages = summary.split("stages ").nth(1).unwrap();
+    let names: Vec<&str> = stages
+        .split(" ms;")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|s| s.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "config", "prepare", "wait", "node", "fsck", "mount", "check", "hook", "switch"
+        ],
+        "{summary}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Exit 2 ("reboot") is read as corrected: the volume is not mounted yet.
+/// A volume rejected later says that fsck changed it; e2fsck under
+/// /usr/sbin is found when there is no fsck.ext4; `force` adds `-f`.
+#[test]
+fn fsck_reboot_status_goes_on_and_the_change_is_said_when_rejected_later() {
+    let dir = tmp("fsck-reboot");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let sys = machine(&dir, "pivot.root=LABEL=data pivot.fsck=force", false)
+        .file("/usr/sbin/e2fsck", &elf(), 0o755)
+        .disk(disk(&empty))
+        .child_exits(Some(Exit::Code(2)));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init.old".into()));
+    assert_eq!(
+        run.only(&["spawn"]),
+        ["spawn /usr/sbin/e2fsck -p -f /dev/nvme1n1"]
+    );
+    run.line(
+        "fsck: e2fsck on nvme1n1: exit 2 (system should be rebooted): the volume is not \
+         mounted yet, so the boot goes on",
+    );
+    run.line("FAILED at check: no usable init");
+    run.line("unmounted /new-root (fsck corrected errors on it)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Exit 4 (and a signal) is a failure at fsck: the `FAILED` line names the
+/// checker, the device and what the status means; nothing is mounted.
+#[test]
+fn fsck_errors_left_uncorrected_fail_before_the_mount() {
+    let dir = tmp("fsck-fail");
+    let vol = volume(&dir.join("vol"));
+    for (exit, failed) in [
+        (
+            Exit::Code(4),
+            "FAILED at fsck: fsck.ext4 on nvme1n1 exited 4 (errors left uncorrected); \
+             action: oldinit /sbin/init.old",
+        ),
+        (
+            Exit::Code(12),
+            "FAILED at fsck: fsck.ext4 on nvme1n1 exited 12 (errors left uncorrected, \
+             operational error); action: oldinit /sbin/init.old",
+        ),
+        (
+            Exit::Signal(9),
+            "FAILED at fsck: fsck.ext4 on nvme1n1: killed by signal 9; action: oldinit \
+             /sbin/init.old",
+        ),
+    ] {
+        let sys = machine(&dir, "pivot.root=LABEL=data", false)
+            .file("/sbin/fsck.ext4", &elf(), 0o755)
+            .disk(disk(&vol))
+            .child_exits(Some(exit));
+        let run = boot(sys);
+        assert_eq!(run.end, End::Exec("/sbin/init.old".into()));
+        assert_eq!(run.line("FAILED at "), failed);
+        assert!(
+            run.only(&["mount /dev/nvme1n1", "setro"]).is_empty(),
+            "{:#?}",
+            run.texts()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// No checker: one line and the boot goes on (`auto`), a failure (`force`);
+/// xfs needs none by design, even forced; a read-only device is not
+/// checked; `skip` runs nothing.
+#[test]
+fn fsck_without_a_checker_auto_goes_on_force_fails() {
+    let dir = tmp("fsck-none");
+    let vol = volume(&dir.join("vol"));
+    let run = boot(machine(&dir, "pivot.root=LABEL=data", false).disk(disk(&vol)));
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line(
+        "fsck: no checker for ext4 on the boot root (fsck.ext4 or e2fsck in /sbin or /usr/sbin); \
+         /dev/nvme1n1 not checked",
+    );
+    assert!(run.only(&["spawn"]).is_empty());
+    let run = boot(
+        machine(&dir, "pivot.root=LABEL=data pivot.fsck=force", false)
+            .file("/sbin/fsck.ext4", b"#!/nonexistent\n", 0o755)
+            .disk(disk(&vol)),
+    );
+    assert_eq!(
+        run.line("FAILED at "),
+        "FAILED at fsck: pivot.fsck=force, but no checker for ext4 on the boot root (fsck.ext4 \
+         or e2fsck in /sbin or /usr/sbin); found but unusable: /sbin/fsck.ext4: its interpreter \
+         /nonexistent is missing or unusable (not found) (pivot.fsck=auto would go on \
+         unchecked); action: oldinit /sbin/init.old"
+    );
+    let mut xfs = disk(&vol);
+    let mut sb = vec![0u8; 8192];
+    sb[..4].copy_from_slice(b"XFSB");
+    xfs.content = sb;
+    let run = boot(
+        machine(
+            &dir,
+            "pivot.root=/dev/nvme1n1 pivot.fsck=force pivot.onfail=wait",
+            false,
+        )
+        .file("/sbin/fsck.xfs", &elf(), 0o755)
+        .disk(xfs),
+    );
+    run.line(
+        "fsck: not checking /dev/nvme1n1 (xfs): xfs has no boot-time checker by design: the \
+         kernel replays its log at mount",
+    );
+    assert!(run.only(&["spawn"]).is_empty());
+    // A device attached read-only: nothing to repair, and e2fsck would fail
+    // to open it (exit 8); the boot goes on, even forced.
+    let ro = machine(&dir, "pivot.root=LABEL=data pivot.fsck=force", false)
+        .file("/sbin/fsck.ext4", &elf(), 0o755)
+        .disk(disk(&vol));
+    crate::sys::Kernel::set_block_read_only(&ro, Path::new("/dev/nvme1n1"), true).unwrap();
+    let run = boot(ro);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line("fsck: not checking /dev/nvme1n1 (ext4): the device is read-only");
+    assert!(run.only(&["spawn"]).is_empty());
+    let run = boot(
+        machine(&dir, "pivot.root=LABEL=data pivot.fsck=skip", false)
+            .file("/sbin/fsck.ext4", &elf(), 0o755)
+            .disk(disk(&vol)),
+    );
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line("fsck: not checking /dev/nvme1n1 (pivot.fsck=skip)");
+    assert!(run.only(&["spawn"]).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The hand-back: before the check decides what moves, /run becomes a
+/// tmpfs holding this binary as /run/initramfs/shutdown (mode 0755), and it
+/// moves to the volume with the other API mounts. `pivot.handback=0`: no
+/// /run. A volume without /run: one line, no /run.
+#[test]
+fn handback_puts_a_run_tmpfs_with_the_shutdown_binary_on_the_volume() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("handback");
+    let vol = volume(&dir.join("vol"));
+    std::fs::create_dir_all(vol.join("run")).unwrap();
+    let sys = machine(&dir, "pivot.root=LABEL=data", false)
+        .file("/proc/self/exe", b"this binary", 0o755)
+        .disk(disk(&vol));
+    let run = boot(sys);
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    let tmpfs: Vec<(MountFlags, String)> = run
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Mount {
+                fstype,
+                target,
+                flags,
+                data,
+                ..
+            } if fstype == "tmpfs" && target == Path::new("/run") => Some((*flags, data.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        tmpfs,
+        [(
+            MountFlags::NODEV | MountFlags::NOSUID | MountFlags::STRICTATIME,
+            "mode=755".to_string()
+        )]
+    );
+    // At the check (after the read-only mount), before the switch.
+    assert_eq!(
+        run.only(&["write /run", "move /old-root/run", "setro"]),
+        [
+            "setro /dev/nvme1n1",
+            "write /run/initramfs/shutdown",
+            "move /old-root/run /run",
+        ]
+    );
+    let shutdown = dir.join("boot/run/initramfs/shutdown");
+    assert_eq!(std::fs::read(&shutdown).unwrap(), b"this binary");
+    let mode = std::fs::metadata(&shutdown).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o755);
+    run.line("hand-back at shutdown: /run is a tmpfs with /run/initramfs/shutdown (0 KiB), for the volume's systemd");
+
+    let dir2 = tmp("handback-off");
+    let run = boot(
+        machine(&dir2, "pivot.root=LABEL=data pivot.handback=0", false)
+            .file("/proc/self/exe", b"this binary", 0o755)
+            .disk(disk(&vol)),
+    );
+    assert!(
+        run.only(&["mount tmpfs", "write /run", "move /old-root/run"])
+            .is_empty()
+    );
+    run.line("switched to /dev/nvme1n1 (ext4) by pivot_root, boot root at /old-root, moved /dev /proc /sys;");
+
+    // A volume without /run (not a systemd one): the switch would have to
+    // make one, which a read-only volume could not.
+    let dir3 = tmp("handback-norun");
+    let bare = volume(&dir3.join("vol"));
+    let run = boot(
+        machine(&dir3, "pivot.root=LABEL=data", false)
+            .file("/proc/self/exe", b"this binary", 0o755)
+            .disk(disk(&bare)),
+    );
+    assert_eq!(run.end, End::Exec("/sbin/init".into()));
+    run.line("no hand-back at shutdown: the volume has no /run directory");
+    assert!(
+        run.only(&["mount tmpfs", "move /old-root/run"]).is_empty(),
+        "{:#?}",
+        run.texts()
+    );
+    for d in [dir, dir2, dir3] {
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -248,6 +248,8 @@ impl fmt::Display for SysError {
                 match how {
                     super::Halt::Reboot => "reboot",
                     super::Halt::PowerOff => "poweroff",
+                    super::Halt::Halt => "halt",
+                    super::Halt::Kexec => "reboot(LINUX_REBOOT_CMD_KEXEC)",
                 }
             ),
             Exec(path) => write!(f, "exec of {} failed: {e}", path.display()),

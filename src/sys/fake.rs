@@ -84,6 +84,8 @@ struct State {
     /// The flags of each mount, by the real directory it shows (which
     /// stays the same when pivot_root and moves rearrange the table).
     mount_flags: BTreeMap<PathBuf, MountFlags>,
+    /// What a child run with `run_logged` writes.
+    child_output: Vec<u8>,
 }
 
 /// The wall clock the fake reports ([`super::Kernel::now_secs`]):
@@ -197,6 +199,12 @@ impl FakeSys {
     /// How a spawned child ends (`None`: it runs until it is killed).
     pub fn child_exits(self, exit: Option<Exit>) -> FakeSys {
         self.st.borrow_mut().child_exit = exit;
+        self
+    }
+
+    /// What a child run with its output logged (`run_logged`) writes.
+    pub fn child_output(self, text: &str) -> FakeSys {
+        self.st.borrow_mut().child_output = text.as_bytes().to_vec();
         self
     }
 
@@ -569,6 +577,19 @@ impl Files for FakeSys {
             .unwrap_or(MountFlags::empty()))
     }
 
+    /// Recorded as `write PATH`; made for real in a sandbox.
+    fn create_file(&self, path: &Path, data: &[u8], mode: u32) -> Result<(), SysError> {
+        use std::os::unix::fs::PermissionsExt;
+        self.run(Call::Write(path.into()))?;
+        if let Some(real) = self.real(path) {
+            let made = std::fs::write(&real, data).and_then(|()| {
+                std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode))
+            });
+            made.map_err(|e| Call::Write(path.into()).failed(errno_of(&e)))?;
+        }
+        Ok(())
+    }
+
     fn is_mount_point(&self, path: &Path) -> bool {
         let st = self.st.borrow();
         let p = normal(&st.cwd, path);
@@ -662,6 +683,20 @@ impl Mounts for FakeSys {
         } else {
             Unmounted::Clean
         })
+    }
+
+    /// A mount made busy (`with_busy`) stays, with EBUSY.
+    fn try_unmount(&self, t: &Path) -> Result<(), SysError> {
+        self.run(Call::Unmount(t.into()))?;
+        let mut st = self.st.borrow_mut();
+        if st.busy.contains(t) {
+            return Err(Call::Unmount(t.into()).failed(Errno::BUSY));
+        }
+        let at = normal(&st.cwd, t);
+        if let Some(i) = st.table.iter().rposition(|(v, _)| *v == at) {
+            st.table.remove(i);
+        }
+        Ok(())
     }
 
     fn make_private(&self) -> Result<(), SysError> {
@@ -806,6 +841,28 @@ impl Procs for FakeSys {
             pid: Pid::from_raw(4242).ok_or(Errno::INVAL)?,
             own_pid_ns: true,
         })
+    }
+
+    /// Recorded as `spawn ARGS`; the output set with `child_output`, then
+    /// the exit set with `child_exits` (one that never comes: `Other`).
+    fn run_logged(
+        &self,
+        _prog: Program,
+        argv: &[CString],
+        _envp: &[CString],
+        _opts: &SpawnOpts,
+        line: &mut dyn FnMut(&str),
+    ) -> Result<Exit, Errno> {
+        let args = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        self.rec(Call::Spawn(args))?;
+        let output = self.st.borrow().child_output.clone();
+        let mut lines = super::process::LineSplitter::default();
+        lines.feed(&output, line);
+        lines.finish(line);
+        Ok(self.st.borrow().child_exit.unwrap_or(Exit::Other))
     }
 
     fn wait_child(&self, _pid: Pid, _timeout: Option<Duration>) -> Result<Option<Exit>, Errno> {

@@ -121,6 +121,25 @@ impl OpenFile {
     }
 }
 
+/// Creates `path` (or truncates it; a symlink there is refused) with
+/// exactly `mode`, whatever the umask, and writes all of `data`.
+pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Errno> {
+    let flags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    let mut rest = data;
+    while !rest.is_empty() {
+        match rustix::io::write(&fd, rest) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn open_ro(path: &Path) -> Result<OpenFile, Errno> {
     rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map(OpenFile)
 }

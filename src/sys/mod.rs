@@ -50,6 +50,11 @@ pub const API_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 pub enum Halt {
     Reboot,
     PowerOff,
+    /// Stop the machine without powering it off (`halt`).
+    Halt,
+    /// Boot the kernel loaded by `kexec_load` (the `kexec` verb of systemd's
+    /// shutdown); fails (EINVAL) when none is loaded.
+    Kexec,
 }
 
 /// How an unmount went.
@@ -118,6 +123,9 @@ pub trait Files {
     /// nodev, noexec, sync and the atime flags, as mount flags
     /// that a remount can be given to put them back.
     fn mount_flags(&self, path: &Path) -> Result<MountFlags, SysError>;
+    /// Creates `path` (or empties it) with exactly `mode` and writes `data`
+    /// into it; a symlink at `path` is not followed.
+    fn create_file(&self, path: &Path, data: &[u8], mode: u32) -> Result<(), SysError>;
 
     fn read_text(&self, path: &Path) -> Result<String, Errno> {
         String::from_utf8(self.read(path)?).map_err(|_| Errno::ILSEQ)
@@ -208,6 +216,9 @@ pub trait Mounts {
     fn remount(&self, target: &Path, flags: MountFlags, data: &str) -> Result<(), SysError>;
     /// Unmounts `target`; a busy mount is detached lazily, and says so.
     fn unmount(&self, target: &Path) -> Result<Unmounted, SysError>;
+    /// Unmounts `target`, never lazily: a busy mount stays mounted (EBUSY),
+    /// so that it can still be remounted read-only.
+    fn try_unmount(&self, target: &Path) -> Result<(), SysError>;
     /// Makes the whole mount tree private, so that pivot_root is allowed.
     fn make_private(&self) -> Result<(), SysError>;
     /// Creates a directory (mode 0755); an existing directory is fine.
@@ -257,6 +268,18 @@ pub trait Procs {
         envp: &[CString],
         opts: &SpawnOpts,
     ) -> Result<Child, Errno>;
+    /// [`Procs::spawn`] with the child's stdout and stderr on a pipe that
+    /// this process reads: `line` gets each line of its output as it comes
+    /// (a `\n` or `\r` ends one; not UTF-8: decoded lossily). Returns how
+    /// the child ended, once its output is closed and it has exited.
+    fn run_logged(
+        &self,
+        prog: Program,
+        argv: &[CString],
+        envp: &[CString],
+        opts: &SpawnOpts,
+        line: &mut dyn FnMut(&str),
+    ) -> Result<Exit, Errno>;
     /// Waits for child `pid`, at most `timeout` (`None`: as long as it
     /// takes); `None` when it is still running.
     fn wait_child(&self, pid: Pid, timeout: Option<Duration>) -> Result<Option<Exit>, Errno>;

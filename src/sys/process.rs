@@ -108,6 +108,18 @@ pub(super) fn spawn(
     envp: &[CString],
     opts: &SpawnOpts,
 ) -> Result<Child, Errno> {
+    spawn_with(prog, argv, envp, opts, None)
+}
+
+/// [`spawn`], with the child's stdout and stderr on `output` when given (a
+/// descriptor above 2, close-on-exec: the child's copies on 1 and 2 are not).
+fn spawn_with(
+    prog: Program,
+    argv: &[CString],
+    envp: &[CString],
+    opts: &SpawnOpts,
+    output: Option<libc::c_int>,
+) -> Result<Child, Errno> {
     use std::os::fd::AsRawFd;
     let argv_p = ptr_array(argv);
     let envp_p = ptr_array(envp);
@@ -161,6 +173,10 @@ pub(super) fn spawn(
                     libc::close(fd);
                 }
             }
+            if let Some(fd) = output {
+                libc::dup2(fd, 1);
+                libc::dup2(fd, 2);
+            }
             let mut first_closed = 3;
             if let Some(fd) = fd3 {
                 // dup2 leaves the new descriptor without close-on-exec.
@@ -210,6 +226,101 @@ pub(super) fn spawn(
     }
     let pid = Pid::from_raw(pid).ok_or(Errno::INVAL)?;
     Ok(Child { pid, own_pid_ns })
+}
+
+/// Runs `prog` as [`spawn`] does with its stdout and stderr on a pipe,
+/// hands each line it writes to `line`, and waits for it once the pipe is
+/// closed (by the child's exit, or by everything it started ending too).
+pub(super) fn run_logged(
+    prog: Program,
+    argv: &[CString],
+    envp: &[CString],
+    opts: &SpawnOpts,
+    line: &mut dyn FnMut(&str),
+) -> Result<Exit, Errno> {
+    use std::os::fd::AsRawFd;
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // Above 2, so that the child's dup2 onto 1 and 2 makes new descriptors
+    // (PID 1 starts without 0-2 when the boot root has no /dev/console).
+    let write_end = if write_end.as_raw_fd() < 3 {
+        rustix::io::fcntl_dupfd_cloexec(&write_end, 3)?
+    } else {
+        write_end
+    };
+    let child = spawn_with(prog, argv, envp, opts, Some(write_end.as_raw_fd()));
+    drop(write_end);
+    let child = child?;
+    // The child's end as a pidfd (Linux 5.3): once it has exited and the
+    // pipe has nothing more to read, a process it left holding the pipe
+    // open does not keep PID 1 here.
+    let pidfd = rustix::process::pidfd_open(child.pid, rustix::process::PidfdFlags::empty()).ok();
+    let mut lines = LineSplitter::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (readable, exited) = {
+            let mut fds = vec![PollFd::new(&read_end, PollFlags::IN)];
+            if let Some(p) = &pidfd {
+                fds.push(PollFd::new(p, PollFlags::IN));
+            }
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(_) => break,
+            }
+            let ready = |i: usize| fds.get(i).is_some_and(|f| !f.revents().is_empty());
+            (ready(0), ready(1))
+        };
+        if readable {
+            match rustix::io::read(&read_end, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => lines.feed(buf.get(..n).unwrap_or_default(), line),
+                Err(Errno::INTR) => {}
+                Err(_) => break,
+            }
+        } else if exited {
+            break;
+        }
+    }
+    lines.finish(line);
+    drop(read_end);
+    wait_child(child.pid)
+}
+
+/// Cuts a byte stream into lines at `\n` or `\r` (a progress bar's
+/// redraws), empty lines dropped; a line longer than [`LineSplitter::MAX`]
+/// bytes is handed on in pieces.
+#[derive(Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub const MAX: usize = 512;
+
+    pub fn feed(&mut self, bytes: &[u8], line: &mut dyn FnMut(&str)) {
+        for b in bytes {
+            if matches!(b, b'\n' | b'\r') {
+                self.flush(line);
+            } else {
+                self.pending.push(*b);
+                if self.pending.len() >= Self::MAX {
+                    self.flush(line);
+                }
+            }
+        }
+    }
+
+    /// What is left after the end of the stream.
+    pub fn finish(&mut self, line: &mut dyn FnMut(&str)) {
+        self.flush(line);
+    }
+
+    fn flush(&mut self, line: &mut dyn FnMut(&str)) {
+        if !self.pending.is_empty() {
+            line(&String::from_utf8_lossy(&self.pending));
+            self.pending.clear();
+        }
+    }
 }
 
 /// Replaces this process with `prog`: a path, or an open file (`execveat`

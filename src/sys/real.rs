@@ -156,6 +156,10 @@ impl Files for RealSys {
             .filter(|(st_flag, _)| st.f_flag.contains(*st_flag))
             .fold(MountFlags::empty(), |acc, (_, ms)| acc | ms))
     }
+
+    fn create_file(&self, path: &Path, data: &[u8], mode: u32) -> Result<(), SysError> {
+        files::create_file(path, data, mode).map_err(|errno| Op::Write(path.into()).failed(errno))
+    }
 }
 
 /// `mount(2)` on `target` (a path, or the `/proc/self/fd/N` of an open
@@ -247,6 +251,11 @@ impl Mounts for RealSys {
         r.map_err(|errno| Op::Unmount(target.into()).failed(errno))
     }
 
+    fn try_unmount(&self, target: &Path) -> Result<(), SysError> {
+        rustix::mount::unmount(target, UnmountFlags::empty())
+            .map_err(|errno| Op::Unmount(target.into()).failed(errno))
+    }
+
     fn make_private(&self) -> Result<(), SysError> {
         rustix::mount::mount_change(
             "/",
@@ -318,6 +327,17 @@ impl Procs for RealSys {
         process::spawn(prog, argv, envp, opts)
     }
 
+    fn run_logged(
+        &self,
+        prog: Program,
+        argv: &[CString],
+        envp: &[CString],
+        opts: &SpawnOpts,
+        line: &mut dyn FnMut(&str),
+    ) -> Result<Exit, Errno> {
+        process::run_logged(prog, argv, envp, opts, line)
+    }
+
     fn wait_child(&self, pid: Pid, timeout: Option<Duration>) -> Result<Option<Exit>, Errno> {
         match timeout {
             None => process::wait_child(pid).map(Some),
@@ -347,6 +367,8 @@ impl Procs for RealSys {
         let cmd = match how {
             Halt::Reboot => rustix::system::RebootCommand::Restart,
             Halt::PowerOff => rustix::system::RebootCommand::PowerOff,
+            Halt::Halt => rustix::system::RebootCommand::Halt,
+            Halt::Kexec => rustix::system::RebootCommand::Kexec,
         };
         let errno = rustix::system::reboot(cmd).err().unwrap_or(Errno::INVAL);
         Err(Op::Halt(how).failed(errno))
