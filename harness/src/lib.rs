@@ -734,7 +734,19 @@ pub struct Boot<'a> {
     pub disk_format: Option<&'a str>,
     /// The whole kernel command line instead of the harness's base (root=, console=).
     pub replace_cmdline: bool,
+    /// Guest time counts instructions: QEMU `-icount` ([`ICOUNT`]).
+    pub icount: bool,
 }
+
+/// QEMU's `-icount` for [`Boot::icount`]: one guest instruction is 1 ns of
+/// guest time (`shift=0`), so the guest's clocks (TSC, printk stamps, timers)
+/// measure the work done, not the host's speed, load or TCG's translation.
+/// `sleep=on`: while the guest idles (waiting for a hot-plug, a timer, the
+/// host's disk I/O), its clock follows real time, so a volume hot-plugged
+/// N s of real time after the guest waits comes N s later in guest time too.
+/// (`sleep=off` jumps an idle guest to its next timer at once: guest time
+/// would run ahead of real time while it waits.)
+pub const ICOUNT: &str = "shift=0,sleep=on";
 
 impl Vm {
     /// Boots the kernel with the boot disk and `at_boot` volumes attached.
@@ -799,6 +811,9 @@ impl Vm {
                 c
             }
         };
+        if b.icount {
+            cmd.args(["-icount", ICOUNT]);
+        }
         cmd.args(["-m", "512", "-display", "none"])
             .args([
                 "-nodefaults",
