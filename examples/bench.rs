@@ -2,7 +2,7 @@
 //! kernel's own `rootwait`, shell polling loops, and the initramfs tools
 //! people run (Debian's initramfs-tools, dracut, tiny-initramfs: images that
 //! `scripts/bench-peers` builds from Debian's packages for the same kernel),
-//! on the same kernel and QEMU (TCG) in one run. Beside them a lower bound,
+//! on the same kernel and QEMU (TCG, or `--icount`) in one run. Beside them a lower bound,
 //! "floor" (examples/bench-floor.c): an /init without a C library that only
 //! mounts the volume when its uevent comes, moves it onto / and execs its
 //! init; no initramfs can reach the volume's init sooner.
@@ -19,7 +19,10 @@
 //! added). Both stamps come from the same clock in the same log.
 //!
 //! Usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers]
-//! [--only TEXT]. `--idle-secs 0`: no idle run; `--only`: the scenarios whose name contains TEXT.
+//! [--only TEXT] [--icount]. `--idle-secs 0`: no idle run; `--only`: the scenarios whose name
+//! contains TEXT; `--icount`: every guest runs under QEMU `-icount shift=0,sleep=on`
+//! (`Clock::Icount`), so the printk stamps count guest instructions (1 ns each) instead of the
+//! wall time TCG took on this host.
 //! `PIVOT_BENCH_EXTRA` is appended to every boot's command line, `PIVOT_BENCH_IDLE_EXTRA` to the
 //! idle run's (e.g. `pivot.loglevel=7`; with `PIVOT_KEEP=1` each boot's kernel log stays in
 //! target/qemu-tests/bench-*/markers.log).
@@ -84,6 +87,35 @@ impl Kind {
     }
 }
 
+/// Which clock the guests' printk stamps are: every table says it.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Clock {
+    /// Plain TCG: guest time follows the host's wall clock, so it includes
+    /// TCG's translation and whatever else the host is doing.
+    TcgWall,
+    /// `-icount shift=0,sleep=on` (harness `ICOUNT`): 1 ns per guest
+    /// instruction while the guest runs; real time while it idles.
+    Icount,
+}
+
+impl Clock {
+    fn name(self) -> &'static str {
+        match self {
+            Clock::TcgWall => "TCG wall",
+            Clock::Icount => "icount",
+        }
+    }
+
+    /// Decimals of a time in ms: icount's are exact to the instruction and
+    /// a boot's own work is a few ms of them, so they get hundredths.
+    fn ms_decimals(self, wall: usize) -> usize {
+        match self {
+            Clock::TcgWall => wall,
+            Clock::Icount => 2,
+        }
+    }
+}
+
 /// A scenario: who boots, and when the volume comes.
 type Scenario = (Kind, When);
 
@@ -132,6 +164,13 @@ fn summary_number(console: &str, before: &str, after: &str) -> Option<f64> {
 }
 
 const INIT_LINE: &str = "bench-init: first line";
+/// The volume's init's second line, after the first (so it adds nothing to
+/// the times measured): CPU time in ns, from the kernel's schedstats, of PID 1
+/// (the kernel's init work, the initramfs /init, the volume's init so far)
+/// and of every task but the idle one (`rq_cpu_time` in /proc/schedstat).
+/// Under `--icount` that is work (instructions) without the time the guest
+/// idled, e.g. waiting for disk reads, which follows real time.
+const CPU_LINE: &str = "bench-init: cpu ns";
 
 /// The volume: busybox and an init whose first line goes to /dev/kmsg.
 fn volume(s: &Scratch) -> PathBuf {
@@ -143,6 +182,9 @@ fn volume(s: &Scratch) -> PathBuf {
                 "#!/bin/sh\nexport PATH=/bin\nmountpoint -q /proc || mount -t proc proc /proc\n\
                  mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
                  echo \"{INIT_LINE}, uptime $(cat /proc/uptime)\" > /dev/kmsg\n\
+                 read pid1 rest < /proc/1/schedstat\n\
+                 while read c y z n g t l busy rest; do [ \"$c\" = cpu0 ] && break; done < /proc/schedstat\n\
+                 echo \"{CPU_LINE} pid1 $pid1 busy $busy\" > /dev/kmsg\n\
                  dmesg > /dev/ttyS1\npoweroff -f\n"
             )
             .as_bytes(),
@@ -262,6 +304,7 @@ fn one(
     n: usize,
     extra: &str,
     quiet_boot: Duration,
+    clock: Clock,
 ) -> Result<Run, String> {
     let (kind, when) = sc;
     let s = Scratch::new(&format!(
@@ -288,6 +331,7 @@ fn one(
         initrd: media.initrd(kind),
         nvme: if when == When::AtBoot { &at_boot } else { &[] },
         cmdline: &cmdline,
+        icount: clock == Clock::Icount,
         ..Boot::default()
     };
     let waiting = match kind {
@@ -381,6 +425,8 @@ struct Opts {
     peers: bool,
     /// `--only TEXT`: the scenarios whose name contains TEXT.
     only: Option<String>,
+    /// `--icount`: every guest under QEMU `-icount`.
+    clock: Clock,
 }
 
 fn opts() -> Opts {
@@ -394,8 +440,9 @@ fn opts() -> Opts {
         extra: std::env::var("PIVOT_BENCH_EXTRA").unwrap_or_default(),
         peers: true,
         only: None,
+        clock: Clock::TcgWall,
     };
-    let usage = "usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers] [--only TEXT]";
+    let usage = "usage: bench [--runs N] [--jobs J] [--plot FILE.png] [--idle-secs S] [--quiet] [--no-peers] [--only TEXT] [--icount]";
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || -> u64 {
@@ -413,6 +460,7 @@ fn opts() -> Opts {
             "--quiet" => o.extra.push_str(" quiet"),
             "--no-peers" => o.peers = false,
             "--only" => o.only = args.next(),
+            "--icount" => o.clock = Clock::Icount,
             other => {
                 eprintln!("bench: unknown argument {other}; {usage}");
                 std::process::exit(2)
@@ -478,14 +526,19 @@ fn main() {
         peers,
     };
     let work = scenarios(&o);
-    eprintln!("bench: {} boots, {} at a time (TCG)", work.len(), o.jobs);
+    eprintln!(
+        "bench: {} boots, {} at a time ({})",
+        work.len(),
+        o.jobs,
+        o.clock.name()
+    );
     let queue = Mutex::new(work.into_iter().rev().collect::<Vec<_>>());
     let results: Mutex<Results> = Mutex::new(Vec::new());
     std::thread::scope(|sc| {
         for _ in 0..o.jobs.max(1) {
             sc.spawn(|| {
                 while let Some((scen, n)) = queue.lock().map(|mut q| q.pop()).ok().flatten() {
-                    let r = guarded(|| one(scen, &media, n, &o.extra, quiet_boot(scen.0)));
+                    let r = guarded(|| one(scen, &media, n, &o.extra, quiet_boot(scen.0), o.clock));
                     match &r {
                         Ok(run) => eprintln!(
                             "bench: {:<36} run {n}: {:.1} ms",
@@ -527,6 +580,7 @@ fn main() {
                         90 + i,
                         &debug,
                         Duration::from_millis(2500),
+                        o.clock,
                     )
                 });
                 if let Err(e) = &r {
@@ -577,7 +631,8 @@ fn report(
     let base_rootwait = lag(h3(Kind::KernelRootwait));
     let base_shell = lag(h3(Kind::Shell10ms));
     println!(
-        "\nhot-plug: lag from the NVMe namespace message to the volume's init's first line, TCG, volume attached 3 s after waiting\n"
+        "\nhot-plug: lag from the NVMe namespace message to the volume's init's first line, {}, volume attached 3 s after waiting\n",
+        o.clock.name()
     );
     println!(
         "{:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12}",
@@ -591,8 +646,9 @@ fn report(
             csv.push_str(&format!("{},{i},{l:.3}\n", k.name()));
         }
         let m = median(&mut v.clone());
+        let d = o.clock.ms_decimals(1);
         println!(
-            "{:<24} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>12.2}",
+            "{:<24} {:>7} {:>10.d$} {:>10.d$} {:>10.d$} {:>10.2} {:>12.2}",
             k.name(),
             format!("{}/{}", v.len(), total(h3(k))),
             m,
@@ -603,7 +659,7 @@ fn report(
         );
     }
     if media.peers.is_some() {
-        peers_table(media, &ok, &total);
+        peers_table(o.clock, media, &ok, &total);
     }
     let mut own: Vec<f64> = results
         .iter()
@@ -619,7 +675,8 @@ fn report(
     let bin = pivot_init_bin();
     println!();
     println!(
-        "pivot-init uevent -> exec (its own overhead): median {:.2} ms over {} boots",
+        "pivot-init uevent -> exec (its own overhead, {}): median {:.2} ms over {} boots",
+        o.clock.name(),
         median(&mut own),
         own.len()
     );
@@ -632,9 +689,10 @@ fn report(
             cpu.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         );
         println!(
-            "pivot-init CPU while waiting {} s (from its first sleep to the device's uevent): \
+            "pivot-init CPU while waiting {} s (from its first sleep to the device's uevent, {}): \
              median {:.3} ms (min {lo:.3}, max {hi:.3}), median {} wake-ups, over {}/{} runs",
             o.idle_secs,
+            o.clock.name(),
             median(&mut cpu),
             median(&mut wake),
             ok.len(),
@@ -657,7 +715,10 @@ fn report(
     );
     let dir = root().join("target/bench");
     let _ = std::fs::create_dir_all(&dir);
-    let csv_path = dir.join("lags.csv");
+    let csv_path = dir.join(match o.clock {
+        Clock::TcgWall => "lags.csv",
+        Clock::Icount => "lags-icount.csv",
+    });
     let _ = std::fs::write(&csv_path, csv);
     println!("raw lags: {}", csv_path.display());
     if let Some(png) = &o.plot {
@@ -665,6 +726,7 @@ fn report(
             .arg(root().join("scripts/bench_plot.py"))
             .arg(&csv_path)
             .arg(png)
+            .arg(o.clock.name())
             .status();
         match st {
             Ok(s) if s.success() => println!("plot: {}", png.display()),
@@ -677,6 +739,7 @@ fn report(
 /// The initramfs comparison: image size, boot times with the volume there,
 /// hot-plug lags, each with its ratio to pivot-init.
 fn peers_table(
+    clock: Clock,
     media: &Media,
     ok: &dyn Fn(Scenario) -> Vec<Run>,
     total: &dyn Fn(Scenario) -> usize,
@@ -698,8 +761,9 @@ fn peers_table(
         hot(base, 20),
     );
     println!(
-        "\ninitramfs peers (same kernel, TCG, medians; in brackets: the ratio to pivot-init; \
-         floor: examples/bench-floor.c, the least an /init can do, no product)\n"
+        "\ninitramfs peers (same kernel, {}, medians; in brackets: the ratio to pivot-init; \
+         floor: examples/bench-floor.c, the least an /init can do, no product)\n",
+        clock.name()
     );
     println!(
         "{:<24} {:>9} {:>22} {:>22} {:>22} {:>22} {:>22}",
@@ -720,16 +784,17 @@ fn peers_table(
             .iter()
             .map(|w| total((k, *w)))
             .sum();
-        let cell = |v: f64, b: f64| format!("{v:.0} ({:.2}x)", v / b);
+        let cell = |v: f64, b: f64, d: usize| format!("{v:.d$} ({:.2}x)", v / b);
+        let d = clock.ms_decimals(0);
         println!(
             "{:<24} {:>9} {:>22} {:>22} {:>22} {:>22} {:>22}",
             k.name(),
             format!("{runs}/{all}"),
-            cell(size(k) as f64, b_size),
-            cell(at(k, |r| r.kernel_to_init_ms), b_kernel),
-            cell(at(k, |r| r.run_init_to_init_ms), b_run),
-            cell(hot(k, 3), b_h3),
-            cell(hot(k, 20), b_h20),
+            cell(size(k) as f64, b_size, 0),
+            cell(at(k, |r| r.kernel_to_init_ms), b_kernel, d),
+            cell(at(k, |r| r.run_init_to_init_ms), b_run, d),
+            cell(hot(k, 3), b_h3, d),
+            cell(hot(k, 20), b_h20, d),
         );
     }
 }

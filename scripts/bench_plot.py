@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Draws the lag distributions from scripts/bench's CSV: bench_plot.py LAGS.csv OUT.png"""
+"""Draws the lag distributions from scripts/bench's CSV: bench_plot.py LAGS.csv OUT.png [CLOCK]
+
+CLOCK: the clock the lags were read from ("TCG wall", the default, or "icount")."""
 import csv
 import sys
 
@@ -22,6 +24,7 @@ for i, d in enumerate(data, start=1):
     ax.scatter(d, [i] * len(d), s=14, alpha=0.6)
 ax.set_xscale("log")
 ax.set_xlabel("lag from NVMe namespace message to the volume's init, ms (log scale)")
-ax.set_title("Hot-plugged root volume: time to the real init (QEMU TCG)")
+clock = sys.argv[3] if len(sys.argv) > 3 else "TCG wall"
+ax.set_title(f"Hot-plugged root volume: time to the real init (QEMU, {clock})")
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)

@@ -903,7 +903,19 @@ pub struct Boot<'a> {
     /// command line (QEMU without `-no-reboot`); the console and the markers
     /// go on in the same files. The guest ends by powering off.
     pub reboot: bool,
+    /// Guest time counts instructions: QEMU `-icount` ([`ICOUNT`]).
+    pub icount: bool,
 }
+
+/// QEMU's `-icount` for [`Boot::icount`]: one guest instruction is 1 ns of
+/// guest time (`shift=0`), so the guest's clocks (TSC, printk stamps, timers)
+/// measure the work done, not the host's speed, load or TCG's translation.
+/// `sleep=on`: while the guest idles (waiting for a hot-plug, a timer, the
+/// host's disk I/O), its clock follows real time, so a volume hot-plugged
+/// N s of real time after the guest waits comes N s later in guest time too.
+/// (`sleep=off` jumps an idle guest to its next timer at once: guest time
+/// would run ahead of real time while it waits.)
+pub const ICOUNT: &str = "shift=0,sleep=on";
 
 impl Vm {
     /// Boots the kernel with the boot disk and `at_boot` volumes attached.
@@ -968,6 +980,9 @@ impl Vm {
                 c
             }
         };
+        if b.icount {
+            cmd.args(["-icount", ICOUNT]);
+        }
         cmd.args(["-m", "512", "-display", "none"])
             .args(["-nodefaults", "-net", "none", "-monitor", "none"])
             .args(if b.reboot {
