@@ -364,3 +364,88 @@ fn t05_bless_finds_the_boot_disk_by_uuid() {
         "{count}"
     );
 }
+
+/// `pivot.kexec=on` with `pivot.tries=1`: the boot is counted on the boot
+/// disk before the jump, and the volume's own kernel gets
+/// `pivot.bootdisk=UUID=<the boot disk's UUID>` on its line; the volume's
+/// system runs `pivot-init bless`, which finds the boot disk from that key
+/// (not mounted there after a kexec), and the next boot (QEMU restarts the
+/// machine: the boot disk's kernel again) kexecs into the volume again.
+#[test]
+fn t06_kexec_names_the_boot_disk_for_bless() {
+    let s = Scratch::new("tries-t06");
+    let boot = boot_disk(&s, false);
+    let vol = KexecVolume::new(&s, "kt");
+    vol.bls_entry("test-kt", "kexec.marker=kt");
+    vol.tree
+        .file(
+            "/sbin/init",
+            format!(
+                "{SCRIPT_HEAD}mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev\n\
+                 mountpoint -q /proc || mount -t proc proc /proc\n\
+                 mount -o remount,rw /\n\
+                 n=$(( $(cat /boots 2>/dev/null || echo 0) + 1 )); echo $n > /boots; sync\n\
+                 m \"KV-UP boot=$n pid=$$\"\n\
+                 m \"KV-CMDLINE $(cat /proc/cmdline)\"\n\
+                 m \"KV-LOADER $(cat /proc/sys/kernel/bootloader_type)\"\n\
+                 /sbin/pivot-init bless > /bless.out 2>&1; m \"BLESS rc=$?\"\n\
+                 while read -r l; do m \"BLESS-OUT $l\"; done < /bless.out\n\
+                 sync\n\
+                 if [ $n -lt 2 ]; then reboot -f; else poweroff -f; fi\n"
+            )
+            .as_bytes(),
+            0o755,
+        )
+        .copy("/sbin/pivot-init", &pivot_init_bin(), 0o755)
+        .mkdir("/run");
+    let img = vol.image(&s, "vol.img");
+    let mut vm = Vm::start(
+        &s,
+        &Boot {
+            disk: Some(&boot),
+            nvme: &[Disk {
+                image: &img,
+                serial: "vol0tries",
+            }],
+            cmdline: &format!("pivot.root=UUID={} pivot.kexec=on pivot.tries=1", vol.uuid),
+            reboot: true,
+            ..Boot::default()
+        },
+    );
+    let (console, m) = vm.wait_exit();
+    assert_eq!(
+        marked(&m, "KV-UP"),
+        ["KV-UP boot=1 pid=1", "KV-UP boot=2 pid=1"],
+        "blessed after the kexec, the volume is booted again with tries = 1:\n{m}\n{console}"
+    );
+    // Two machine boots, each the boot disk's kernel then the volume's.
+    assert_eq!(kernel_starts(&console), 4, "{console}");
+    assert_eq!(marked(&m, "KV-LOADER"), ["KV-LOADER 208"; 2], "{m}");
+    let lines = marked(&m, "KV-CMDLINE ");
+    assert_eq!(lines.len(), 2, "{m}");
+    for l in &lines {
+        assert!(
+            l.contains(&format!(" pivot.bootdisk=UUID={BOOT_UUID}"))
+                && l.contains("kexec.marker=kt"),
+            "{l}"
+        );
+    }
+    assert_eq!(marked(&m, "BLESS rc="), ["BLESS rc=0"; 2], "{m}");
+    let found = marked(&m, "BLESS-OUT boot disk: ");
+    assert_eq!(found.len(), 2, "{m}");
+    assert!(
+        found[0].starts_with(&format!(
+            "BLESS-OUT boot disk: pivot.bootdisk=UUID={BOOT_UUID} on the command line, mounted at /run/pivot-init-bootdisk."
+        )),
+        "{}",
+        found[0]
+    );
+    assert!(lines_with(&console, "FAILED").is_empty(), "{console}");
+    assert!(!m.contains("OLD-INIT"), "{m}");
+    // The count on the boot disk: blessed by the second boot's volume.
+    let count = count_on_image(&s).expect("the count on the boot disk");
+    assert!(
+        count.contains("\nattempts 0\n") && !count.contains("\nleft "),
+        "{count}"
+    );
+}
