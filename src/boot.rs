@@ -18,20 +18,15 @@ use crate::hook;
 use crate::kexec::{self, Choice};
 use crate::kmods;
 use crate::kmsg;
-use crate::matching::Want;
 use crate::modules::{self, Loader};
 use crate::mount;
-use crate::node::{self, Device};
+use crate::node;
 use crate::preflight::{self, HookCheck};
 use crate::prepare;
-use crate::probe;
 use crate::stage::Stage;
 use crate::summary::{self, Switched, Timings};
 use crate::switch;
-use crate::sys::{
-    self, API_MOUNTS, End, Errno, ErrnoText, Halt, Op, RealSys, Sys, Unmounted, process,
-};
-use crate::sysblock::SysBlock;
+use crate::sys::{self, End, Errno, Halt, RealSys, Sys, Unmounted, process};
 use crate::tries;
 use crate::verify::CheckedInit;
 use crate::wait::{self, Found};
@@ -228,19 +223,13 @@ impl<S: Sys> Boot<S> {
         boot.cfg = cfg;
         boot.cmdline = cmdline;
         boot.publish_config();
-        if boot.cfg.stats {
-            boot.timings.cpu_at_start = sys::cpu_us(&boot.sys);
-        }
-        boot.timings
-            .stages
-            .push((Stage::Config, t.elapsed().as_millis()));
+        boot.timings.cpu_at_start = boot.cfg.stats.then(|| sys::cpu_us(&boot.sys)).flatten();
+        boot.timings.record(Stage::Config, t);
         boot.enter(Stage::Prepare);
         let t = Instant::now();
         let mounted = prepare::prepare(&boot.sys, &boot.cfg, &warnings);
         boot.api_mounted.extend(mounted);
-        boot.timings
-            .stages
-            .push((Stage::Prepare, t.elapsed().as_millis()));
+        boot.timings.record(Stage::Prepare, t);
         boot
     }
 
@@ -265,7 +254,9 @@ impl<S: Sys> Boot<S> {
     /// The pipeline from the modules to the exec: how the boot ended, or why not.
     fn attempt(&mut self) -> Result<End> {
         self.timings.stages.truncate(2);
-        if !self.cfg.modules.is_empty() || (self.cfg.coldplug_on() && self.has_module_aliases()) {
+        if !self.cfg.modules.is_empty()
+            || (self.cfg.coldplug_on() && modules::has_aliases(&self.sys))
+        {
             self.stage(Stage::Modules, Boot::load_modules)?;
         }
         let mut found = self.stage(Stage::Wait, Boot::wait)?;
@@ -296,7 +287,7 @@ impl<S: Sys> Boot<S> {
             }
         };
         self.stage(Stage::Hook, |b| b.run_hook(hook, &node, &fstype))?;
-        self.note_late_matches(&found.dev);
+        wait::late_matches(&self.sys, &self.cfg, &found.dev);
         let how = self.stage(Stage::Switch, Boot::switch)?;
         self.enter(Stage::Exec);
         let reaped = self.sys.reap_children();
@@ -305,17 +296,15 @@ impl<S: Sys> Boot<S> {
         }
         let boot_root = self.cfg.old_root.clone();
         self.count_boot(&boot_root);
-        let switched = Switched {
+        let (path, stats) = (&init.path, self.cfg.stats);
+        let to = Switched {
             node: &node,
             fstype: &fstype,
             how: &how,
             found: &found,
-            init: &init.path,
+            init: path,
         };
-        log::info!(
-            "{}",
-            summary::line(&self.sys, &self.timings, &switched, self.cfg.stats)
-        );
+        log::info!("{}", summary::line(&self.sys, &self.timings, &to, stats));
         let err = match exec::exec_init(&self.sys, &self.cfg, &init, &self.argv) {
             Ok(end) => return Ok(end),
             Err(e) => e,
@@ -328,22 +317,12 @@ impl<S: Sys> Boot<S> {
         Err(err)
     }
 
-    /// `pivot.tries`: counts this boot on the boot disk, whose root is at
-    /// `boot_root` now: called just before the hand-over (the exec after the
-    /// switch, or the kexec, where the boot root is still `/`).
+    /// `pivot.tries`: counts this boot on the boot disk (its root at
+    /// `boot_root` now), just before the hand-over.
     fn count_boot(&mut self, boot_root: &Path) {
         if let Some(count) = self.count.take() {
             tries::record(&self.sys, boot_root, &count);
         }
-    }
-
-    /// `pivot.bootdisk=UUID=...` for the command line of a kernel this boot
-    /// kexecs into while counting, so that `pivot-init bless` finds the boot
-    /// disk there; `None` when not counting (or the UUID is unknown).
-    fn bootdisk_key(&self) -> Option<String> {
-        self.count
-            .as_ref()
-            .and_then(|_| tries::bootdisk_arg(&self.sys))
     }
 
     /// Tells the panic hook where the boot is (the whole snapshot once the
@@ -379,25 +358,14 @@ impl<S: Sys> Boot<S> {
         self.enter(s);
         let t = Instant::now();
         let r = f(self);
-        let ms = t.elapsed().as_millis();
-        log::debug!("stage {} took {ms} ms", s.name());
-        self.timings.stages.push((s, ms));
+        self.timings.record(s, t);
         r
-    }
-
-    /// Whether there is anything to coldplug with: no `modules.alias`, no
-    /// modules stage (an initramfs without modules does no work for them).
-    fn has_module_aliases(&self) -> bool {
-        let dir = modules::module_dir(&self.sys.kernel_release());
-        self.sys.exists(&dir.join("modules.alias"))
     }
 
     /// Loads `pivot.modules` and, with coldplug, the drivers of the devices
     /// present; keeps the loader for drivers of devices that come later.
     fn load_modules(&mut self) -> Result<()> {
-        // Subscribed before coldplug: a device that a driver loaded now
-        // creates (virtio_pci makes the virtio devices) is announced on it,
-        // and the wait loads its driver in turn.
+        // Subscribed before coldplug: the devices its drivers make come as uevents.
         self.sys.uevents_open()?;
         let words = config::split_cmdline(&self.cmdline);
         let coldplug = self.cfg.coldplug_on();
@@ -410,76 +378,33 @@ impl<S: Sys> Boot<S> {
         wait::wait_stage(&self.sys, &self.cfg, self.loader.as_ref())
     }
 
-    /// Mounts the volume for the checks, read-only (see
-    /// [`mount::first_options`]) on a read-only device: a filesystem would
-    /// write even when mounted read-only (ext4 cleans up orphans, xfs and
-    /// btrfs replay their logs), and the device refuses it. One whose
-    /// journal or log must be replayed gets its device writable, and the
-    /// log says so: that is a change before the commit point.
+    /// Mounts the volume for the checks ([`mount::mount_for_check`]), its
+    /// device held read-only until the commit ([`mount::hold_read_only`]);
+    /// a journal or a log that must be replayed is a change, and said.
     fn mount(&mut self, node: &Path, found: &Found) -> Result<String> {
         let cfg = &self.cfg;
         let probed = mount::known_filesystem(&self.sys, node, found.fs.clone(), &cfg.fstypes)?;
-        let first = mount::first_options(&cfg.mount_opts);
-        let replay = probed.as_ref().is_some_and(|p| p.needs_replay);
-        if replay {
-            let n = node.display();
-            log::warn!("{n}: its journal needs recovery, which even a read-only mount writes");
-            self.state.changes.push("its journal was replayed");
-        } else {
-            self.hold_read_only(node);
+        match mount::hold_read_only(&self.sys, node, probed.as_ref()) {
+            mount::Hold::Ours => self.state.ro_device = Some(node.to_path_buf()),
+            mount::Hold::Unheld(change) => self.state.changes.push(change),
+            mount::Hold::Already => {}
         }
-        let fstype = match mount::mount_volume(&self.sys, &self.cfg, &first, node, probed.clone()) {
-            Err(e) if self.state.ro_device.is_some() && mount::wants_to_write(&e) => {
-                log::warn!(
-                    "{e}: the filesystem must replay its log, which even a read-only mount \
-                     writes; making {} writable for it",
-                    node.display()
-                );
-                self.release_read_only();
-                self.state.changes.push("its log was replayed");
-                mount::mount_volume(&self.sys, &self.cfg, &first, node, probed)?
-            }
-            r => r?,
-        };
+        self.publish();
+        let held = self.state.ro_device.is_some();
+        let (fstype, replayed) = mount::mount_for_check(&self.sys, &self.cfg, node, probed, held)?;
+        if replayed {
+            self.state.ro_device = None;
+            self.state.changes.push("its log was replayed");
+        }
         self.state.mounted = Some(self.cfg.new_root.clone());
         self.publish();
         Ok(fstype)
     }
 
-    /// Makes the volume's device read-only until the commit (BLKROSET),
-    /// unless it is already (then it is not ours to change). When that
-    /// cannot be done, the volume is no longer sure to stay unchanged, and
-    /// the unmount line will not say it did.
-    fn hold_read_only(&mut self, node: &Path) {
-        let why = match self.sys.block_read_only(node) {
-            Ok(true) => return,
-            Ok(false) => match self.sys.set_block_read_only(node, true) {
-                Ok(()) => {
-                    self.state.ro_device = Some(node.to_path_buf());
-                    self.publish();
-                    return;
-                }
-                Err(e) => e.to_string(),
-            },
-            Err(e) => format!(
-                "cannot tell whether {} is read-only (BLKROGET): {}",
-                node.display(),
-                ErrnoText(e)
-            ),
-        };
-        log::warn!("{why}; the filesystem may write to it even mounted read-only");
-        self.state
-            .changes
-            .push("it was mounted on a writable device (its filesystem may have written)");
-        self.publish();
-    }
-
     /// Gives the volume's device its writable state back (the commit, a failure).
     fn release_read_only(&mut self) {
         if let Some(dev) = self.state.ro_device.take() {
-            if let Err(e) = self.sys.set_block_read_only(&dev, false) {
-                log::error!("{e}");
-            }
+            mount::give_back(&self.sys, &dev);
             self.publish();
         }
     }
@@ -497,12 +422,7 @@ impl<S: Sys> Boot<S> {
             // /run for systemd's hand-back at shutdown, before what moves is known.
             handback::offer(&self.sys, &self.cfg);
         }
-        // The API mounts the switch will carry over: they cover the volume's
-        // directories of the same names (the init must not live there).
-        self.state.moved = API_MOUNTS
-            .into_iter()
-            .filter(|m| self.sys.is_mount_point(Path::new(m)))
-            .collect();
+        self.state.moved = switch::api_mounts(&self.sys);
         self.publish();
         if let Choice::Kexec(entry) = choice {
             let moved = &self.state.moved;
@@ -510,7 +430,7 @@ impl<S: Sys> Boot<S> {
             kexec::note_hook(&self.sys, &root, self.cfg.hook.as_deref());
             return Ok(Next::Kexec(entry));
         }
-        let (init, hook) = self.checks()?;
+        let (init, hook) = preflight::checks(&self.sys, &self.cfg, &self.state.moved)?;
         // The commit point.
         let held = self.state.ro_device.is_some();
         self.release_read_only();
@@ -522,8 +442,12 @@ impl<S: Sys> Boot<S> {
             Err(e) if held && e.errno == Errno::ACCESS => {
                 log::info!("{e}: mounting it again, its device writable");
                 drop((init, hook));
-                self.mount_again(node, fstype)?;
-                self.checks()?
+                self.state.mounted = None;
+                self.publish();
+                mount::mount_again(&self.sys, &self.cfg, node, fstype)?;
+                self.state.mounted = Some(self.cfg.new_root.clone());
+                self.publish();
+                preflight::checks(&self.sys, &self.cfg, &self.state.moved)?
             }
             Err(e) => return Err(e.into()),
         };
@@ -537,70 +461,24 @@ impl<S: Sys> Boot<S> {
     }
 
     /// The kexec stage: the entry checked and loaded, the volume unmounted
-    /// cleanly (its own boot finds a clean filesystem), then the jump.
+    /// cleanly (its own boot finds a clean filesystem), the boot counted,
+    /// then the jump.
     fn kexec(&mut self, entry: kexec::Chosen, node: &Path, found: &Found) -> Result<End> {
+        let (cfg, counting) = (&self.cfg, self.count.is_some());
+        kexec::load_entry(&self.sys, cfg, &self.cmdline, entry, node, found, counting)
+            .map_err(Error::Kexec)?;
         let root = self.cfg.new_root.clone();
-        let uuid = || match &found.fs {
-            Some(p) => Some(p.uuid.clone()),
-            None => probe::read(&self.sys, node).ok().flatten().map(|p| p.uuid),
-        };
-        let entry = *entry.map_err(Error::Kexec)?;
-        let own: Vec<String> = self.bootdisk_key().into_iter().collect();
-        let p = kexec::prepare(
-            &self.sys,
-            &root,
-            &self.cfg,
-            &self.cmdline,
-            entry,
-            &uuid,
-            &own,
-        );
-        kexec::load(&self.sys, p.map_err(Error::Kexec)?).map_err(Error::Kexec)?;
         let how = mount::unmount_volume(&self.sys, &root, &self.state.changes);
         if how.is_some() {
             self.state.mounted = None;
             self.publish();
         }
         if how != Some(Unmounted::Clean) {
-            let why = "the volume could not be unmounted cleanly, and its own kernel would find \
-                       its filesystem in use; not jumping";
-            return Err(Error::Kexec(why.into()));
+            return Err(Error::Kexec(kexec::NOT_CLEAN.into()));
         }
         self.count_boot(Path::new("/"));
         log::info!("{}", kexec::jump_line(&self.timings, found));
         Ok(self.sys.kexec_reboot()?)
-    }
-
-    /// The checks of the check stage: the init that will run, open, and
-    /// the hook (refused here when it cannot run and `pivot.hook_failure` is
-    /// `abort`).
-    fn checks(&self) -> Result<(CheckedInit, HookCheck)> {
-        let root = self.cfg.new_root.as_path();
-        let init = preflight::init(&self.sys, root, &self.cfg, &self.state.moved)?;
-        log::debug!("checked init {}", init.path.display());
-        let hook = preflight::hook(&self.sys, root, self.cfg.hook.as_deref());
-        if let (HookCheck::Unusable(path, why), true) = (&hook, self.cfg.hook_abort) {
-            let (path, why) = (path.clone(), why.clone());
-            return Err(Error::HookUnusable { path, why });
-        }
-        Ok((init, hook))
-    }
-
-    /// Unmounts the volume and mounts it with the configured options.
-    fn mount_again(&mut self, node: &Path, fstype: &str) -> Result<()> {
-        let root = self.cfg.new_root.clone();
-        let gone = self.sys.unmount(&root);
-        self.state.mounted = None;
-        self.publish();
-        if gone? == sys::Unmounted::Detached {
-            return Err(Op::Unmount(root).failed(Errno::BUSY).into());
-        }
-        let opts = &self.cfg.mount_opts;
-        self.sys
-            .mount(node, &root, fstype, opts.flags, &opts.data)?;
-        self.state.mounted = Some(root);
-        self.publish();
-        Ok(())
     }
 
     fn run_hook(&mut self, hook: HookCheck, node: &Path, fstype: &str) -> Result<()> {
@@ -610,19 +488,6 @@ impl<S: Sys> Boot<S> {
             self.publish();
         }
         ran.map(|_| ())
-    }
-
-    /// Devices that match too but came after the volume was chosen: logged.
-    /// Then the uevent socket is closed (here, not by the exec).
-    fn note_late_matches(&mut self, chosen: &Device) {
-        if let Some(spec) = &self.cfg.root {
-            let want = Want {
-                spec,
-                fstypes: &self.cfg.fstypes,
-            };
-            wait::late_matches(&want, &SysBlock::boot(&self.sys), chosen);
-        }
-        self.sys.uevents_close();
     }
 
     /// Switches the root; returns how, for the summary line.
@@ -639,21 +504,9 @@ impl<S: Sys> Boot<S> {
         });
         self.state.bound = bound;
         self.publish();
-        let moves = self.state.moved.clone();
-        let (new_root, old_root) = (&self.cfg.new_root, &self.cfg.old_root);
-        let mut how = if self.cfg.initramfs {
-            // A failure here runs the normal policy (a shell if one is left, else wait).
-            match switch::switch_initramfs(&self.sys, new_root, &moves)? {
-                switch::How::PivotRoot => "pivot_root (initramfs detached)".to_string(),
-                switch::How::SwitchRoot => "switch_root".to_string(),
-            }
-        } else {
-            switch::switch(&self.sys, new_root, old_root, &moves)?;
-            format!("pivot_root, boot root at {}", old_root.display())
-        };
+        let how = switch::run(&self.sys, &self.cfg, &self.state.moved)?;
         self.state.switched = true;
         self.publish();
-        how.push_str(&format!(", moved {}", moves.join(" ")));
         Ok(how)
     }
 
@@ -662,14 +515,9 @@ impl<S: Sys> Boot<S> {
     fn undo_switch(&mut self) {
         let cfg = &self.cfg;
         let r = switch::undo(&self.sys, &cfg.new_root, &cfg.old_root, &self.state.moved);
-        self.undo = Some(match r {
-            Ok(()) => {
-                self.state.switched = false;
-                self.publish();
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        });
+        self.state.switched = r.is_err();
+        self.publish();
+        self.undo = Some(r.map_err(|e| e.to_string()));
     }
 
     /// The failure policy: log one status line
@@ -678,15 +526,7 @@ impl<S: Sys> Boot<S> {
     /// shell exits (the caller retries the boot).
     fn fail(&mut self, err: Error) -> Option<End> {
         let d = fallback::decide(&self.sys, &self.cfg, self.state.switched);
-        let what = match &self.undo {
-            Some(Err(why)) => format!("wait (the switch could not be undone: {why})"),
-            Some(Ok(())) => format!("{} (switch undone)", d.describe(&self.cfg.old_init)),
-            None => d.describe(&self.cfg.old_init),
-        };
-        // The action stays in the record however long the reason is.
-        let line = format!("FAILED at {}: {err}", self.state.stage.name());
-        let tail = format!("; action: {what}");
-        log::error!("{}", kmsg::fit_keeping_tail(&line, &tail));
+        fallback::status_line(self.state.stage, &err, &d, &self.cfg, self.undo.as_ref());
         if d.switched {
             return Some(fallback::wait_forever(&self.sys, &self.api_mounted));
         }
@@ -698,13 +538,8 @@ impl<S: Sys> Boot<S> {
         }
         self.release_read_only();
         self.state.changes.clear();
-        fallback::carry_out(
-            &self.sys,
-            &self.cfg,
-            &self.argv,
-            &self.api_mounted,
-            d.action,
-        )
+        let (sys, cfg) = (&self.sys, &self.cfg);
+        fallback::carry_out(sys, cfg, &self.argv, &self.api_mounted, d.action)
     }
 }
 

@@ -10,7 +10,9 @@ use std::path::Path;
 use crate::config::{Config, OnFail};
 use crate::error::Error;
 use crate::exec;
+use crate::kmsg;
 use crate::policy::{self, Decision, Have};
+use crate::stage::Stage;
 use crate::sys::{End, ErrnoText, Halt, Supervised, Sys, SysError};
 
 /// The policy's decision for a failure now: `pivot.onfail` (or the mode's
@@ -29,6 +31,29 @@ pub fn decide(sys: &dyn Sys, cfg: &Config, switched: bool) -> Decision {
         }
     }
     d
+}
+
+/// The one status line of a failure: `FAILED at <stage>: <reason>; action:
+/// <action>`, the action kept whole however long the reason is (a kmsg
+/// record has a limit). `undo`: the switch was undone after a failed exec
+/// (or why it could not be).
+pub fn status_line(
+    stage: Stage,
+    err: &Error,
+    d: &Decision,
+    cfg: &Config,
+    undo: Option<&Result<(), String>>,
+) {
+    let what = match undo {
+        Some(Err(why)) => format!("wait (the switch could not be undone: {why})"),
+        Some(Ok(())) => format!("{} (switch undone)", d.describe(&cfg.old_init)),
+        None => d.describe(&cfg.old_init),
+    };
+    let line = format!("FAILED at {}: {err}", stage.name());
+    log::error!(
+        "{}",
+        kmsg::fit_keeping_tail(&line, &format!("; action: {what}"))
+    );
 }
 
 /// Carries out `action`. `None` only after the shell action's shell exits

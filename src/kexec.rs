@@ -460,6 +460,37 @@ pub fn choose(sys: &dyn Sys, root: &Path, cfg: &Config, machine: &str, running: 
     }
 }
 
+/// Why the jump does not happen after the load: the volume was busy.
+pub const NOT_CLEAN: &str = "the volume could not be unmounted cleanly, and its own kernel \
+                             would find its filesystem in use; not jumping";
+
+/// The kexec stage up to the jump: the chosen entry checked
+/// ([`prepare`], with the volume's filesystem UUID for a line without one,
+/// and, when the boot is `counting` (`pivot.tries`), pivot-init's own
+/// `pivot.bootdisk=UUID=...` for `pivot-init bless` there) and loaded
+/// ([`load`]).
+pub fn load_entry(
+    sys: &dyn Sys,
+    cfg: &Config,
+    running: &str,
+    entry: Chosen,
+    node: &Path,
+    volume: &Volume,
+    counting: bool,
+) -> Result<(), String> {
+    let own: Vec<String> = match counting {
+        true => crate::tries::bootdisk_arg(sys).into_iter().collect(),
+        false => Vec::new(),
+    };
+    let uuid = || match &volume.fs {
+        Some(p) => Some(p.uuid.clone()),
+        None => crate::probe::read(sys, node).ok().flatten().map(|p| p.uuid),
+    };
+    let root = cfg.new_root.as_path();
+    let p = prepare(sys, root, cfg, running, *entry?, &uuid, &own)?;
+    load(sys, p)
+}
+
 /// An entry that passed every check, and the line it boots with.
 pub struct Prepared {
     pub entry: Entry,

@@ -517,6 +517,12 @@ impl Loader {
     }
 }
 
+/// Whether the running kernel's module tree has `modules.alias`: anything
+/// to coldplug with (an initramfs without modules does no work for them).
+pub fn has_aliases(sys: &dyn Sys) -> bool {
+    sys.exists(&module_dir(&sys.kernel_release()).join("modules.alias"))
+}
+
 /// The modules stage: loads `wanted` (an error is fatal) and, with
 /// `coldplug`, the drivers of the devices present (`/sys/bus`); returns the
 /// loader, which loads drivers for devices that come later. Without a

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mountopts::MountOpts;
 use crate::probe::{self, Probe};
-use crate::sys::{Errno, MountFlags, Op, Sys, SysError, Unmounted};
+use crate::sys::{Errno, ErrnoText, MountFlags, Op, Sys, SysError, Unmounted};
 
 /// What is known of `device`'s filesystem before it is mounted: what the
 /// wait stage already read, else a probe when `pivot.fstype` does not say
@@ -45,6 +45,90 @@ pub fn first_options(opts: &MountOpts) -> MountOpts {
             | MountFlags::NOEXEC,
         data: opts.data.clone(),
     }
+}
+
+/// What holding the volume's device read-only came to.
+pub enum Hold {
+    /// Made read-only here: to be given back at the commit or a failure.
+    Ours,
+    /// It was read-only already: not ours to change.
+    Already,
+    /// Not held: the change to say (a journal to replay; the device could
+    /// not be made read-only and the filesystem may write to it).
+    Unheld(&'static str),
+}
+
+/// Makes the volume's device read-only until the commit (BLKROSET), unless
+/// it is already, or its journal needs recovery (`probed` says so: even a
+/// read-only mount replays it). When it cannot be done, the volume is no
+/// longer sure to stay unchanged, and the unmount line will not say it did.
+pub fn hold_read_only(sys: &dyn Sys, node: &Path, probed: Option<&Probe>) -> Hold {
+    if probed.is_some_and(|p| p.needs_replay) {
+        let n = node.display();
+        log::warn!("{n}: its journal needs recovery, which even a read-only mount writes");
+        return Hold::Unheld("its journal was replayed");
+    }
+    let why = match sys.block_read_only(node) {
+        Ok(true) => return Hold::Already,
+        Ok(false) => match sys.set_block_read_only(node, true) {
+            Ok(()) => return Hold::Ours,
+            Err(e) => e.to_string(),
+        },
+        Err(e) => format!(
+            "cannot tell whether {} is read-only (BLKROGET): {}",
+            node.display(),
+            ErrnoText(e)
+        ),
+    };
+    log::warn!("{why}; the filesystem may write to it even mounted read-only");
+    Hold::Unheld("it was mounted on a writable device (its filesystem may have written)")
+}
+
+/// Gives the volume's device its writable state back.
+pub fn give_back(sys: &dyn Sys, dev: &Path) {
+    if let Err(e) = sys.set_block_read_only(dev, false) {
+        log::error!("{e}");
+    }
+}
+
+/// The mount for the checks, with [`first_options`]. A filesystem that
+/// must replay its log refuses the read-only device (EROFS, see
+/// [`wants_to_write`]): when `held` (the device read-only by
+/// [`hold_read_only`]), it is given back and the mount tried again.
+/// Returns the type used and whether that happened.
+pub fn mount_for_check(
+    sys: &dyn Sys,
+    cfg: &Config,
+    node: &Path,
+    probed: Option<Probe>,
+    held: bool,
+) -> Result<(String, bool)> {
+    let first = first_options(&cfg.mount_opts);
+    match mount_volume(sys, cfg, &first, node, probed.clone()) {
+        Err(e) if held && wants_to_write(&e) => {
+            log::warn!(
+                "{e}: the filesystem must replay its log, which even a read-only mount \
+                 writes; making {} writable for it",
+                node.display()
+            );
+            give_back(sys, node);
+            Ok((mount_volume(sys, cfg, &first, node, probed)?, true))
+        }
+        r => Ok((r?, false)),
+    }
+}
+
+/// Unmounts the volume (cleanly: a lazy detach is an error) and mounts it
+/// again with the configured options (btrfs, which keeps the read-only
+/// state its device had at the mount and refuses a read-write remount).
+pub fn mount_again(sys: &dyn Sys, cfg: &Config, node: &Path, fstype: &str) -> Result<()> {
+    let root = cfg.new_root.as_path();
+    if sys.unmount(root)? == Unmounted::Detached {
+        return Err(Op::Unmount(root.into()).failed(Errno::BUSY).into());
+    }
+    let opts = &cfg.mount_opts;
+    sys.mount(node, root, fstype, opts.flags, &opts.data)?;
+    Ok(())
 }
 
 /// Whether a mount failed because the filesystem must write and the

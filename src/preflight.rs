@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sys::{self, API_MOUNTS, Errno, ErrnoText, FileInfo, FileType, OpenFile, Resolve, Sys};
 use crate::verify::{self, Arch, BINPRM_BUF_SIZE, CheckedInit, InitProblem, Rules, Shebang};
 
@@ -101,6 +101,21 @@ pub fn hook(sys: &dyn Sys, root: &Path, hook: Option<&Path>) -> HookCheck {
         (_, Err(why)) => HookCheck::Unusable(path, why.to_string()),
         (file, Ok(())) => HookCheck::Run(Hook { path, file, script }),
     }
+}
+
+/// The checks of the check stage on the volume at `cfg.new_root`: the init
+/// that will run, open, and the hook (refused here when it cannot run and
+/// `pivot.hook_failure` is `abort`).
+pub fn checks(sys: &dyn Sys, cfg: &Config, moved: &[&str]) -> Result<(CheckedInit, HookCheck)> {
+    let root = cfg.new_root.as_path();
+    let init = init(sys, root, cfg, moved)?;
+    log::debug!("checked init {}", init.path.display());
+    let hook = hook(sys, root, cfg.hook.as_deref());
+    if let (HookCheck::Unusable(path, why), true) = (&hook, cfg.hook_abort) {
+        let (path, why) = (path.clone(), why.clone());
+        return Err(Error::HookUnusable { path, why });
+    }
+    Ok((init, hook))
 }
 
 /// The init that will run on the volume mounted at `root` (the configured

@@ -29,6 +29,15 @@ impl Timings {
     }
 }
 
+impl Timings {
+    /// `stage` took from `since` until now.
+    pub fn record(&mut self, stage: Stage, since: Instant) {
+        let ms = since.elapsed().as_millis();
+        log::debug!("stage {} took {ms} ms", stage.name());
+        self.stages.push((stage, ms));
+    }
+}
+
 impl Default for Timings {
     fn default() -> Timings {
         Timings::new()

@@ -4,8 +4,19 @@
 
 use std::path::Path;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::sys::{Errno, ErrnoText, Op, Sys, SysError, in_root as under};
+use crate::sys::{API_MOUNTS, Errno, ErrnoText, Op, Sys, SysError, in_root as under};
+
+/// The API mounts mounted now, which the switch will carry over: they
+/// cover the volume's directories of the same names (the init must not
+/// live there).
+pub fn api_mounts(s: &dyn Sys) -> Vec<&'static str> {
+    API_MOUNTS
+        .into_iter()
+        .filter(|m| s.is_mount_point(Path::new(m)))
+        .collect()
+}
 
 /// What both modes do first: make the tree private, create the directories
 /// the moves need in the new root. Nothing here is irreversible.
@@ -66,6 +77,22 @@ pub fn undo(s: &dyn Sys, new_root: &Path, old_root: &Path, moves: &[&str]) -> Re
     s.pivot_root(old_root, &under(old_root, new_root))?;
     s.chdir(Path::new("/"))?;
     Ok(())
+}
+
+/// The switch stage as the config says (initramfs or machine image), with
+/// the API mounts `moves`; returns how, for the summary line.
+pub fn run(s: &dyn Sys, cfg: &Config, moves: &[&str]) -> Result<String> {
+    let (new_root, old_root) = (&cfg.new_root, &cfg.old_root);
+    let how = if cfg.initramfs {
+        match switch_initramfs(s, new_root, moves)? {
+            How::PivotRoot => "pivot_root (initramfs detached)".to_string(),
+            How::SwitchRoot => "switch_root".to_string(),
+        }
+    } else {
+        switch(s, new_root, old_root, moves)?;
+        format!("pivot_root, boot root at {}", old_root.display())
+    };
+    Ok(format!("{how}, moved {}", moves.join(" ")))
 }
 
 /// How the root was switched.

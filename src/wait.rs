@@ -252,7 +252,7 @@ pub fn wait_stage(sys: &dyn Sys, cfg: &Config, loader: Option<&Loader>) -> Resul
 
 /// After the volume was chosen and mounted: devices that arrived since and
 /// match too do not undo the boot, but each is logged.
-pub fn late_matches(want: &Want, sys: &SysBlock, chosen: &Device) {
+fn late_matching(want: &Want, sys: &SysBlock, chosen: &Device) {
     let mut buf = vec![0u8; 16 * 1024];
     while let Ok(Recv::Message(msg)) = sys.sys.recv_uevent(&mut buf) {
         let Some(dev) = uevent::parse(msg).and_then(|ev| arriving(sys, &ev)) else {
@@ -268,6 +268,20 @@ pub fn late_matches(want: &Want, sys: &SysBlock, chosen: &Device) {
             );
         }
     }
+}
+
+/// After the volume was chosen: devices that arrived since and match the
+/// spec too are logged; then the uevent subscription is closed (here, not
+/// by the exec).
+pub fn late_matches(sys: &dyn Sys, cfg: &Config, chosen: &Device) {
+    if let Some(spec) = &cfg.root {
+        let want = Want {
+            spec,
+            fstypes: &cfg.fstypes,
+        };
+        late_matching(&want, &SysBlock::boot(sys), chosen);
+    }
+    sys.uevents_close();
 }
 
 fn seen_text(list: &[String]) -> String {
