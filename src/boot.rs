@@ -233,14 +233,14 @@ impl<S: Sys> Boot<S> {
         }
         boot.timings
             .stages
-            .push((Stage::Config, t.elapsed().as_millis()));
+            .push((Stage::Config, summary::micros(t.elapsed())));
         boot.enter(Stage::Prepare);
         let t = Instant::now();
         let mounted = prepare::prepare(&boot.sys, &boot.cfg, &warnings);
         boot.api_mounted.extend(mounted);
         boot.timings
             .stages
-            .push((Stage::Prepare, t.elapsed().as_millis()));
+            .push((Stage::Prepare, summary::micros(t.elapsed())));
         boot
     }
 
@@ -374,14 +374,14 @@ impl<S: Sys> Boot<S> {
         }
     }
 
-    /// Runs `f` as one stage and records how long it took.
+    /// Runs `f` as one stage and records how long it took (µs).
     fn stage<T>(&mut self, s: Stage, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.enter(s);
         let t = Instant::now();
         let r = f(self);
-        let ms = t.elapsed().as_millis();
-        log::debug!("stage {} took {ms} ms", s.name());
-        self.timings.stages.push((s, ms));
+        let us = summary::micros(t.elapsed());
+        log::debug!("stage {} took {} ms", s.name(), summary::ms3(us));
+        self.timings.stages.push((s, us));
         r
     }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::bootentry::{self, BLS_DIR, BlsEntry, KernelImage, Line};
 use crate::config::{Config, KexecInitrd, KexecMode, KexecSettings};
-use crate::summary::Timings;
+use crate::summary::{self, Timings};
 use crate::sys::{self, Errno, ErrnoText, FileInfo, FileType, Files, OpenFile, Resolve, Sys};
 use crate::wait::Found as Volume;
 
@@ -656,20 +656,13 @@ pub fn note_hook(fs: &dyn Files, root: &Path, hook: Option<&Path>) {
 /// The last line before the jump: the times, as the summary line of a
 /// pivot gives them (the new kernel's log starts afresh).
 pub fn jump_line(t: &Timings, volume: &Volume) -> String {
-    let stages: Vec<String> = t
-        .stages
-        .iter()
-        .map(|(st, ms)| format!("{} {ms}", st.name()))
-        .collect();
-    let us = volume.at.elapsed().as_micros();
     format!(
         "kexec: unmounted the volume, syncing and rebooting into its kernel; uevent to kexec \
-         {}.{:03} ms; start to kexec {} ms (uptime {} ms); stages {} ms",
-        us / 1000,
-        us % 1000,
+         {} ms; start to kexec {} ms (uptime {} ms); stages {} ms",
+        summary::ms3(summary::micros(volume.at.elapsed())),
         t.t0.elapsed().as_millis(),
         sys::uptime_ms(),
-        stages.join(", ")
+        summary::stage_list(t)
     )
 }
 
