@@ -166,7 +166,7 @@ fn shutdown(argv: Vec<OsString>) -> ! {
         process::wait_forever()
     }));
     let sys = RealSys::default();
-    sys.pid1_signals();
+    sys.pid1_signals_reset();
     handback::shutdown(&sys, &argv);
     process::wait_forever()
 }

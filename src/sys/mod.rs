@@ -289,8 +289,9 @@ pub trait Procs {
     /// Reaps every exited child without blocking; returns how many.
     fn reap_children(&self) -> usize;
     /// What every exec of PID 1 starts from, besides the default signal
-    /// dispositions set at start: only fds 0-2 (the console) survive it, and
-    /// Ctrl-Alt-Del is back to the kernel's default for the next init.
+    /// dispositions PID 1 keeps from its start: an empty signal mask, only
+    /// fds 0-2 (the console) survive it, and Ctrl-Alt-Del is back to the
+    /// kernel's default for the next init.
     fn clean_for_exec(&self);
     /// Replaces PID 1 with `prog`. Returns only on failure (or on the fake).
     fn exec(&self, prog: Program, argv: &[CString], envp: &[CString]) -> Result<End, Errno>;

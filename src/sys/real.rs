@@ -28,13 +28,24 @@ pub struct RealSys {
 }
 
 impl RealSys {
-    /// PID 1's start: every signal back to its default disposition and an
-    /// empty mask (the Rust runtime ignores SIGPIPE, and an ignored signal
-    /// stays ignored across `execve`), and Ctrl-Alt-Del as a SIGINT that
-    /// the wait takes as a reboot request.
+    /// PID 1's start as the kernel started it: Ctrl-Alt-Del as a SIGINT
+    /// that the wait takes as a reboot request. The kernel starts PID 1
+    /// with every signal disposition default and an empty mask, and
+    /// pivot-init changes no disposition (it takes its signals through a
+    /// signalfd, and `no_main` leaves out the Rust runtime's start-up, which
+    /// would ignore SIGPIPE), so nothing is reset here; every child starts
+    /// clean ([`Procs::spawn`]) and the mask is emptied before every exec
+    /// ([`Procs::clean_for_exec`]).
     pub fn pid1_signals(&self) {
-        signals::reset_all();
         signals::ctrl_alt_del_reboots(false);
+    }
+
+    /// PID 1 started by a program (systemd's shutdown execs PID 1's second
+    /// life): every signal disposition back to default and an empty mask,
+    /// whatever it had, then [`RealSys::pid1_signals`].
+    pub fn pid1_signals_reset(&self) {
+        signals::reset_all();
+        self.pid1_signals();
     }
 }
 
@@ -354,6 +365,7 @@ impl Procs for RealSys {
     }
 
     fn clean_for_exec(&self) {
+        signals::unblock_all();
         signals::cloexec_from(3);
         signals::ctrl_alt_del_reboots(true);
     }
