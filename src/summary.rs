@@ -71,7 +71,7 @@ pub fn line(fs: &dyn Files, t: &Timings, s: &Switched, stats: bool) -> String {
             None => "0 ms while waiting (present at once)".to_string(),
             Some(idle) => format!(
                 "{} ms while waiting ({} wake-ups)",
-                idle.cpu_us.map_or("?".to_string(), |us| ms3(us)),
+                idle.cpu_us.map_or("?".to_string(), ms3),
                 idle.wakeups
             ),
         };
