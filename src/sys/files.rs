@@ -1,6 +1,7 @@
 //! Reading files and devices, and walking the initramfs to free it.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, OsStr};
+use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -93,19 +94,13 @@ impl OpenFile {
 
     /// Whether this directory (a path handle will do) has no entries.
     pub(super) fn is_empty_dir(&self) -> Result<bool, Errno> {
-        let dir = rustix::fs::openat(
-            &self.0,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        for entry in rustix::fs::Dir::read_from(&dir)? {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let dir = rustix::fs::openat(&self.0, ".", DIR_FLAGS, Mode::empty())?;
+        let mut empty = true;
+        each_entry(&dir, |_, _| {
+            empty = false;
+            false
+        })?;
+        Ok(empty)
     }
 
     /// Creates the directory `name` (one component, mode 0755) in this
@@ -119,6 +114,19 @@ impl OpenFile {
         }
         rustix::fs::mkdirat(&self.0, one, Mode::from_raw_mode(0o755))
     }
+}
+
+/// The names in the directory at `path` that are UTF-8, unsorted.
+pub(super) fn read_dir(path: &Path) -> Result<Vec<String>, Errno> {
+    let dir = rustix::fs::open(path, DIR_FLAGS, Mode::empty())?;
+    let mut names = Vec::new();
+    each_entry(&dir, |name, _| {
+        if let Ok(n) = name.to_str() {
+            names.push(n.to_string());
+        }
+        true
+    })?;
+    Ok(names)
 }
 
 /// Creates `path` (or truncates it; a symlink there is refused) with
@@ -231,11 +239,7 @@ fn reopen_for_reading(handle: &OpenFile) -> Result<OpenFile, Errno> {
 
 pub(super) fn free_initramfs() -> (usize, u64) {
     let mut counts = (0, 0);
-    match rustix::fs::open(
-        "/",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    match rustix::fs::open("/", DIR_FLAGS, Mode::empty()) {
         Ok(root) => match rustix::fs::fstat(&root) {
             Ok(st) => remove_contents(&root, st.st_dev, &mut counts),
             Err(e) => log::warn!("cannot stat /: {}", ErrnoText(e)),
@@ -245,57 +249,131 @@ pub(super) fn free_initramfs() -> (usize, u64) {
     counts
 }
 
+/// How a directory is opened to be read.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+
+/// The `getdents64` buffer of one directory being read: on the stack (no
+/// allocation), room for a few dozen entries per call.
+const DIR_BUF: usize = 2048;
+
+/// Calls `each` with the name and type (`d_type`; `Unknown` where the
+/// filesystem does not say) of every entry of the open directory `dir` but
+/// `.` and `..`, read into a buffer on the stack from where `dir` is; stops
+/// when `each` says `false`. The entries may be removed as they come.
+pub(super) fn each_entry(
+    dir: &OwnedFd,
+    mut each: impl FnMut(&CStr, FileType) -> bool,
+) -> Result<(), Errno> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); DIR_BUF];
+    let mut entries = rustix::fs::RawDir::new(dir, &mut buf);
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if !each(name, entry.file_type()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Removes everything in `dir` that lives on device `dev`; directories on
 /// other devices (mount points: the new root, /dev, /proc, ...) are left alone.
-/// Best effort: what cannot be removed is logged and skipped.
+/// Each directory is opened once and read into a buffer on the stack while
+/// its entries go. Best effort: what cannot be removed is logged and skipped.
 fn remove_contents(dir: &OwnedFd, dev: u64, counts: &mut (usize, u64)) {
-    let names: Vec<CString> = match rustix::fs::Dir::read_from(dir) {
-        Ok(d) => d
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_owned())
-            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-            .collect(),
-        Err(e) => {
-            log::warn!("cannot list a directory of the initramfs: {}", ErrnoText(e));
+    let listed = each_entry(dir, |name, kind| {
+        remove_entry(dir, name, kind, dev, counts);
+        true
+    });
+    if let Err(e) = listed {
+        log::warn!("cannot list a directory of the initramfs: {}", ErrnoText(e));
+    }
+}
+
+/// Removes `name` from `dir` (a directory with what it holds) when it is
+/// on device `dev`; counts it and its size.
+fn remove_entry(dir: &OwnedFd, name: &CStr, kind: FileType, dev: u64, counts: &mut (usize, u64)) {
+    let (is_dir, size) = if kind == FileType::Directory {
+        // Opened without following a link: a mount point opens as the
+        // root of what is mounted there, on another device.
+        let flags = DIR_FLAGS | OFlags::NOFOLLOW;
+        let Ok(sub) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+            return;
+        };
+        let size = match rustix::fs::fstat(&sub) {
+            Ok(st) if st.st_dev == dev => st.st_size as u64,
+            _ => return,
+        };
+        remove_contents(&sub, dev, counts);
+        (true, size)
+    } else {
+        let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            return;
+        };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if kind == FileType::Directory {
+            // `d_type` did not say (DT_UNKNOWN): as a directory.
+            return remove_entry(dir, name, kind, dev, counts);
+        }
+        if st.st_dev != dev {
             return;
         }
+        (false, st.st_size as u64)
     };
-    for name in names {
-        let Ok(st) = rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) else {
-            continue;
-        };
-        if st.st_dev != dev {
-            continue;
+    let flags = if is_dir {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    match rustix::fs::unlinkat(dir, name, flags) {
+        Ok(()) => {
+            counts.0 += 1;
+            counts.1 += size;
         }
-        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-        if is_dir {
-            match rustix::fs::openat(
-                dir,
-                name.as_c_str(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(sub) => remove_contents(&sub, dev, counts),
-                Err(_) => continue,
-            }
+        // A directory that still holds a mount point stays.
+        Err(Errno::NOTEMPTY) | Err(Errno::BUSY) => {}
+        Err(e) => log::warn!(
+            "cannot remove {} from the initramfs: {}",
+            name.to_string_lossy(),
+            ErrnoText(e)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything under a directory goes (files, links, nested directories,
+    /// an empty one), counted with the files' sizes; the directory stays.
+    #[test]
+    fn remove_contents_empties_a_tree() {
+        let d = std::env::temp_dir().join(format!("pivot-free-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/b/c")).unwrap();
+        std::fs::create_dir_all(d.join("empty")).unwrap();
+        std::fs::write(d.join("init"), vec![7u8; 3000]).unwrap();
+        std::fs::write(d.join("a/b/c/x"), b"12345").unwrap();
+        std::os::unix::fs::symlink("/nowhere", d.join("a/link")).unwrap();
+        // Enough entries that one directory takes more than one read.
+        for i in 0..200 {
+            std::fs::write(d.join(format!("a/f{i:03}-{}", "n".repeat(40))), b"").unwrap();
         }
-        let flags = if is_dir {
-            AtFlags::REMOVEDIR
-        } else {
-            AtFlags::empty()
-        };
-        match rustix::fs::unlinkat(dir, name.as_c_str(), flags) {
-            Ok(()) => {
-                counts.0 += 1;
-                counts.1 += st.st_size as u64;
-            }
-            // A directory that still holds a mount point stays.
-            Err(Errno::NOTEMPTY) | Err(Errno::BUSY) => {}
-            Err(e) => log::warn!(
-                "cannot remove {} from the initramfs: {}",
-                name.to_string_lossy(),
-                ErrnoText(e)
-            ),
-        }
+        let fd = rustix::fs::open(&d, DIR_FLAGS, Mode::empty()).unwrap();
+        let dev = rustix::fs::fstat(&fd).unwrap().st_dev;
+        let mut counts = (0, 0);
+        remove_contents(&fd, dev, &mut counts);
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        // init, x, link ("/nowhere": 8 bytes), 200 files; a, b, c, empty
+        // (directories count with their sizes, whatever the filesystem says).
+        assert_eq!(counts.0, 3 + 200 + 4);
+        assert!(counts.1 >= 3000 + 5 + 8, "{counts:?}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

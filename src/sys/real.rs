@@ -59,12 +59,7 @@ impl Files for RealSys {
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<String>, Errno> {
-        let rd =
-            std::fs::read_dir(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
-        Ok(rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect())
+        files::read_dir(path)
     }
 
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
