@@ -285,7 +285,7 @@ pub fn read_boot_config(fs: &dyn Files, initramfs: bool) -> (Config, Vec<String>
             Some(text)
         }
     };
-    let cmdline = match fs.read(Path::new("/proc/cmdline")) {
+    let cmdline = match fs.cmdline() {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) => {
             early.push(format!(

@@ -129,16 +129,52 @@ pub(super) fn read_dir(path: &Path) -> Result<Vec<String>, Errno> {
     Ok(names)
 }
 
-/// Creates `path` (or truncates it; a symlink there is refused) with
-/// exactly `mode`, whatever the umask, and writes all of `data`.
-pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Errno> {
-    let flags =
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+/// The whole file at `path`: opened (no `fcntl` after it, as musl's
+/// `open` does for std), read into a buffer on the stack (a sysfs
+/// attribute or /proc/cmdline is one read, and a second says the end);
+/// a file that fills that buffer is sized with `fstat` and read straight
+/// into the vector it comes back in.
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, Errno> {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut chunk = [0u8; 4096];
+    let mut out = Vec::new();
+    loop {
+        let len = out.len();
+        let n = if out.capacity() - len >= chunk.len() {
+            out.resize(out.capacity(), 0);
+            let r = read_some(&fd, out.get_mut(len..).unwrap_or_default());
+            out.truncate(len + r.unwrap_or(0));
+            r?
+        } else {
+            let n = read_some(&fd, &mut chunk)?;
+            if len == 0 && n == chunk.len() {
+                let size = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size as usize);
+                out.reserve_exact(size.max(2 * n) + 1);
+            }
+            out.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            n
+        };
+        if n == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// One `read`, again when a signal interrupted it.
+fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Err(Errno::INTR) => {}
+            r => return r,
+        }
+    }
+}
+
+/// Writes all of `data` to `fd`.
+fn write_all(fd: &OwnedFd, data: &[u8]) -> Result<(), Errno> {
     let mut rest = data;
     while !rest.is_empty() {
-        match rustix::io::write(&fd, rest) {
+        match rustix::io::write(fd, rest) {
             Ok(0) => return Err(Errno::IO),
             Ok(n) => rest = rest.get(n..).unwrap_or_default(),
             Err(Errno::INTR) => {}
@@ -146,6 +182,24 @@ pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Err
         }
     }
     Ok(())
+}
+
+/// `data` into the file at `path`, created (mode 0666 less the umask) or
+/// truncated, as `std::fs::write` does.
+pub(super) fn write(path: &Path, data: &[u8]) -> Result<(), Errno> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o666))?;
+    write_all(&fd, data)
+}
+
+/// Creates `path` (or truncates it; a symlink there is refused) with
+/// exactly `mode`, whatever the umask, and writes all of `data`.
+pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Errno> {
+    let flags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    write_all(&fd, data)
 }
 
 pub(super) fn open_ro(path: &Path) -> Result<OpenFile, Errno> {
@@ -351,6 +405,34 @@ mod tests {
 
     /// Everything under a directory goes (files, links, nested directories,
     /// an empty one), counted with the files' sizes; the directory stays.
+    /// Files shorter than, as long as and longer than the stack chunk, and
+    /// /proc files (size 0), read whole; a missing one is ENOENT.
+    #[test]
+    fn read_reads_whole_files() {
+        let d = std::env::temp_dir().join(format!("pivot-read-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for len in [0, 1, 4095, 4096, 4097, 10_000, 300_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let p = d.join(format!("f{len}"));
+            std::fs::write(&p, &body).unwrap();
+            assert_eq!(read(&p).unwrap(), body, "{len} bytes");
+        }
+        for p in ["/proc/self/status", "/proc/self/mountinfo", "/proc/cmdline"] {
+            let want = std::fs::read(p).unwrap();
+            let got = read(Path::new(p)).unwrap();
+            // The status of this process changes between two reads: compare lines.
+            assert_eq!(
+                got.iter().filter(|b| **b == b'\n').count(),
+                want.iter().filter(|b| **b == b'\n').count(),
+                "{p}"
+            );
+        }
+        assert_eq!(read(&d.join("missing")), Err(Errno::NOENT));
+        write(&d.join("w"), b"on\n").unwrap();
+        assert_eq!(std::fs::read(d.join("w")).unwrap(), b"on\n");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn remove_contents_empties_a_tree() {
         let d = std::env::temp_dir().join(format!("pivot-free-{}", std::process::id()));

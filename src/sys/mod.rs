@@ -131,6 +131,12 @@ pub trait Files {
         String::from_utf8(self.read(path)?).map_err(|_| Errno::ILSEQ)
     }
 
+    /// The kernel command line, `/proc/cmdline` (the machine reads it once:
+    /// it does not change while the kernel runs).
+    fn cmdline(&self) -> Result<Vec<u8>, Errno> {
+        self.read(Path::new("/proc/cmdline"))
+    }
+
     /// Whether `path` is a directory (following symlinks).
     fn is_dir(&self, path: &Path) -> bool {
         self.stat(path)

@@ -1,7 +1,7 @@
 //! The machine: every trait of the boundary on rustix (and libc where
 //! rustix has no call).
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::ffi::{CStr, CString, OsStr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +25,10 @@ use super::{
 pub struct RealSys {
     uevents: Cell<Option<UeventSocket>>,
     signals: Cell<Option<SignalFd>>,
+    /// What does not change while the kernel runs, once read: its command
+    /// line, and whether it runs 32-bit programs.
+    cmdline: OnceCell<Vec<u8>>,
+    runs_32bit: OnceCell<bool>,
 }
 
 impl RealSys {
@@ -55,7 +59,15 @@ fn c_string(s: &str) -> Result<CString, Errno> {
 
 impl Files for RealSys {
     fn read(&self, path: &Path) -> Result<Vec<u8>, Errno> {
-        std::fs::read(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        files::read(path)
+    }
+
+    fn cmdline(&self) -> Result<Vec<u8>, Errno> {
+        if let Some(line) = self.cmdline.get() {
+            return Ok(line.clone());
+        }
+        let line = files::read(Path::new("/proc/cmdline"))?;
+        Ok(self.cmdline.get_or_init(|| line).clone())
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<String>, Errno> {
@@ -100,7 +112,7 @@ impl Files for RealSys {
     }
 
     fn write(&self, path: &Path, data: &[u8]) -> Result<(), Errno> {
-        std::fs::write(path, data).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        files::write(path, data)
     }
 
     fn is_empty_dir(&self, dir: &OpenFile) -> Result<bool, Errno> {
@@ -409,10 +421,10 @@ impl Kernel for RealSys {
     }
 
     fn open_log(&self) -> Option<std::fs::File> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/kmsg")
+        let flags = OFlags::WRONLY | OFlags::CLOEXEC;
+        rustix::fs::open("/dev/kmsg", flags, Mode::empty())
             .ok()
+            .map(std::fs::File::from)
     }
 
     fn console_fds(&self) {
@@ -454,13 +466,22 @@ impl Kernel for RealSys {
     }
 
     fn runs_32bit(&self) -> bool {
-        match self.uname().machine.as_str() {
+        if let Some(known) = self.runs_32bit.get() {
+            return *known;
+        }
+        let machine = self.uname().machine;
+        let runs = match machine.as_str() {
             "aarch64" => arm64_compat(),
             // The directory exists whenever CONFIG_IA32_EMULATION is built in,
             // also when `ia32_emulation=0` turned it off.
             "x86_64" => self.exists(Path::new("/proc/sys/abi/vsyscall32")),
             _ => false,
+        };
+        // A `no` from x86_64 may only mean /proc is not mounted yet: asked again.
+        if runs || machine != "x86_64" {
+            let _ = self.runs_32bit.set(runs);
         }
+        runs
     }
 
     fn kexec_file_probe(&self) -> Result<(), Errno> {
