@@ -253,7 +253,7 @@ pub fn wait_stage(sys: &dyn Sys, cfg: &Config, loader: Option<&Loader>) -> Resul
 /// After the volume was chosen and mounted: devices that arrived since and
 /// match too do not undo the boot, but each is logged.
 pub fn late_matches(want: &Want, sys: &SysBlock, chosen: &Device) {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = [0u8; 16 * 1024];
     while let Ok(Recv::Message(msg)) = sys.sys.recv_uevent(&mut buf) {
         let Some(dev) = uevent::parse(msg).and_then(|ev| arriving(sys, &ev)) else {
             continue;
@@ -312,7 +312,7 @@ pub fn wait_for(
             n => format!("{n} s"),
         }
     );
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = [0u8; 16 * 1024];
     let cpu_at_first_sleep = if stats { sys::cpu_us(blocks.sys) } else { None };
     let mut wakeups = 0;
     loop {

@@ -80,9 +80,16 @@ impl OpenFile {
         head
     }
 
-    /// Where the file is on this machine, after every symlink (from /proc).
+    /// Where the file is on this machine, after every symlink (from /proc;
+    /// read into a buffer on the stack).
     pub(super) fn real_path(&self) -> Option<PathBuf> {
-        std::fs::read_link(self.proc_path()).ok()
+        use std::os::unix::ffi::OsStrExt;
+        let mut buf = [0u8; 4096];
+        let n =
+            rustix::fs::readlinkat_raw(rustix::fs::CWD, &self.proc_path(), &mut buf[..]).ok()?;
+        // A whole buffer may be a cut path (a path has at most 4095 bytes).
+        let target = buf.get(..n).filter(|_| n < buf.len())?;
+        Some(PathBuf::from(OsStr::from_bytes(target)))
     }
 
     /// `/proc/self/fd/N`: the magic link the kernel follows to exactly

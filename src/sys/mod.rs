@@ -178,34 +178,6 @@ pub trait Files {
         buf.truncate(got);
         Ok(buf)
     }
-
-    /// Reads the given (offset, length) regions of a file or device into a
-    /// zeroed buffer of `total` bytes, each at its own offset; what lies past
-    /// the end of the device stays zero. Stops early, after any region, once
-    /// `enough(buffer)` says so.
-    fn read_regions(
-        &self,
-        path: &Path,
-        regions: &[(u64, usize)],
-        total: usize,
-        enough: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<Vec<u8>, SysError> {
-        let f = self
-            .open_ro(path)
-            .map_err(|e| Op::Open(path.into()).failed(e))?;
-        let mut buf = vec![0u8; total];
-        for (off, len) in regions {
-            let start = usize::try_from(*off).unwrap_or(usize::MAX);
-            if let Some(region) = buf.get_mut(start..start.saturating_add(*len).min(total)) {
-                f.read_full_at(region, *off)
-                    .map_err(|e| Op::Read(path.into()).failed(e))?;
-            }
-            if enough(&buf) {
-                break;
-            }
-        }
-        Ok(buf)
-    }
 }
 
 /// Changing the mount tree and the root.
