@@ -85,8 +85,7 @@ impl OpenFile {
     pub(super) fn real_path(&self) -> Option<PathBuf> {
         use std::os::unix::ffi::OsStrExt;
         let mut buf = [0u8; 4096];
-        let n =
-            rustix::fs::readlinkat_raw(rustix::fs::CWD, &self.proc_path(), &mut buf[..]).ok()?;
+        let n = rustix::fs::readlinkat_raw(rustix::fs::CWD, self.proc_path(), &mut buf[..]).ok()?;
         // A whole buffer may be a cut path (a path has at most 4095 bytes).
         let target = buf.get(..n).filter(|_| n < buf.len())?;
         Some(PathBuf::from(OsStr::from_bytes(target)))
