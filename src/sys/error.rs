@@ -116,7 +116,7 @@ impl fmt::Display for Op {
             SetReadOnly(p, true) => write!(f, "setro {}", p.display()),
             SetReadOnly(p, false) => write!(f, "setrw {}", p.display()),
             FreeInitramfs => write!(f, "free /"),
-            Halt(h) => write!(f, "halt {h:?}"),
+            Halt(h) => write!(f, "halt {}", h.name()),
             Open(p) => write!(f, "open {}", p.display()),
             Read(p) => write!(f, "read {}", p.display()),
             Write(p) => write!(f, "write {}", p.display()),

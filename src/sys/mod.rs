@@ -57,6 +57,19 @@ pub enum Halt {
     Kexec,
 }
 
+impl Halt {
+    /// Its name as the code spells it (`Reboot`), for what is written out
+    /// (the binary is built without `Debug` formatting).
+    pub fn name(self) -> &'static str {
+        match self {
+            Halt::Reboot => "Reboot",
+            Halt::PowerOff => "PowerOff",
+            Halt::Halt => "Halt",
+            Halt::Kexec => "Kexec",
+        }
+    }
+}
+
 /// How an unmount went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unmounted {
