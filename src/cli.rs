@@ -118,7 +118,7 @@ fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
             None
         }
     };
-    out.push_str(&format!("command line ({from}): {}\n", cmdline.trim()));
+    out.push_str(&format!("command line ({from}): {}\n", sys::trim(&cmdline)));
     let mut p = config::parse_all(
         text.as_deref()
             .map(|t| (path.to_str().unwrap_or("config"), t)),

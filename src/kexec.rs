@@ -554,7 +554,7 @@ fn etc_kernel_cmdline(fs: &dyn Files, root: &Path) -> Result<Option<String>, Str
         return Ok(None);
     }
     let text = String::from_utf8_lossy(&o.file.head(16 * 1024)).into_owned();
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let words: Vec<&str> = sys::words(&text).collect();
     Ok((!words.is_empty()).then(|| words.join(" ")))
 }
 

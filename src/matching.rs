@@ -12,7 +12,7 @@ use crate::sysblock::{PartId, SysBlock};
 /// Whether a serial the user gave matches the one a device reports. Cloud
 /// volume ids are written `vol-0abc` but NVMe serials read `vol0abc`.
 pub fn serial_matches(wanted: &str, reported: &str) -> bool {
-    let reported = reported.trim();
+    let reported = crate::sys::trim(reported);
     !reported.is_empty() && (wanted == reported || wanted.replace('-', "") == reported)
 }
 

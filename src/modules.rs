@@ -108,11 +108,11 @@ impl DepMap {
             let Some((path, deps)) = line.split_once(':') else {
                 continue;
             };
-            let path = path.trim();
+            let path = crate::sys::trim(path);
             if path.is_empty() {
                 continue;
             }
-            let deps = deps.split_whitespace().map(str::to_string).collect();
+            let deps = crate::sys::words(deps).map(str::to_string).collect();
             entries.push((module_name(path), (path.to_string(), deps)));
         }
         // A name listed twice keeps its last line: reversed, then a stable
@@ -188,7 +188,7 @@ impl DepMap {
 pub fn parse_builtin(text: &str) -> Vec<String> {
     let mut names: Vec<String> = text
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !crate::sys::trim(l).is_empty())
         .map(module_name)
         .collect();
     names.sort();
@@ -278,7 +278,7 @@ impl Aliases {
         Aliases(
             text.lines()
                 .filter_map(|l| {
-                    let mut w = l.split_whitespace();
+                    let mut w = crate::sys::words(l);
                     match (w.next(), w.next(), w.next()) {
                         (Some("alias"), Some(p), Some(m)) => Some((p.to_string(), normalize(m))),
                         _ => None,
@@ -341,7 +341,7 @@ impl ModConfig {
     /// Adds the lines of a modprobe.d file or of `modules.softdep`.
     pub fn add_conf(&mut self, text: &str) {
         for line in text.lines() {
-            let mut w = line.split_whitespace();
+            let mut w = crate::sys::words(line);
             match (w.next(), w.next()) {
                 (Some("options"), Some(m)) => {
                     entry(&mut self.options, &normalize(m)).extend(w.map(str::to_string))
@@ -383,7 +383,7 @@ impl ModConfig {
                     .extend(value.split(',').filter(|m| !m.is_empty()).map(normalize));
                 continue;
             }
-            let value = if value.contains(char::is_whitespace) {
+            let value = if value.contains(crate::sys::is_space) {
                 format!("\"{value}\"")
             } else {
                 value.to_string()
@@ -534,7 +534,7 @@ impl Loader {
             let devices = sys_bus.join(bus).join("devices");
             for dev in sys.read_dir(&devices).unwrap_or_default() {
                 if let Ok(alias) = sys.read_text(&devices.join(dev).join("modalias")) {
-                    n += self.load_for(sys, alias.trim());
+                    n += self.load_for(sys, crate::sys::trim(&alias));
                 }
             }
         }

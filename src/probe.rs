@@ -92,7 +92,8 @@ pub fn guid_string(b: &[u8]) -> Option<String> {
 /// A label stored as a NUL-padded fixed field.
 fn label_string(b: &[u8]) -> String {
     let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).trim_end().to_string()
+    let label = String::from_utf8_lossy(&b[..end]);
+    label.trim_end_matches(crate::sys::is_space).to_string()
 }
 
 /// A NUL-terminated UTF-16LE label.

@@ -686,7 +686,7 @@ pub struct CheckedInit {
 /// A printable interpreter name: bytes that are not plain text are escaped
 /// (`/bin/busybox\r`).
 fn shown(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).escape_debug().to_string()
+    crate::sys::escaped(&String::from_utf8_lossy(name)).to_string()
 }
 
 /// Checks `p` (absolute as seen from inside `root`) as an init; the open

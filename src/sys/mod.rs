@@ -414,6 +414,55 @@ pub unsafe fn args_from_c(
     out
 }
 
+/// The kernel's `isspace()` (the C locale's): what separates the words of
+/// its command line. What the kernel, sysfs and the module files give is
+/// ASCII, and is trimmed and split with this (no Unicode table needed).
+pub fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// `s` without [`is_space`] at either end.
+pub fn trim(s: &str) -> &str {
+    s.trim_matches(is_space)
+}
+
+/// The words of `s`, separated by [`is_space`].
+pub fn words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(is_space).filter(|w| !w.is_empty())
+}
+
+/// `s` as a log line shows it: control characters, backslashes and quotes
+/// escaped as Rust writes them (`\n`, `\0`, `\u{1b}`, `\\`, `\"`), the rest
+/// as it is. Like `str::escape_debug`, without its Unicode tables: other
+/// unprintable characters are not escaped.
+pub fn escaped(s: &str) -> Escaped<'_> {
+    Escaped(s)
+}
+
+/// What [`escaped`] gives: written out by `Display`.
+pub struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                '\n' => f.write_str("\\n")?,
+                '\0' => f.write_str("\\0")?,
+                '\\' | '"' | '\'' => {
+                    f.write_char('\\')?;
+                    f.write_char(c)?;
+                }
+                c if c.is_control() => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether this process is PID 1.
 pub fn is_pid1() -> bool {
     rustix::process::getpid().is_init()
@@ -436,7 +485,7 @@ pub fn uptime_ms() -> u64 {
 /// CPU time this process has used, in microseconds (/proc/self/schedstat).
 pub fn cpu_us(fs: &dyn Files) -> Option<u64> {
     let text = fs.read_text(Path::new("/proc/self/schedstat")).ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    let ns: u64 = words(&text).next()?.parse().ok()?;
     Some(ns / 1000)
 }
 
@@ -444,7 +493,7 @@ pub fn cpu_us(fs: &dyn Files) -> Option<u64> {
 pub fn vm_hwm_kib(fs: &dyn Files) -> Option<u64> {
     let status = fs.read_text(Path::new("/proc/self/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    words(line).nth(1)?.parse().ok()
 }
 
 /// `base` + `p`, where `p` is absolute as seen from inside `base` (a volume
@@ -477,6 +526,34 @@ mod tests {
         assert!(unsafe { args_from_c(1, std::ptr::null()) }.is_empty());
         // SAFETY: argc 1 reads only the first entry.
         assert_eq!(unsafe { args_from_c(1, v.as_ptr()) }, ["/init"]);
+    }
+
+    /// As `escape_debug` for what a log line may carry.
+    #[test]
+    fn escaped_as_escape_debug() {
+        for s in [
+            "plain",
+            "a\tb\r\n\0",
+            "q\"u'o\\te",
+            "\x1b[0m \x7f \u{85}",
+            "é€😀",
+            "",
+        ] {
+            assert_eq!(
+                escaped(s).to_string(),
+                s.escape_debug().to_string(),
+                "{s:?}"
+            );
+        }
+    }
+
+    /// The kernel's isspace: \v and \f too; no Unicode space.
+    #[test]
+    fn spaces_as_the_kernel_reads_them() {
+        assert_eq!(trim(" \t\x0b\x0c\r\na b\n"), "a b");
+        assert_eq!(trim("\u{a0}x\u{2003}"), "\u{a0}x\u{2003}");
+        assert_eq!(words(" a\x0bb  c\t").collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(words("").count(), 0);
     }
 
     #[test]
