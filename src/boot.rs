@@ -241,14 +241,14 @@ impl<S: Sys> Boot<S> {
         }
         boot.timings
             .stages
-            .push((Stage::Config, summary::micros(t.elapsed())));
+            .push((Stage::Config, sys::micros(t.elapsed())));
         boot.enter(Stage::Prepare);
         let t = Instant::now();
         let mounted = prepare::prepare(&boot.sys, &boot.cfg, &warnings);
         boot.api_mounted.extend(mounted);
         boot.timings
             .stages
-            .push((Stage::Prepare, summary::micros(t.elapsed())));
+            .push((Stage::Prepare, sys::micros(t.elapsed())));
         boot
     }
 
@@ -387,7 +387,7 @@ impl<S: Sys> Boot<S> {
         self.enter(s);
         let t = Instant::now();
         let r = f(self);
-        let us = summary::micros(t.elapsed());
+        let us = sys::micros(t.elapsed());
         log::debug!("stage {} took {} ms", s.name(), summary::ms3(us));
         self.timings.stages.push((s, us));
         r

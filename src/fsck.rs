@@ -292,7 +292,7 @@ fn run_checker(sys: &dyn Sys, checker: &Path, args: &[&str], node: &Path) -> Res
     log::debug!(
         "fsck: {} ended with {status} after {} ms",
         checker.display(),
-        started.elapsed().as_millis()
+        crate::sys::millis(started.elapsed())
     );
     Ok(status)
 }

@@ -612,7 +612,7 @@ pub fn load(sys: &dyn Sys, p: Prepared) -> Result<(), String> {
                 bootentry::load_failure(errno)
             )
         })?;
-    log::info!("kexec: loaded {k} in {} ms", t.elapsed().as_millis());
+    log::info!("kexec: loaded {k} in {} ms", sys::millis(t.elapsed()));
     Ok(())
 }
 
@@ -659,8 +659,8 @@ pub fn jump_line(t: &Timings, volume: &Volume) -> String {
     format!(
         "kexec: unmounted the volume, syncing and rebooting into its kernel; uevent to kexec \
          {} ms; start to kexec {} ms (uptime {} ms); stages {} ms",
-        summary::ms3(summary::micros(volume.at.elapsed())),
-        t.t0.elapsed().as_millis(),
+        summary::ms3(sys::micros(volume.at.elapsed())),
+        sys::millis(t.t0.elapsed()),
         sys::uptime_ms(),
         summary::stage_list(t)
     )

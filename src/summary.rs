@@ -3,7 +3,7 @@
 //! `pivot.stats=1`, CPU time and peak memory.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::stage::Stage;
 use crate::sys::{self, Files};
@@ -56,8 +56,8 @@ pub fn line(fs: &dyn Files, t: &Timings, s: &Switched, stats: bool) -> String {
         s.node.display(),
         s.fstype,
         s.how,
-        ms3(micros(s.found.at.elapsed())),
-        t.t0.elapsed().as_millis(),
+        ms3(sys::micros(s.found.at.elapsed())),
+        sys::millis(t.t0.elapsed()),
         sys::uptime_ms(),
         stage_list(t),
     );
@@ -93,11 +93,6 @@ pub fn stage_list(t: &Timings) -> String {
         .map(|(st, us)| format!("{} {}", st.name(), ms3(*us)))
         .collect();
     stages.join(", ")
-}
-
-/// A duration in whole microseconds (saturating).
-pub fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Microseconds as `M.UUU` milliseconds, without float formatting code.

@@ -211,7 +211,7 @@ impl Waiter<'_> {
                 log::info!(
                     "{} appeared after {} ms",
                     f.dev.describe(),
-                    self.start.elapsed().as_millis()
+                    sys::millis(self.start.elapsed())
                 );
                 found.push(f);
                 if !self.want.spec.names_one_volume() {

@@ -476,6 +476,21 @@ pub fn is_root_user() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// A duration in whole microseconds (saturating): 64-bit, so no 128-bit
+/// arithmetic or formatting comes into the binary for it.
+pub fn micros(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
+}
+
+/// A duration in whole milliseconds (saturating), as [`micros`].
+pub fn millis(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
+}
+
 /// Milliseconds since boot (CLOCK_BOOTTIME), for the summary line.
 pub fn uptime_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
