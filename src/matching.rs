@@ -154,10 +154,9 @@ impl<'a> Facts<'a> {
 /// Why a device could not be read, in a few words: the errno, or the node problem.
 fn short_reason(e: &Error) -> String {
     match e {
-        Error::Sys(SysError {
-            op: Op::Open(_) | Op::Read(_),
-            errno,
-        }) => ErrnoText(*errno).to_string(),
+        Error::Sys(SysError { op, errno }) if matches!(**op, Op::Open(_) | Op::Read(_)) => {
+            ErrnoText(*errno).to_string()
+        }
         other => other.to_string(),
     }
 }

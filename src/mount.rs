@@ -52,10 +52,9 @@ pub fn first_options(opts: &MountOpts) -> MountOpts {
 /// EROFS when the device refuses).
 pub fn wants_to_write(e: &Error) -> bool {
     match e {
-        Error::Sys(SysError {
-            op: Op::Mount { .. },
-            errno,
-        }) => *errno == Errno::ROFS,
+        Error::Sys(SysError { op, errno }) if matches!(**op, Op::Mount { .. }) => {
+            *errno == Errno::ROFS
+        }
         Error::AllFstypesFailed { tried, .. } => tried.iter().any(|(_, e)| *e == Errno::ROFS),
         _ => false,
     }
@@ -145,15 +144,11 @@ pub fn mount_volume(
             }
             Err(e) if types.len() == 1 => return Err(e.into()),
             Err(e) => {
-                let SysError {
-                    op: Op::Mount { .. },
-                    errno,
-                } = e
-                else {
+                if !matches!(*e.op, Op::Mount { .. }) {
                     return Err(e.into());
-                };
+                }
                 log::warn!("{e}");
-                tried.push((t.clone(), errno));
+                tried.push((t.clone(), e.errno));
             }
         }
     }
@@ -290,9 +285,9 @@ mod tests {
         assert!(matches!(
             err,
             Error::Sys(SysError {
-                op: Op::Mkdir(_),
+                ref op,
                 errno: Errno::ROFS,
-            })
+            }) if matches!(**op, Op::Mkdir(_))
         ));
         assert_eq!(s.log(), ["mkdir /new-root"]);
     }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::sys::{Errno, ErrnoText, Op, Sys, SysError, in_root as under};
+use crate::sys::{Errno, ErrnoText, Op, Sys, in_root as under};
 
 /// What both modes do first: make the tree private, create the directories
 /// the moves need in the new root. Nothing here is irreversible.
@@ -101,11 +101,11 @@ pub fn switch_initramfs(s: &dyn Sys, new_root: &Path, moves: &[&str]) -> Result<
             s.chdir(Path::new("/"))?;
             Ok(How::PivotRoot)
         }
-        Err(SysError {
-            op: Op::PivotRoot(..),
-            errno,
-        }) if errno == Errno::INVAL => {
-            log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
+        Err(e) if matches!(*e.op, Op::PivotRoot(..)) && e.errno == Errno::INVAL => {
+            log::debug!(
+                "pivot_root refused on the initramfs ({})",
+                ErrnoText(e.errno)
+            );
             switch_root(s, new_root)?;
             Ok(How::SwitchRoot)
         }
@@ -131,6 +131,7 @@ fn switch_root(s: &dyn Sys, new_root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::SysError;
     use crate::sys::fake::FakeSys;
 
     #[test]
@@ -271,9 +272,9 @@ mod tests {
         assert!(matches!(
             err,
             Error::Sys(SysError {
-                op: Op::PivotRoot(..),
+                ref op,
                 errno: Errno::PERM,
-            })
+            }) if matches!(**op, Op::PivotRoot(..))
         ));
         assert!(!s.log().iter().any(|c| c == "free /"));
         // switch_root: the new root cannot be moved onto /.
