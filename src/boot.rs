@@ -507,9 +507,10 @@ impl<S: Sys> Boot<S> {
         }
         // The API mounts the switch will carry over: they cover the volume's
         // directories of the same names (the init must not live there).
+        let slash = self.sys.stat(Path::new("/")).ok();
         self.state.moved = API_MOUNTS
             .into_iter()
-            .filter(|m| self.sys.is_mount_point(Path::new(m)))
+            .filter(|m| self.sys.api_dir(Path::new(m), slash.as_ref()) == Some(true))
             .collect();
         self.publish();
         if let Choice::Kexec(entry) = choice {

@@ -58,13 +58,21 @@ impl OpenFile {
         rustix::fs::fstat(&self.0).map(FileInfo::from)
     }
 
-    /// Fills `buf` from `offset` on; returns how many bytes the file had there.
+    /// Fills `buf` from `offset` on; returns how many bytes the file had
+    /// there. What is read this way are regular files and block devices,
+    /// which give less than asked only at their end: a short read ends it
+    /// (no second call to learn so).
     pub fn read_full_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
         let mut got = 0;
         while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+            let want = rest.len();
             match rustix::io::pread(&self.0, rest, offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    if n < want {
+                        break;
+                    }
+                }
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e),
             }

@@ -170,6 +170,20 @@ pub trait Files {
         st.dev != parent.dev || st.ino == parent.ino
     }
 
+    /// What is at `path`, a directory right under `/` where an API
+    /// filesystem goes (`/proc`, `/run`): `Some(true)` a mount point (as
+    /// [`Files::is_mount_point`] says), `Some(false)` a directory that is
+    /// none, `None` neither. `root` is `/`'s `stat`, which the machine
+    /// compares a directory's with instead of looking at `path/..` again.
+    fn api_dir(&self, path: &Path, root: Option<&FileInfo>) -> Option<bool> {
+        let _ = root;
+        if self.is_mount_point(path) {
+            Some(true)
+        } else {
+            self.is_dir(path).then_some(false)
+        }
+    }
+
     /// Where an open file is, as a path inside `root` (`/sbin/init`), after
     /// every symlink; `None` when that cannot be told or it is outside `root`.
     fn path_in(&self, file: &OpenFile, root: &Path) -> Option<PathBuf> {
@@ -541,6 +555,31 @@ mod tests {
         assert!(unsafe { args_from_c(1, std::ptr::null()) }.is_empty());
         // SAFETY: argc 1 reads only the first entry.
         assert_eq!(unsafe { args_from_c(1, v.as_ptr()) }, ["/init"]);
+    }
+
+    /// The machine's `api_dir` (one lstat, `/` given) says of every entry
+    /// of `/` what `is_mount_point` and `is_dir` say (links, files and
+    /// mount points included), and `None` where nothing is.
+    #[test]
+    fn api_dir_agrees_with_two_stats() {
+        let sys = RealSys::default();
+        let root = sys.stat(Path::new("/")).ok();
+        let mut seen_mount = false;
+        for name in sys.read_dir(Path::new("/")).unwrap() {
+            let p = Path::new("/").join(&name);
+            let old = if sys.is_mount_point(&p) {
+                Some(true)
+            } else {
+                sys.is_dir(&p).then_some(false)
+            };
+            assert_eq!(sys.api_dir(&p, root.as_ref()), old, "{name}");
+            seen_mount |= old == Some(true);
+        }
+        assert!(seen_mount, "/proc at least is a mount point here");
+        assert_eq!(
+            sys.api_dir(Path::new("/no-such-dir-here"), root.as_ref()),
+            None
+        );
     }
 
     /// As `escape_debug` for what a log line may carry.

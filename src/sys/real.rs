@@ -102,6 +102,21 @@ impl Files for RealSys {
         rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
     }
 
+    fn api_dir(&self, path: &Path, root: Option<&FileInfo>) -> Option<bool> {
+        match (files::lstat(path), root) {
+            // A directory itself (no link) right under `/`: its `..` is `/`.
+            (Ok(st), Some(root))
+                if st.kind == FileType::Directory && path.parent() == Some(Path::new("/")) =>
+            {
+                Some(st.dev != root.dev || st.ino == root.ino)
+            }
+            // Nothing there: neither would stat find anything.
+            (Err(_), _) => None,
+            _ if self.is_mount_point(path) => Some(true),
+            _ => self.is_dir(path).then_some(false),
+        }
+    }
+
     fn root_is_ram(&self) -> bool {
         const RAMFS_MAGIC: u64 = 0x8584_58f6;
         const TMPFS_MAGIC: u64 = 0x0102_1994;
@@ -283,6 +298,11 @@ impl Mounts for RealSys {
     }
 
     fn mkdir(&self, path: &Path) -> Result<(), SysError> {
+        // Most directories asked for are there (the volume's /dev, /proc,
+        // /sys): one stat says so, where mkdir would fail and stat follow.
+        if self.is_dir(path) {
+            return Ok(());
+        }
         match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
             Ok(()) => Ok(()),
             Err(Errno::EXIST) if self.is_dir(path) => Ok(()),
