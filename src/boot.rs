@@ -133,10 +133,7 @@ pub fn run(argv: Vec<OsString>) -> ! {
         *v = Some(initial.clone());
     }
     std::panic::set_hook(Box::new(|info| {
-        let msg = match info.location() {
-            Some(l) => format!("{info} at {}:{}", l.file(), l.line()),
-            None => info.to_string(),
-        };
+        let msg = panic_text(info);
         let snap = PANIC_VIEW.try_lock().ok().and_then(|g| g.clone());
         let snap = snap.unwrap_or_else(|| Snapshot::initial(Vec::new()));
         after_panic(snap, RealSys::default(), &PANIC_VIEW, msg);
@@ -148,12 +145,23 @@ pub fn run(argv: Vec<OsString>) -> ! {
     process::wait_forever()
 }
 
+/// What a panic says, for its log line: the panic's message, then where
+/// in the source it came from when the binary knows (the release build
+/// leaves source locations out: `-Zlocation-detail=none` in scripts/build).
+fn panic_text(info: &std::panic::PanicHookInfo) -> String {
+    let msg = info.payload_as_str().unwrap_or("a panic without a message");
+    match info.location() {
+        Some(l) if l.line() > 0 => format!("{msg} at {}:{}", l.file(), l.line()),
+        _ => msg.to_string(),
+    }
+}
+
 /// PID 1's second life, as systemd-shutdown's `/shutdown VERB` (see
 /// [`handback`]); a panic there still carries out the verb.
 fn shutdown(argv: Vec<OsString>) -> ! {
     let (_, how) = handback::verb(&argv);
     std::panic::set_hook(Box::new(move |info| {
-        log::error!("shutdown: internal error (panic): {info}");
+        log::error!("shutdown: internal error (panic): {}", panic_text(info));
         let sys: &dyn Sys = &RealSys::default();
         if let Err(e) = sys.halt(how).or_else(|_| sys.halt(Halt::Reboot)) {
             log::error!("{e}; PID 1 waits");
@@ -161,7 +169,7 @@ fn shutdown(argv: Vec<OsString>) -> ! {
         process::wait_forever()
     }));
     let sys = RealSys::default();
-    sys.pid1_signals();
+    sys.pid1_signals_reset();
     handback::shutdown(&sys, &argv);
     process::wait_forever()
 }
@@ -353,7 +361,7 @@ impl<S: Sys> Boot<S> {
         }
     }
 
-    /// Runs `f` as one stage and records how long it took.
+    /// Runs `f` as one stage and records how long it took (µs).
     fn stage<T>(&mut self, s: Stage, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.enter(s);
         let t = Instant::now();

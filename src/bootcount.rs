@@ -227,7 +227,7 @@ pub fn parse(bytes: &[u8]) -> Result<BootCount, String> {
         Some(first) => {
             return Err(format!(
                 "its first line is `{}`, not `{VERSION_LINE}`",
-                first.escape_debug()
+                crate::sys::escaped(first)
             ));
         }
         None => return Err("it has no version line".into()),
@@ -238,20 +238,26 @@ pub fn parse(bytes: &[u8]) -> Result<BootCount, String> {
     let mut attempts = None;
     for (n, line) in lines.enumerate() {
         let at = n + 2;
-        let (key, value) = line
-            .split_once(' ')
-            .ok_or_else(|| format!("line {at} `{}` is not `key value`", line.escape_debug()))?;
+        let (key, value) = line.split_once(' ').ok_or_else(|| {
+            format!(
+                "line {at} `{}` is not `key value`",
+                crate::sys::escaped(line)
+            )
+        })?;
         if seen.contains(&key) {
             return Err(format!(
                 "line {at}: `{}` is given twice",
-                key.escape_debug()
+                crate::sys::escaped(key)
             ));
         }
         seen.push(key);
         let number = || -> Result<u64, String> {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("line {at}: `{}` is not a number", value.escape_debug()))
+            value.parse::<u64>().map_err(|_| {
+                format!(
+                    "line {at}: `{}` is not a number",
+                    crate::sys::escaped(value)
+                )
+            })
         };
         let small = || -> Result<u32, String> {
             u32::try_from(number()?).map_err(|_| format!("line {at}: {value} is too large"))
@@ -272,7 +278,10 @@ pub fn parse(bytes: &[u8]) -> Result<BootCount, String> {
             "last-attempt" => c.last_attempt = Some(number()?),
             "last-bless" => c.last_bless = Some(number()?),
             _ => {
-                return Err(format!("line {at}: unknown key `{}`", key.escape_debug()));
+                return Err(format!(
+                    "line {at}: unknown key `{}`",
+                    crate::sys::escaped(key)
+                ));
             }
         }
     }

@@ -124,12 +124,12 @@ pub fn parse_bls(name: &str, text: &str) -> BlsEntry {
         ..BlsEntry::default()
     };
     for line in text.lines() {
-        let line = line.trim();
+        let line = crate::sys::trim(line);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let (key, value) = match line.split_once(|c: char| c.is_ascii_whitespace()) {
-            Some((k, v)) => (k, v.trim()),
+            Some((k, v)) => (k, crate::sys::trim(v)),
             None => (line, ""),
         };
         let v = || (!value.is_empty()).then(|| value.to_string());
@@ -284,7 +284,7 @@ pub fn raw_words(line: &str) -> Vec<&str> {
                 quoted = !quoted;
                 start.get_or_insert(i);
             }
-            c if c.is_whitespace() && !quoted => {
+            c if crate::sys::is_space(c) && !quoted => {
                 if let Some(s) = start.take() {
                     out.push(&line[s..i]);
                 }
@@ -487,7 +487,7 @@ fn check_bzimage(h: &[u8], len: u64) -> Result<KernelImage, String> {
             )
             .and_then(|s| s.split(|c| *c == 0).next())
             .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| crate::sys::words(s).next())
             .map(str::to_string),
     };
     Ok(KernelImage {

@@ -82,11 +82,7 @@ fn parse_opts(args: &[String], allow_initramfs: bool) -> Result<Opts, String> {
 fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
     let (cmdline, from) = match &o.cmdline {
         Some(c) => (c.clone(), "--cmdline"),
-        None => (
-            std::fs::read_to_string("/proc/cmdline")
-                .map_err(|e| format!("cannot read /proc/cmdline: {e}"))?,
-            "/proc/cmdline",
-        ),
+        None => (proc_cmdline(fs)?, "/proc/cmdline"),
     };
     let path = o
         .config
@@ -118,7 +114,7 @@ fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
             None
         }
     };
-    out.push_str(&format!("command line ({from}): {}\n", cmdline.trim()));
+    out.push_str(&format!("command line ({from}): {}\n", sys::trim(&cmdline)));
     let mut p = config::parse_all(
         text.as_deref()
             .map(|t| (path.to_str().unwrap_or("config"), t)),
@@ -134,9 +130,16 @@ fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
 fn cmdline_text(o: &Opts) -> Result<String, String> {
     match &o.cmdline {
         Some(c) => Ok(c.clone()),
-        None => std::fs::read_to_string("/proc/cmdline")
-            .map_err(|e| format!("cannot read /proc/cmdline: {e}")),
+        None => proc_cmdline(&RealSys::default()),
     }
+}
+
+/// This kernel's command line, read as the boot reads it.
+fn proc_cmdline(fs: &dyn Files) -> Result<String, String> {
+    let line = fs
+        .cmdline()
+        .map_err(|e| format!("cannot read /proc/cmdline: {}", sys::ErrnoText(e)))?;
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 /// The words of the command line `plan` reads.
@@ -511,7 +514,7 @@ pub fn boot_count(args: &[String], write: bool) -> Result<(String, i32), String>
     let sys = RealSys::default();
     // The boot's settings: the command line (`pivot.bootdisk=` after a
     // kexec, `pivot.oldroot`), then the boot disk's config file (`state`).
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let cmdline = proc_cmdline(&sys).unwrap_or_default();
     let cfg = config::parse_all(None, &cmdline, false).cfg;
     let failed = |out: String, why: String| {
         eprintln!("pivot-init {command}: {why}");

@@ -29,7 +29,7 @@ impl std::fmt::Display for NotEbs {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b)
-        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .trim_matches(|c: char| c == '\0' || crate::sys::is_space(c))
         .to_string()
 }
 

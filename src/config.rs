@@ -285,7 +285,7 @@ pub fn read_boot_config(fs: &dyn Files, initramfs: bool) -> (Config, Vec<String>
             Some(text)
         }
     };
-    let cmdline = match fs.read(Path::new("/proc/cmdline")) {
+    let cmdline = match fs.cmdline() {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) => {
             early.push(format!(
@@ -341,7 +341,7 @@ pub fn decode_lines(path: &str, bytes: &[u8]) -> (String, Vec<String>) {
                 warnings.push(format!(
                     "{path}:{}: not valid UTF-8; read as `{}`",
                     n + 1,
-                    lossy.trim()
+                    crate::sys::trim(&lossy)
                 ));
                 text.push_str(&lossy);
             }
@@ -363,7 +363,7 @@ pub fn split_cmdline(line: &str) -> Vec<String> {
                 in_quote = !in_quote;
                 have = true;
             }
-            c if c.is_whitespace() && !in_quote => {
+            c if crate::sys::is_space(c) && !in_quote => {
                 if have {
                     words.push(std::mem::take(&mut cur));
                     have = false;
@@ -389,7 +389,7 @@ fn abs_path(v: &str) -> Result<PathBuf, String> {
     if v.contains('\0') {
         return Err(format!(
             "`{}` must not contain a NUL byte",
-            v.escape_debug()
+            crate::sys::escaped(v)
         ));
     }
     if v.split('/').any(|c| c == "..") {
@@ -484,19 +484,19 @@ impl Parsed {
 /// Splits a config file line into key and value; `None` for blank lines and
 /// comments, `Err` for a malformed line.
 fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
-    let line = line.trim();
+    let line = crate::sys::trim(line);
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
     let Some((k, v)) = line.split_once('=') else {
         return Some(Err(()));
     };
-    let key = k.trim();
+    let key = crate::sys::trim(k);
     let key = key.strip_prefix("pivot.").unwrap_or(key).replace('-', "_");
-    if key.is_empty() || key.contains(char::is_whitespace) {
+    if key.is_empty() || key.contains(crate::sys::is_space) {
         return Some(Err(()));
     }
-    let v = v.trim_start();
+    let v = v.trim_start_matches(crate::sys::is_space);
     let value = match v.strip_prefix('"') {
         // A quoted value ends at its closing quote, `#` and all; after it
         // only a comment may follow.
@@ -504,7 +504,7 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
             let Some((inside, rest)) = quoted.split_once('"') else {
                 return Some(Err(()));
             };
-            let rest = rest.trim_start();
+            let rest = rest.trim_start_matches(crate::sys::is_space);
             if !rest.is_empty() && !rest.starts_with('#') {
                 return Some(Err(()));
             }
@@ -512,8 +512,8 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
         }
         // Unquoted, a ` #` starts a trailing comment.
         None => match v.find(" #").or_else(|| v.find("\t#")) {
-            Some(i) => v[..i].trim_end(),
-            None => v.trim_end(),
+            Some(i) => v[..i].trim_end_matches(crate::sys::is_space),
+            None => v.trim_end_matches(crate::sys::is_space),
         },
     };
     Some(Ok((key, value.to_string())))
@@ -554,7 +554,7 @@ impl Parsed {
                 Some(Err(())) => self.warnings.push(format!(
                     "{path}:{}: ignoring `{}`: expected `key = value`",
                     n + 1,
-                    line.trim()
+                    crate::sys::trim(line)
                 )),
                 Some(Ok((key, value))) => match apply(&mut self.cfg, &key, &value) {
                     Ok(()) => {
@@ -926,7 +926,7 @@ pub const SETTINGS: [Setting; 30] = [
         key: "kexec_cmdline",
         doc: "the kexec'd kernel's command line (else the entry's options)",
         parse: |c, v| {
-            if v.trim().is_empty() {
+            if crate::sys::trim(v).is_empty() {
                 return Err("empty command line; leave it unset to use the entry's".into());
             }
             c.kexec.cmdline = Some(v.to_string());

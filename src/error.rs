@@ -260,7 +260,7 @@ impl fmt::Display for Error {
                 "{volume} did not come up in {boots} boot{}; run 'pivot-init bless' on it to try again",
                 if *boots == 1 { "" } else { "s" }
             ),
-            Requested(how) => write!(f, "a {how:?} was asked for"),
+            Requested(how) => write!(f, "a {} was asked for", how.name()),
             NoRootSpec => write!(
                 f,
                 "no volume given: set pivot.root=/dev/NAME, MAJ:MIN or SERIAL=... on the kernel command line"

@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::config::{Config, FsckMode};
 use crate::error::{Error, Result};
 use crate::probe::{self, Probe};
-use crate::sys::{Exit, Program, SpawnOpts, Sys, process};
+use crate::sys::{Errno, Exit, Program, SpawnOpts, Sys, process};
 use crate::verify::{self, Arch, InitProblem, Rules};
 
 /// Where the checkers are looked for, on the boot root (in an initramfs,
@@ -124,6 +124,11 @@ fn find_checker(sys: &dyn Sys, names: &[String]) -> std::result::Result<PathBuf,
     for name in names {
         for dir in CHECKER_DIRS {
             let path = Path::new(dir).join(name);
+            // Most are not there: one lstat says so (what the check would
+            // find too: nothing at that path), instead of opening the root.
+            if sys.lstat(&path) == Err(Errno::NOENT) {
+                continue;
+            }
             match verify::init_problem(sys, Path::new("/"), &path, &rules) {
                 None => return Ok(path),
                 Some(InitProblem::NotFound) => {}
@@ -292,7 +297,7 @@ fn run_checker(sys: &dyn Sys, checker: &Path, args: &[&str], node: &Path) -> Res
     log::debug!(
         "fsck: {} ended with {status} after {} ms",
         checker.display(),
-        started.elapsed().as_millis()
+        crate::sys::millis(started.elapsed())
     );
     Ok(status)
 }

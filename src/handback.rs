@@ -71,8 +71,10 @@ pub fn offer(sys: &dyn Sys, cfg: &Config) {
 
 fn setup(sys: &dyn Sys) -> Result<(), SysError> {
     let run = Path::new("/run");
-    if !sys.is_mount_point(run) {
-        if !sys.is_dir(run) {
+    let root = sys.stat(Path::new("/")).ok();
+    let at = sys.api_dir(run, root.as_ref());
+    if at != Some(true) {
+        if at.is_none() {
             sys.mkdir(run)?;
         }
         let flags = MountFlags::NODEV | MountFlags::NOSUID | MountFlags::STRICTATIME;

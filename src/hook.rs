@@ -70,7 +70,7 @@ pub fn run(
     log::info!(
         "hook {} ended with {status} after {} ms",
         path.display(),
-        started.elapsed().as_millis()
+        crate::sys::millis(started.elapsed())
     );
     if status.success() {
         return Ok(true);

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::bootentry::{self, BLS_DIR, BlsEntry, KernelImage, Line};
 use crate::config::{Config, KexecInitrd, KexecMode, KexecSettings};
-use crate::summary::Timings;
+use crate::summary::{self, Timings};
 use crate::sys::{self, Errno, ErrnoText, FileInfo, FileType, Files, OpenFile, Resolve, Sys};
 use crate::wait::Found as Volume;
 
@@ -585,7 +585,7 @@ fn etc_kernel_cmdline(fs: &dyn Files, root: &Path) -> Result<Option<String>, Str
         return Ok(None);
     }
     let text = String::from_utf8_lossy(&o.file.head(16 * 1024)).into_owned();
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let words: Vec<&str> = sys::words(&text).collect();
     Ok((!words.is_empty()).then(|| words.join(" ")))
 }
 
@@ -643,7 +643,7 @@ pub fn load(sys: &dyn Sys, p: Prepared) -> Result<(), String> {
                 bootentry::load_failure(errno)
             )
         })?;
-    log::info!("kexec: loaded {k} in {} ms", t.elapsed().as_millis());
+    log::info!("kexec: loaded {k} in {} ms", sys::millis(t.elapsed()));
     Ok(())
 }
 
@@ -687,20 +687,13 @@ pub fn note_hook(fs: &dyn Files, root: &Path, hook: Option<&Path>) {
 /// The last line before the jump: the times, as the summary line of a
 /// pivot gives them (the new kernel's log starts afresh).
 pub fn jump_line(t: &Timings, volume: &Volume) -> String {
-    let stages: Vec<String> = t
-        .stages
-        .iter()
-        .map(|(st, ms)| format!("{} {ms}", st.name()))
-        .collect();
-    let us = volume.at.elapsed().as_micros();
     format!(
         "kexec: unmounted the volume, syncing and rebooting into its kernel; uevent to kexec \
-         {}.{:03} ms; start to kexec {} ms (uptime {} ms); stages {} ms",
-        us / 1000,
-        us % 1000,
-        t.t0.elapsed().as_millis(),
+         {} ms; start to kexec {} ms (uptime {} ms); stages {} ms",
+        summary::ms3(sys::micros(volume.at.elapsed())),
+        sys::millis(t.t0.elapsed()),
         sys::uptime_ms(),
-        stages.join(", ")
+        summary::stage_list(t)
     )
 }
 

@@ -41,26 +41,70 @@ fn priority(level: Level) -> u8 {
 /// The bytes of one record: `<N>pivot-init: msg\n` for kmsg (`with_prio`), or
 /// `pivot-init: msg\n` for the console; never longer than [`MAX_RECORD`].
 pub fn format_record(level: Level, msg: &str, with_prio: bool) -> Vec<u8> {
-    let mut s = String::with_capacity(msg.len() + 16);
-    if with_prio {
-        s.push('<');
-        s.push(char::from(b'0' + priority(level)));
-        s.push('>');
-    }
-    s.push_str(PREFIX);
-    // One record is one line: fold embedded newlines.
-    for c in msg.chars() {
-        s.push(if c == '\n' { ' ' } else { c });
-    }
-    if s.len() > MAX_RECORD - 1 {
-        let mut cut = MAX_RECORD - 1;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
+    let mut r = Record992::new(level, with_prio);
+    let _ = std::fmt::Write::write_str(&mut r, msg);
+    r.finish().to_vec()
+}
+
+/// One record as it is formatted, on the stack (no allocation per log
+/// line): the `<N>` priority, [`PREFIX`], the message with embedded
+/// newlines folded (one record is one line), cut on a character boundary
+/// where it would not fit, and the newline.
+struct Record992 {
+    buf: [u8; MAX_RECORD],
+    len: usize,
+    /// The message was cut: nothing more is taken.
+    cut: bool,
+}
+
+impl Record992 {
+    fn new(level: Level, with_prio: bool) -> Record992 {
+        let mut r = Record992 {
+            buf: [0; MAX_RECORD],
+            len: 0,
+            cut: false,
+        };
+        if with_prio {
+            r.put(&[b'<', b'0' + priority(level), b'>']);
         }
-        s.truncate(cut);
+        r.put(PREFIX.as_bytes());
+        r
     }
-    s.push('\n');
-    s.into_bytes()
+
+    fn put(&mut self, bytes: &[u8]) {
+        let dst = self.buf.get_mut(self.len..).unwrap_or_default();
+        for (d, b) in dst.iter_mut().zip(bytes) {
+            *d = if *b == b'\n' { b' ' } else { *b };
+        }
+        self.len = (self.len + bytes.len()).min(MAX_RECORD);
+    }
+
+    /// The record, its newline added.
+    fn finish(&mut self) -> &[u8] {
+        let end = self.len.min(MAX_RECORD - 1);
+        if let Some(nl) = self.buf.get_mut(end) {
+            *nl = b'\n';
+        }
+        self.buf.get(..=end).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for Record992 {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.cut {
+            return Ok(());
+        }
+        let room = (MAX_RECORD - 1).saturating_sub(self.len);
+        let mut take = s.len().min(room);
+        if take < s.len() {
+            self.cut = true;
+            while !s.is_char_boundary(take) {
+                take -= 1;
+            }
+        }
+        self.put(s.as_bytes().get(..take).unwrap_or_default());
+        Ok(())
+    }
 }
 
 /// `msg` then `tail` as one message that fits one record
@@ -113,14 +157,16 @@ impl Log for KmsgLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let msg = record.args().to_string();
+        let kmsg = KMSG.get();
+        let mut r = Record992::new(record.level(), kmsg.is_some());
+        let _ = std::fmt::write(&mut r, *record.args());
         // Write errors are dropped: there is nowhere else to report them.
-        match KMSG.get() {
+        match kmsg {
             Some(mut f) => {
-                let _ = f.write(&format_record(record.level(), &msg, true));
+                let _ = f.write(r.finish());
             }
             None => {
-                let _ = std::io::stderr().write(&format_record(record.level(), &msg, false));
+                let _ = std::io::stderr().write(r.finish());
             }
         }
     }
@@ -247,6 +293,23 @@ mod tests {
         // Empty pieces are no trouble either.
         assert_eq!(fit_keeping_tail("", ""), "");
         assert_eq!(fit_keeping_tail(&"y".repeat(5000), "").len(), MAX_MESSAGE);
+    }
+
+    /// A message formatted in pieces is cut once: what comes after the
+    /// cut is not appended, even a piece small enough for the room left.
+    #[test]
+    fn a_cut_message_is_a_prefix() {
+        let mut r = Record992::new(Level::Info, true);
+        let long = "é".repeat(MAX_RECORD);
+        // One byte of room is left after the last whole `é`.
+        let _ = std::fmt::write(&mut r, format_args!("x{long}{}", "z"));
+        let out = r.finish().to_vec();
+        assert_eq!(out.len(), MAX_RECORD - 1);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.starts_with("<6>pivot-init: xéé") && text.ends_with("é\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::sysblock::{PartId, SysBlock};
 /// Whether a serial the user gave matches the one a device reports. Cloud
 /// volume ids are written `vol-0abc` but NVMe serials read `vol0abc`.
 pub fn serial_matches(wanted: &str, reported: &str) -> bool {
-    let reported = reported.trim();
+    let reported = crate::sys::trim(reported);
     !reported.is_empty() && (wanted == reported || wanted.replace('-', "") == reported)
 }
 
@@ -154,10 +154,9 @@ impl<'a> Facts<'a> {
 /// Why a device could not be read, in a few words: the errno, or the node problem.
 fn short_reason(e: &Error) -> String {
     match e {
-        Error::Sys(SysError {
-            op: Op::Open(_) | Op::Read(_),
-            errno,
-        }) => ErrnoText(*errno).to_string(),
+        Error::Sys(SysError { op, errno }) if matches!(**op, Op::Open(_) | Op::Read(_)) => {
+            ErrnoText(*errno).to_string()
+        }
         other => other.to_string(),
     }
 }

@@ -2,7 +2,6 @@
 //! `modules.dep`, skip what is built in or loaded, `finit_module` the rest.
 //! The resolution is pure code shared with `pivot-mkinitramfs`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -95,44 +94,64 @@ pub fn is_compressed(path: &str) -> bool {
         .any(|e| path.ends_with(e))
 }
 
-/// `modules.dep`: module name -> (path, dependency paths).
+/// `modules.dep`: module name -> (path, dependency paths), as a vector
+/// sorted by name (no map type in the binary for it).
 #[derive(Debug, Default)]
 pub struct DepMap {
-    pub modules: BTreeMap<String, (String, Vec<String>)>,
+    entries: Vec<(String, (String, Vec<String>))>,
 }
 
 impl DepMap {
     pub fn parse(text: &str) -> DepMap {
-        let mut modules = BTreeMap::new();
+        let mut entries = Vec::new();
         for line in text.lines() {
             let Some((path, deps)) = line.split_once(':') else {
                 continue;
             };
-            let path = path.trim();
+            let path = crate::sys::trim(path);
             if path.is_empty() {
                 continue;
             }
-            let deps = deps.split_whitespace().map(str::to_string).collect();
-            modules.insert(module_name(path), (path.to_string(), deps));
+            let deps = crate::sys::words(deps).map(str::to_string).collect();
+            entries.push((module_name(path), (path.to_string(), deps)));
         }
-        DepMap { modules }
+        // A name listed twice keeps its last line: reversed, then a stable
+        // sort puts it first of its equals, and `dedup` keeps the first.
+        entries.reverse();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+        DepMap { entries }
+    }
+
+    /// The path and the dependency paths of module `name`.
+    pub fn get(&self, name: &str) -> Option<&(String, Vec<String>)> {
+        let i = self
+            .entries
+            .binary_search_by(|e| e.0.as_str().cmp(name))
+            .ok()?;
+        self.entries.get(i).map(|e| &e.1)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
     }
 
     /// The module files to load for `wanted`, dependencies first, each once.
-    /// Names in `builtin` are skipped; an unknown name is an error.
+    /// Names in `builtin` (sorted, as [`parse_builtin`] gives them) are
+    /// skipped; an unknown name is an error.
     pub fn resolve(
         &self,
         wanted: &[String],
-        builtin: &BTreeSet<String>,
+        builtin: &[String],
     ) -> Result<Vec<String>, ModuleError> {
         let mut order = Vec::new();
-        let mut done = BTreeSet::new();
+        let mut done = Vec::new();
         for w in wanted {
             let name = normalize(w);
-            if builtin.contains(&name) {
+            if builtin.binary_search(&name).is_ok() {
                 continue;
             }
-            let Some((path, _)) = self.modules.get(&name) else {
+            let Some((path, _)) = self.get(&name) else {
                 return Err(ModuleError::NotInDep(w.clone()));
             };
             self.visit(path, &mut done, &mut order, 0)?;
@@ -143,17 +162,18 @@ impl DepMap {
     fn visit(
         &self,
         path: &str,
-        done: &mut BTreeSet<String>,
+        done: &mut Vec<String>,
         order: &mut Vec<String>,
         depth: usize,
     ) -> Result<(), ModuleError> {
         if depth > 64 {
             return Err(ModuleError::Loop(path.to_string()));
         }
-        if !done.insert(path.to_string()) {
+        if done.iter().any(|d| d == path) {
             return Ok(());
         }
-        if let Some((_, deps)) = self.modules.get(&module_name(path)) {
+        done.push(path.to_string());
+        if let Some((_, deps)) = self.get(&module_name(path)) {
             for d in deps {
                 self.visit(d, done, order, depth + 1)?;
             }
@@ -163,12 +183,17 @@ impl DepMap {
     }
 }
 
-/// Names of the built-in modules (`modules.builtin` lists their paths).
-pub fn parse_builtin(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
+/// Names of the built-in modules (`modules.builtin` lists their paths),
+/// sorted, each once.
+pub fn parse_builtin(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter(|l| !crate::sys::trim(l).is_empty())
         .map(module_name)
-        .collect()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Shell-style matching as modules.alias uses it: `*`, `?`, `[abc]`,
@@ -253,7 +278,7 @@ impl Aliases {
         Aliases(
             text.lines()
                 .filter_map(|l| {
-                    let mut w = l.split_whitespace();
+                    let mut w = crate::sys::words(l);
                     match (w.next(), w.next(), w.next()) {
                         (Some("alias"), Some(p), Some(m)) => Some((p.to_string(), normalize(m))),
                         _ => None,
@@ -316,7 +341,7 @@ impl ModConfig {
     /// Adds the lines of a modprobe.d file or of `modules.softdep`.
     pub fn add_conf(&mut self, text: &str) {
         for line in text.lines() {
-            let mut w = line.split_whitespace();
+            let mut w = crate::sys::words(line);
             match (w.next(), w.next()) {
                 (Some("options"), Some(m)) => {
                     entry(&mut self.options, &normalize(m)).extend(w.map(str::to_string))
@@ -358,7 +383,7 @@ impl ModConfig {
                     .extend(value.split(',').filter(|m| !m.is_empty()).map(normalize));
                 continue;
             }
-            let value = if value.contains(char::is_whitespace) {
+            let value = if value.contains(crate::sys::is_space) {
                 format!("\"{value}\"")
             } else {
                 value.to_string()
@@ -402,7 +427,7 @@ impl ModConfig {
 pub struct Loader {
     dir: PathBuf,
     deps: DepMap,
-    builtin: BTreeSet<String>,
+    builtin: Vec<String>,
     aliases: Aliases,
     conf: ModConfig,
 }
@@ -476,7 +501,7 @@ impl Loader {
             .aliases
             .modules_for(modalias)
             .into_iter()
-            .filter(|m| self.deps.modules.contains_key(m))
+            .filter(|m| self.deps.contains(m))
             .filter(|m| {
                 let black = self.conf.blacklist.contains(m);
                 if black {
@@ -509,7 +534,7 @@ impl Loader {
             let devices = sys_bus.join(bus).join("devices");
             for dev in sys.read_dir(&devices).unwrap_or_default() {
                 if let Ok(alias) = sys.read_text(&devices.join(dev).join("modalias")) {
-                    n += self.load_for(sys, alias.trim());
+                    n += self.load_for(sys, crate::sys::trim(&alias));
                 }
             }
         }
@@ -614,10 +639,7 @@ garbage line\n";
     fn dependencies_first_each_once() {
         let m = DepMap::parse(DEP);
         let order = m
-            .resolve(
-                &["virtio_pci".into(), "virtio-blk".into()],
-                &BTreeSet::new(),
-            )
+            .resolve(&["virtio_pci".into(), "virtio-blk".into()], &[])
             .unwrap();
         assert_eq!(
             order,
@@ -629,13 +651,32 @@ garbage line\n";
                 "kernel/drivers/block/virtio_blk.ko",
             ]
         );
-        let order = m.resolve(&["sd_mod".into()], &BTreeSet::new()).unwrap();
+        let order = m.resolve(&["sd_mod".into()], &[]).unwrap();
         assert_eq!(
             order,
             vec![
                 "kernel/drivers/scsi/scsi_common.ko",
                 "kernel/drivers/scsi/sd_mod.ko.xz"
             ]
+        );
+    }
+
+    /// Looked up by name in any order of the file; a module listed twice
+    /// is the last line's, as the map before it kept it.
+    #[test]
+    fn lookups_by_name_and_the_last_line_wins() {
+        let m = DepMap::parse("z/zz.ko: a/old.ko\nb/b.ko:\nz/zz.ko: y/new.ko\na/aa.ko: b/b.ko\n");
+        assert_eq!(
+            m.get("zz"),
+            Some(&("z/zz.ko".to_string(), vec!["y/new.ko".to_string()]))
+        );
+        assert_eq!(m.get("aa").map(|e| e.0.as_str()), Some("a/aa.ko"));
+        assert!(m.contains("b") && !m.contains("c") && !m.contains(""));
+        let builtin = parse_builtin("x/q.ko\n\nx/p.ko\nx/q.ko\n");
+        assert_eq!(builtin, ["p", "q"]);
+        assert_eq!(
+            m.resolve(&["aa".into(), "q".into()], &builtin).unwrap(),
+            ["b/b.ko", "a/aa.ko"]
         );
     }
 
@@ -694,10 +735,7 @@ garbage line\n";
     #[test]
     fn loops_end() {
         let m = DepMap::parse("a.ko: b.ko\nb.ko: a.ko\n");
-        assert_eq!(
-            m.resolve(&["a".into()], &BTreeSet::new()).unwrap(),
-            vec!["b.ko", "a.ko"]
-        );
+        assert_eq!(m.resolve(&["a".into()], &[]).unwrap(), vec!["b.ko", "a.ko"]);
     }
 
     #[test]

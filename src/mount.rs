@@ -136,10 +136,9 @@ pub fn mount_again(sys: &dyn Sys, cfg: &Config, node: &Path, fstype: &str) -> Re
 /// EROFS when the device refuses).
 pub fn wants_to_write(e: &Error) -> bool {
     match e {
-        Error::Sys(SysError {
-            op: Op::Mount { .. },
-            errno,
-        }) => *errno == Errno::ROFS,
+        Error::Sys(SysError { op, errno }) if matches!(**op, Op::Mount { .. }) => {
+            *errno == Errno::ROFS
+        }
         Error::AllFstypesFailed { tried, .. } => tried.iter().any(|(_, e)| *e == Errno::ROFS),
         _ => false,
     }
@@ -229,15 +228,11 @@ pub fn mount_volume(
             }
             Err(e) if types.len() == 1 => return Err(e.into()),
             Err(e) => {
-                let SysError {
-                    op: Op::Mount { .. },
-                    errno,
-                } = e
-                else {
+                if !matches!(*e.op, Op::Mount { .. }) {
                     return Err(e.into());
-                };
+                }
                 log::warn!("{e}");
-                tried.push((t.clone(), errno));
+                tried.push((t.clone(), e.errno));
             }
         }
     }
@@ -374,9 +369,9 @@ mod tests {
         assert!(matches!(
             err,
             Error::Sys(SysError {
-                op: Op::Mkdir(_),
+                ref op,
                 errno: Errno::ROFS,
-            })
+            }) if matches!(**op, Op::Mkdir(_))
         ));
         assert_eq!(s.log(), ["mkdir /new-root"]);
     }

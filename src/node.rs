@@ -22,7 +22,7 @@ impl Device {
 
 /// Parses a sysfs `dev` file (`259:2\n`).
 pub fn parse_devno(s: &str) -> Option<(u32, u32)> {
-    let (a, b) = s.trim().split_once(':')?;
+    let (a, b) = sys::trim(s).split_once(':')?;
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 

@@ -6,27 +6,27 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::kmsg;
-use crate::sys::{self, MountFlags, Sys};
+use crate::sys::{self, FileInfo, MountFlags, Sys};
 
 const API_FLAGS: MountFlags = MountFlags::NOSUID
     .union(MountFlags::NODEV)
     .union(MountFlags::NOEXEC);
 
 /// Mounts an API filesystem unless something is mounted there already;
-/// returns `target` when it mounted it.
+/// returns `target` when it mounted it. `root` is `/`'s `stat`.
 fn mount_api(
     sys: &dyn Sys,
-    src: &str,
-    target: &'static str,
-    fstype: &str,
+    root: Option<&FileInfo>,
+    (src, target, fstype): (&str, &'static str, &str),
     flags: MountFlags,
     data: &str,
 ) -> Option<&'static str> {
     let p = Path::new(target);
-    if sys.is_mount_point(p) {
+    let at = sys.api_dir(p, root);
+    if at == Some(true) {
         return None;
     }
-    if !sys.is_dir(p)
+    if at.is_none()
         && let Err(e) = sys.mkdir(p)
     {
         log::error!("{e}");
@@ -46,7 +46,8 @@ fn mount_api(
 
 /// `/proc`, which the config stage reads the command line from.
 pub fn mount_proc(sys: &dyn Sys) -> Option<&'static str> {
-    mount_api(sys, "proc", "/proc", "proc", API_FLAGS, "")
+    let root = sys.stat(Path::new("/")).ok();
+    mount_api(sys, root.as_ref(), ("proc", "/proc", "proc"), API_FLAGS, "")
 }
 
 /// After the config: `/sys`, `/dev` (unless `pivot.devtmpfs=0`), the
@@ -54,15 +55,17 @@ pub fn mount_proc(sys: &dyn Sys) -> Option<&'static str> {
 /// Returns what it mounted.
 pub fn prepare(sys: &dyn Sys, cfg: &Config, warnings: &[String]) -> Vec<&'static str> {
     let mut mounted = Vec::new();
-    mounted.extend(mount_api(sys, "sysfs", "/sys", "sysfs", API_FLAGS, ""));
+    let root = sys.stat(Path::new("/")).ok();
+    let root = root.as_ref();
+    let sysfs = ("sysfs", "/sys", "sysfs");
+    mounted.extend(mount_api(sys, root, sysfs, API_FLAGS, ""));
     if cfg.devtmpfs {
-        let flags = MountFlags::NOSUID;
+        let devtmpfs = ("devtmpfs", "/dev", "devtmpfs");
         mounted.extend(mount_api(
             sys,
-            "devtmpfs",
-            "/dev",
-            "devtmpfs",
-            flags,
+            root,
+            devtmpfs,
+            MountFlags::NOSUID,
             "mode=0755",
         ));
     }

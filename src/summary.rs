@@ -9,11 +9,13 @@ use crate::stage::Stage;
 use crate::sys::{self, Files};
 use crate::wait::Found;
 
-/// Each stage's duration, kept for the summary line (every log line is a
-/// synchronous console write, which would slow the switch itself).
+/// Each stage's duration in microseconds, kept for the summary line (every
+/// log line is a synchronous console write, which would slow the switch
+/// itself). Microseconds, so that under QEMU's `-icount` (1 ns per guest
+/// instruction) the line is a per-stage instruction profile.
 pub struct Timings {
     pub t0: Instant,
-    pub stages: Vec<(Stage, u128)>,
+    pub stages: Vec<(Stage, u64)>,
     /// PID 1's CPU time at start (`pivot.stats=1`): its counters include the
     /// kernel's own init work before exec.
     pub cpu_at_start: Option<u64>,
@@ -32,9 +34,9 @@ impl Timings {
 impl Timings {
     /// `stage` took from `since` until now.
     pub fn record(&mut self, stage: Stage, since: Instant) {
-        let ms = since.elapsed().as_millis();
-        log::debug!("stage {} took {ms} ms", stage.name());
-        self.stages.push((stage, ms));
+        let us = crate::sys::micros(since.elapsed());
+        log::debug!("stage {} took {} ms", stage.name(), ms3(us));
+        self.stages.push((stage, us));
     }
 }
 
@@ -57,21 +59,16 @@ pub struct Switched<'a> {
 /// The summary line; `stats` adds CPU time and peak memory (read from
 /// /proc/self: a few ms under TCG, so only when asked for).
 pub fn line(fs: &dyn Files, t: &Timings, s: &Switched, stats: bool) -> String {
-    let stages: Vec<String> = t
-        .stages
-        .iter()
-        .map(|(st, ms)| format!("{} {ms}", st.name()))
-        .collect();
     let mut line = format!(
         "switched to {} ({}) by {}; uevent to exec {} ms; start to exec {} ms (uptime {} ms); \
          stages {} ms",
         s.node.display(),
         s.fstype,
         s.how,
-        ms3(s.found.at.elapsed().as_micros()),
-        t.t0.elapsed().as_millis(),
+        ms3(sys::micros(s.found.at.elapsed())),
+        sys::millis(t.t0.elapsed()),
         sys::uptime_ms(),
-        stages.join(", "),
+        stage_list(t),
     );
     if stats {
         let cpu_total = sys::cpu_us(fs)
@@ -83,21 +80,32 @@ pub fn line(fs: &dyn Files, t: &Timings, s: &Switched, stats: bool) -> String {
             None => "0 ms while waiting (present at once)".to_string(),
             Some(idle) => format!(
                 "{} ms while waiting ({} wake-ups)",
-                idle.cpu_us.map_or("?".to_string(), |us| ms3(us.into())),
+                idle.cpu_us.map_or("?".to_string(), ms3),
                 idle.wakeups
             ),
         };
         line.push_str(&format!(
             "; cpu {waiting}, {} ms since start; VmHWM {} KiB",
-            cpu_total.map_or("?".to_string(), |us| ms3(us.into())),
+            cpu_total.map_or("?".to_string(), ms3),
             sys::vm_hwm_kib(fs).map_or("?".to_string(), |k| k.to_string()),
         ));
     }
     format!("{line}; exec {}", s.init.display())
 }
 
+/// The stage times of the summary line: `config 0.412, prepare 0.388, ...`
+/// (milliseconds with three decimals).
+pub fn stage_list(t: &Timings) -> String {
+    let stages: Vec<String> = t
+        .stages
+        .iter()
+        .map(|(st, us)| format!("{} {}", st.name(), ms3(*us)))
+        .collect();
+    stages.join(", ")
+}
+
 /// Microseconds as `M.UUU` milliseconds, without float formatting code.
-fn ms3(us: u128) -> String {
+pub fn ms3(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 
@@ -120,7 +128,7 @@ mod tests {
             idle: None,
         };
         let t = Timings {
-            stages: vec![(Stage::Config, 3), (Stage::Mount, 12)],
+            stages: vec![(Stage::Config, 3), (Stage::Mount, 12_345)],
             ..Timings::new()
         };
         let s = Switched {
@@ -135,7 +143,7 @@ mod tests {
             l.starts_with("switched to /dev/nvme1n1 (ext4) by switch_root; uevent to exec "),
             "{l}"
         );
-        assert!(l.contains("; stages config 3, mount 12 ms; cpu 0 ms while waiting (present at once), ? ms since start; VmHWM ? KiB; exec /sbin/init"), "{l}");
+        assert!(l.contains("; stages config 0.003, mount 12.345 ms; cpu 0 ms while waiting (present at once), ? ms since start; VmHWM ? KiB; exec /sbin/init"), "{l}");
         assert_eq!(ms3(1234), "1.234");
         assert_eq!(ms3(5), "0.005");
     }

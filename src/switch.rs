@@ -6,15 +6,16 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::sys::{API_MOUNTS, Errno, ErrnoText, Op, Sys, SysError, in_root as under};
+use crate::sys::{API_MOUNTS, Errno, ErrnoText, Op, Sys, in_root as under};
 
 /// The API mounts mounted now, which the switch will carry over: they
 /// cover the volume's directories of the same names (the init must not
-/// live there).
+/// live there). One lstat each against `/`'s stat (`Sys::api_dir`).
 pub fn api_mounts(s: &dyn Sys) -> Vec<&'static str> {
+    let slash = s.stat(Path::new("/")).ok();
     API_MOUNTS
         .into_iter()
-        .filter(|m| s.is_mount_point(Path::new(m)))
+        .filter(|m| s.api_dir(Path::new(m), slash.as_ref()) == Some(true))
         .collect()
 }
 
@@ -128,11 +129,11 @@ pub fn switch_initramfs(s: &dyn Sys, new_root: &Path, moves: &[&str]) -> Result<
             s.chdir(Path::new("/"))?;
             Ok(How::PivotRoot)
         }
-        Err(SysError {
-            op: Op::PivotRoot(..),
-            errno,
-        }) if errno == Errno::INVAL => {
-            log::debug!("pivot_root refused on the initramfs ({})", ErrnoText(errno));
+        Err(e) if matches!(*e.op, Op::PivotRoot(..)) && e.errno == Errno::INVAL => {
+            log::debug!(
+                "pivot_root refused on the initramfs ({})",
+                ErrnoText(e.errno)
+            );
             switch_root(s, new_root)?;
             Ok(How::SwitchRoot)
         }
@@ -158,6 +159,7 @@ fn switch_root(s: &dyn Sys, new_root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::SysError;
     use crate::sys::fake::FakeSys;
 
     #[test]
@@ -298,9 +300,9 @@ mod tests {
         assert!(matches!(
             err,
             Error::Sys(SysError {
-                op: Op::PivotRoot(..),
+                ref op,
                 errno: Errno::PERM,
-            })
+            }) if matches!(**op, Op::PivotRoot(..))
         ));
         assert!(!s.log().iter().any(|c| c == "free /"));
         // switch_root: the new root cannot be moved onto /.

@@ -92,7 +92,7 @@ impl<'a> SysBlock<'a> {
         [dir.join("serial"), dir.join("device/serial")]
             .iter()
             .find_map(|p| self.text(p))
-            .map(|s| s.trim().to_string())
+            .map(|s| sys::trim(&s).to_string())
             .filter(|s| !s.is_empty())
     }
 
@@ -130,7 +130,9 @@ impl<'a> SysBlock<'a> {
     /// For a partition: its number and the disk it is on.
     pub fn partition_of(&self, name: &str) -> Option<(u32, Device)> {
         let dir = self.root.join(name);
-        let partn = self.text(&dir.join("partition"))?.trim().parse().ok()?;
+        let partn = sys::trim(&self.text(&dir.join("partition"))?)
+            .parse()
+            .ok()?;
         // /sys/class/block/nvme1n1p2 -> .../nvme1n1/nvme1n1p2: the parent dir is the disk.
         let real = self.sys.canonicalize(&dir)?;
         let disk = real.parent()?.file_name()?.to_str()?;
@@ -144,7 +146,7 @@ impl<'a> SysBlock<'a> {
 
     fn attr(&self, name: &str, rel: &str) -> Option<String> {
         let text = self.text(&self.root.join(name).join(rel))?;
-        let t = text.trim();
+        let t = sys::trim(&text);
         (!t.is_empty()).then(|| t.to_string())
     }
 
@@ -160,7 +162,7 @@ impl<'a> SysBlock<'a> {
                 .map(|id| format!("{id}-part{partn}"))
                 .collect();
         }
-        let under = |s: &str| s.split_whitespace().collect::<Vec<_>>().join("_");
+        let under = |s: &str| sys::words(s).collect::<Vec<_>>().join("_");
         let mut ids = Vec::new();
         if name.starts_with("nvme") {
             if let (Some(model), Some(serial)) = (
@@ -189,7 +191,7 @@ impl<'a> SysBlock<'a> {
             }
             if let Some(naa) = self
                 .attr(name, "device/wwid")
-                .and_then(|w| w.strip_prefix("naa.").map(str::to_lowercase))
+                .and_then(|w| w.strip_prefix("naa.").map(str::to_ascii_lowercase))
             {
                 ids.push(format!("wwn-0x{naa}"));
             }
@@ -205,7 +207,7 @@ impl<'a> SysBlock<'a> {
             .ok()?;
         let len = usize::from(*page.get(3)?);
         let serial = page.get(4..4 + len)?;
-        let t = String::from_utf8_lossy(serial).trim().to_string();
+        let t = sys::trim(&String::from_utf8_lossy(serial)).to_string();
         (!t.is_empty()).then_some(t)
     }
 
@@ -277,7 +279,7 @@ impl<'a> SysBlock<'a> {
 
     fn sector_size(&self, disk: &str) -> u64 {
         self.text(&self.root.join(disk).join("queue/logical_block_size"))
-            .and_then(|s| s.trim().parse().ok())
+            .and_then(|s| sys::trim(&s).parse().ok())
             .filter(|n: &u64| n.is_power_of_two() && (512..=65536).contains(n))
             .unwrap_or(512)
     }

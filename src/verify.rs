@@ -212,10 +212,8 @@ impl Arch {
         let m = sys.uname().machine;
         let mut compat = sys.runs_32bit();
         if compat && m == "x86_64" {
-            let cmdline = sys
-                .read_text(Path::new("/proc/cmdline"))
-                .unwrap_or_default();
-            compat = ia32_emulation(&cmdline).unwrap_or(true);
+            let cmdline = sys.cmdline().unwrap_or_default();
+            compat = ia32_emulation(&String::from_utf8_lossy(&cmdline)).unwrap_or(true);
         }
         let arch = Arch::for_machine(&m, compat);
         if arch.is_none() {
@@ -688,7 +686,7 @@ pub struct CheckedInit {
 /// A printable interpreter name: bytes that are not plain text are escaped
 /// (`/bin/busybox\r`).
 fn shown(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).escape_debug().to_string()
+    crate::sys::escaped(&String::from_utf8_lossy(name)).to_string()
 }
 
 /// Checks `p` (absolute as seen from inside `root`) as an init; the open

@@ -211,7 +211,7 @@ impl Waiter<'_> {
                 log::info!(
                     "{} appeared after {} ms",
                     f.dev.describe(),
-                    self.start.elapsed().as_millis()
+                    sys::millis(self.start.elapsed())
                 );
                 found.push(f);
                 if !self.want.spec.names_one_volume() {
@@ -253,7 +253,7 @@ pub fn wait_stage(sys: &dyn Sys, cfg: &Config, loader: Option<&Loader>) -> Resul
 /// After the volume was chosen and mounted: devices that arrived since and
 /// match too do not undo the boot, but each is logged.
 fn late_matching(want: &Want, sys: &SysBlock, chosen: &Device) {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = [0u8; 16 * 1024];
     while let Ok(Recv::Message(msg)) = sys.sys.recv_uevent(&mut buf) {
         let Some(dev) = uevent::parse(msg).and_then(|ev| arriving(sys, &ev)) else {
             continue;
@@ -326,7 +326,7 @@ pub fn wait_for(
             n => format!("{n} s"),
         }
     );
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = [0u8; 16 * 1024];
     let cpu_at_first_sleep = if stats { sys::cpu_us(blocks.sys) } else { None };
     let mut wakeups = 0;
     loop {

@@ -173,7 +173,7 @@ fn add_modules(
     while let Some(w) = wanted.get(i).cloned() {
         if let Some((pre, post)) = modules::lookup(&conf.softdeps, &w) {
             for m in pre.iter().chain(post) {
-                if deps.modules.contains_key(m) && !wanted.contains(m) {
+                if deps.contains(m) && !wanted.contains(m) {
                     wanted.push(m.clone());
                 }
             }
@@ -185,7 +185,7 @@ fn add_modules(
     let mut dep_out = String::new();
     for rel in &files {
         arc.add(&format!("{base}/{rel}"), file(read(&dir.join(rel))?, 0o644));
-        if let Some((_, d)) = deps.modules.get(&modules::module_name(rel)) {
+        if let Some((_, d)) = deps.get(&modules::module_name(rel)) {
             dep_out.push_str(&format!("{rel}: {}\n", d.join(" ")).replace(": \n", ":\n"));
         }
     }

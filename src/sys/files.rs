@@ -1,6 +1,7 @@
 //! Reading files and devices, and walking the initramfs to free it.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, OsStr};
+use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -57,13 +58,21 @@ impl OpenFile {
         rustix::fs::fstat(&self.0).map(FileInfo::from)
     }
 
-    /// Fills `buf` from `offset` on; returns how many bytes the file had there.
+    /// Fills `buf` from `offset` on; returns how many bytes the file had
+    /// there. What is read this way are regular files and block devices,
+    /// which give less than asked only at their end: a short read ends it
+    /// (no second call to learn so).
     pub fn read_full_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
         let mut got = 0;
         while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+            let want = rest.len();
             match rustix::io::pread(&self.0, rest, offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    if n < want {
+                        break;
+                    }
+                }
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e),
             }
@@ -79,9 +88,15 @@ impl OpenFile {
         head
     }
 
-    /// Where the file is on this machine, after every symlink (from /proc).
+    /// Where the file is on this machine, after every symlink (from /proc;
+    /// read into a buffer on the stack).
     pub(super) fn real_path(&self) -> Option<PathBuf> {
-        std::fs::read_link(self.proc_path()).ok()
+        use std::os::unix::ffi::OsStrExt;
+        let mut buf = [0u8; 4096];
+        let n = rustix::fs::readlinkat_raw(rustix::fs::CWD, self.proc_path(), &mut buf[..]).ok()?;
+        // A whole buffer may be a cut path (a path has at most 4095 bytes).
+        let target = buf.get(..n).filter(|_| n < buf.len())?;
+        Some(PathBuf::from(OsStr::from_bytes(target)))
     }
 
     /// `/proc/self/fd/N`: the magic link the kernel follows to exactly
@@ -93,19 +108,13 @@ impl OpenFile {
 
     /// Whether this directory (a path handle will do) has no entries.
     pub(super) fn is_empty_dir(&self) -> Result<bool, Errno> {
-        let dir = rustix::fs::openat(
-            &self.0,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        for entry in rustix::fs::Dir::read_from(&dir)? {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let dir = rustix::fs::openat(&self.0, ".", DIR_FLAGS, Mode::empty())?;
+        let mut empty = true;
+        each_entry(&dir, |_, _| {
+            empty = false;
+            false
+        })?;
+        Ok(empty)
     }
 
     /// Creates the directory `name` (one component, mode 0755) in this
@@ -121,16 +130,65 @@ impl OpenFile {
     }
 }
 
-/// Creates `path` (or truncates it; a symlink there is refused) with
-/// exactly `mode`, whatever the umask, and writes all of `data`.
-pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Errno> {
-    let flags =
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+/// The names in the directory at `path` that are UTF-8, unsorted.
+pub(super) fn read_dir(path: &Path) -> Result<Vec<String>, Errno> {
+    let dir = rustix::fs::open(path, DIR_FLAGS, Mode::empty())?;
+    let mut names = Vec::new();
+    each_entry(&dir, |name, _| {
+        if let Ok(n) = name.to_str() {
+            names.push(n.to_string());
+        }
+        true
+    })?;
+    Ok(names)
+}
+
+/// The whole file at `path`: opened (no `fcntl` after it, as musl's
+/// `open` does for std), read into a buffer on the stack (a sysfs
+/// attribute or /proc/cmdline is one read, and a second says the end);
+/// a file that fills that buffer is sized with `fstat` and read straight
+/// into the vector it comes back in.
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, Errno> {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut chunk = [0u8; 4096];
+    let mut out = Vec::new();
+    loop {
+        let len = out.len();
+        let n = if out.capacity() - len >= chunk.len() {
+            out.resize(out.capacity(), 0);
+            let r = read_some(&fd, out.get_mut(len..).unwrap_or_default());
+            out.truncate(len + r.unwrap_or(0));
+            r?
+        } else {
+            let n = read_some(&fd, &mut chunk)?;
+            if len == 0 && n == chunk.len() {
+                let size = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size as usize);
+                out.reserve_exact(size.max(2 * n) + 1);
+            }
+            out.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            n
+        };
+        if n == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// One `read`, again when a signal interrupted it.
+fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Err(Errno::INTR) => {}
+            r => return r,
+        }
+    }
+}
+
+/// Writes all of `data` to `fd`.
+fn write_all(fd: &OwnedFd, data: &[u8]) -> Result<(), Errno> {
     let mut rest = data;
     while !rest.is_empty() {
-        match rustix::io::write(&fd, rest) {
+        match rustix::io::write(fd, rest) {
             Ok(0) => return Err(Errno::IO),
             Ok(n) => rest = rest.get(n..).unwrap_or_default(),
             Err(Errno::INTR) => {}
@@ -138,6 +196,24 @@ pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Err
         }
     }
     Ok(())
+}
+
+/// `data` into the file at `path`, created (mode 0666 less the umask) or
+/// truncated, as `std::fs::write` does.
+pub(super) fn write(path: &Path, data: &[u8]) -> Result<(), Errno> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o666))?;
+    write_all(&fd, data)
+}
+
+/// Creates `path` (or truncates it; a symlink there is refused) with
+/// exactly `mode`, whatever the umask, and writes all of `data`.
+pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Errno> {
+    let flags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    write_all(&fd, data)
 }
 
 pub(super) fn open_ro(path: &Path) -> Result<OpenFile, Errno> {
@@ -231,11 +307,7 @@ fn reopen_for_reading(handle: &OpenFile) -> Result<OpenFile, Errno> {
 
 pub(super) fn free_initramfs() -> (usize, u64) {
     let mut counts = (0, 0);
-    match rustix::fs::open(
-        "/",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    match rustix::fs::open("/", DIR_FLAGS, Mode::empty()) {
         Ok(root) => match rustix::fs::fstat(&root) {
             Ok(st) => remove_contents(&root, st.st_dev, &mut counts),
             Err(e) => log::warn!("cannot stat /: {}", ErrnoText(e)),
@@ -245,57 +317,172 @@ pub(super) fn free_initramfs() -> (usize, u64) {
     counts
 }
 
+/// How a directory is opened to be read.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+
+/// The `getdents64` buffer of one directory being read: on the stack (no
+/// allocation), room for a few dozen entries per call.
+const DIR_BUF: usize = 2048;
+
+/// Calls `each` with the name and type (`d_type`; `Unknown` where the
+/// filesystem does not say) of every entry of the open directory `dir` but
+/// `.` and `..`, read into a buffer on the stack from where `dir` is; stops
+/// when `each` says `false`. The entries may be removed as they come.
+pub(super) fn each_entry(
+    dir: &OwnedFd,
+    mut each: impl FnMut(&CStr, FileType) -> bool,
+) -> Result<(), Errno> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); DIR_BUF];
+    let mut entries = rustix::fs::RawDir::new(dir, &mut buf);
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if !each(name, entry.file_type()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Removes everything in `dir` that lives on device `dev`; directories on
 /// other devices (mount points: the new root, /dev, /proc, ...) are left alone.
-/// Best effort: what cannot be removed is logged and skipped.
+/// Each directory is opened once and read into a buffer on the stack while
+/// its entries go. Best effort: what cannot be removed is logged and skipped.
 fn remove_contents(dir: &OwnedFd, dev: u64, counts: &mut (usize, u64)) {
-    let names: Vec<CString> = match rustix::fs::Dir::read_from(dir) {
-        Ok(d) => d
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_owned())
-            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-            .collect(),
-        Err(e) => {
-            log::warn!("cannot list a directory of the initramfs: {}", ErrnoText(e));
-            return;
-        }
-    };
-    for name in names {
-        let Ok(st) = rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) else {
-            continue;
-        };
-        if st.st_dev != dev {
-            continue;
-        }
-        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-        if is_dir {
-            match rustix::fs::openat(
-                dir,
-                name.as_c_str(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(sub) => remove_contents(&sub, dev, counts),
-                Err(_) => continue,
-            }
-        }
-        let flags = if is_dir {
-            AtFlags::REMOVEDIR
-        } else {
-            AtFlags::empty()
-        };
-        match rustix::fs::unlinkat(dir, name.as_c_str(), flags) {
+    let listed = each_entry(dir, |name, kind| {
+        remove_entry(dir, name, kind, dev, counts);
+        true
+    });
+    if let Err(e) = listed {
+        log::warn!("cannot list a directory of the initramfs: {}", ErrnoText(e));
+    }
+}
+
+/// Removes `name` from `dir` (a directory with what it holds) when it is
+/// on device `dev`; counts it, and a file's size.
+fn remove_entry(dir: &OwnedFd, name: &CStr, kind: FileType, dev: u64, counts: &mut (usize, u64)) {
+    let (is_dir, size) = if kind == FileType::Directory {
+        // An empty directory goes at once (most of an initramfs's are:
+        // /dev, /proc, /sys); a mount point refuses (EBUSY) and stays.
+        match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
             Ok(()) => {
                 counts.0 += 1;
-                counts.1 += st.st_size as u64;
+                return;
             }
-            // A directory that still holds a mount point stays.
-            Err(Errno::NOTEMPTY) | Err(Errno::BUSY) => {}
-            Err(e) => log::warn!(
-                "cannot remove {} from the initramfs: {}",
-                name.to_string_lossy(),
-                ErrnoText(e)
-            ),
+            Err(Errno::NOTEMPTY) => {}
+            Err(Errno::BUSY) => return,
+            Err(e) => {
+                let name = name.to_string_lossy();
+                log::warn!("cannot remove {name} from the initramfs: {}", ErrnoText(e));
+                return;
+            }
         }
+        // Opened without following a link: a mount point opens as the
+        // root of what is mounted there, on another device.
+        let flags = DIR_FLAGS | OFlags::NOFOLLOW;
+        let Ok(sub) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+            return;
+        };
+        match rustix::fs::fstat(&sub) {
+            Ok(st) if st.st_dev == dev => {}
+            _ => return,
+        }
+        remove_contents(&sub, dev, counts);
+        (true, 0)
+    } else {
+        let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            return;
+        };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if kind == FileType::Directory {
+            // `d_type` did not say (DT_UNKNOWN): as a directory.
+            return remove_entry(dir, name, kind, dev, counts);
+        }
+        if st.st_dev != dev {
+            return;
+        }
+        (false, st.st_size as u64)
+    };
+    let flags = if is_dir {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    match rustix::fs::unlinkat(dir, name, flags) {
+        Ok(()) => {
+            counts.0 += 1;
+            counts.1 += size;
+        }
+        // A directory that still holds a mount point stays.
+        Err(Errno::NOTEMPTY) | Err(Errno::BUSY) => {}
+        Err(e) => log::warn!(
+            "cannot remove {} from the initramfs: {}",
+            name.to_string_lossy(),
+            ErrnoText(e)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything under a directory goes (files, links, nested directories,
+    /// an empty one), counted with the files' sizes; the directory stays.
+    /// Files shorter than, as long as and longer than the stack chunk, and
+    /// /proc files (size 0), read whole; a missing one is ENOENT.
+    #[test]
+    fn read_reads_whole_files() {
+        let d = std::env::temp_dir().join(format!("pivot-read-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for len in [0, 1, 4095, 4096, 4097, 10_000, 300_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let p = d.join(format!("f{len}"));
+            std::fs::write(&p, &body).unwrap();
+            assert_eq!(read(&p).unwrap(), body, "{len} bytes");
+        }
+        for p in ["/proc/self/status", "/proc/self/mountinfo", "/proc/cmdline"] {
+            let want = std::fs::read(p).unwrap();
+            let got = read(Path::new(p)).unwrap();
+            // The status of this process changes between two reads: compare lines.
+            assert_eq!(
+                got.iter().filter(|b| **b == b'\n').count(),
+                want.iter().filter(|b| **b == b'\n').count(),
+                "{p}"
+            );
+        }
+        assert_eq!(read(&d.join("missing")), Err(Errno::NOENT));
+        write(&d.join("w"), b"on\n").unwrap();
+        assert_eq!(std::fs::read(d.join("w")).unwrap(), b"on\n");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn remove_contents_empties_a_tree() {
+        let d = std::env::temp_dir().join(format!("pivot-free-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/b/c")).unwrap();
+        std::fs::create_dir_all(d.join("empty")).unwrap();
+        std::fs::write(d.join("init"), vec![7u8; 3000]).unwrap();
+        std::fs::write(d.join("a/b/c/x"), b"12345").unwrap();
+        std::os::unix::fs::symlink("/nowhere", d.join("a/link")).unwrap();
+        // Enough entries that one directory takes more than one read.
+        for i in 0..200 {
+            std::fs::write(d.join(format!("a/f{i:03}-{}", "n".repeat(40))), b"").unwrap();
+        }
+        let fd = rustix::fs::open(&d, DIR_FLAGS, Mode::empty()).unwrap();
+        let dev = rustix::fs::fstat(&fd).unwrap().st_dev;
+        let mut counts = (0, 0);
+        remove_contents(&fd, dev, &mut counts);
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        // init, x, link ("/nowhere": 8 bytes), 200 files; a, b, c, empty.
+        assert_eq!(counts, (3 + 200 + 4, 3000 + 5 + 8));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

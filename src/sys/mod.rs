@@ -57,6 +57,19 @@ pub enum Halt {
     Kexec,
 }
 
+impl Halt {
+    /// Its name as the code spells it (`Reboot`), for what is written out
+    /// (the binary is built without `Debug` formatting).
+    pub fn name(self) -> &'static str {
+        match self {
+            Halt::Reboot => "Reboot",
+            Halt::PowerOff => "PowerOff",
+            Halt::Halt => "Halt",
+            Halt::Kexec => "Kexec",
+        }
+    }
+}
+
 /// How an unmount went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unmounted {
@@ -131,6 +144,12 @@ pub trait Files {
         String::from_utf8(self.read(path)?).map_err(|_| Errno::ILSEQ)
     }
 
+    /// The kernel command line, `/proc/cmdline` (the machine reads it once:
+    /// it does not change while the kernel runs).
+    fn cmdline(&self) -> Result<Vec<u8>, Errno> {
+        self.read(Path::new("/proc/cmdline"))
+    }
+
     /// Whether `path` is a directory (following symlinks).
     fn is_dir(&self, path: &Path) -> bool {
         self.stat(path)
@@ -149,6 +168,20 @@ pub trait Files {
             return false;
         };
         st.dev != parent.dev || st.ino == parent.ino
+    }
+
+    /// What is at `path`, a directory right under `/` where an API
+    /// filesystem goes (`/proc`, `/run`): `Some(true)` a mount point (as
+    /// [`Files::is_mount_point`] says), `Some(false)` a directory that is
+    /// none, `None` neither. `root` is `/`'s `stat`, which the machine
+    /// compares a directory's with instead of looking at `path/..` again.
+    fn api_dir(&self, path: &Path, root: Option<&FileInfo>) -> Option<bool> {
+        let _ = root;
+        if self.is_mount_point(path) {
+            Some(true)
+        } else {
+            self.is_dir(path).then_some(false)
+        }
     }
 
     /// Where an open file is, as a path inside `root` (`/sbin/init`), after
@@ -170,34 +203,6 @@ pub trait Files {
             .read_full_at(&mut buf, offset)
             .map_err(|e| Op::Read(path.into()).failed(e))?;
         buf.truncate(got);
-        Ok(buf)
-    }
-
-    /// Reads the given (offset, length) regions of a file or device into a
-    /// zeroed buffer of `total` bytes, each at its own offset; what lies past
-    /// the end of the device stays zero. Stops early, after any region, once
-    /// `enough(buffer)` says so.
-    fn read_regions(
-        &self,
-        path: &Path,
-        regions: &[(u64, usize)],
-        total: usize,
-        enough: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<Vec<u8>, SysError> {
-        let f = self
-            .open_ro(path)
-            .map_err(|e| Op::Open(path.into()).failed(e))?;
-        let mut buf = vec![0u8; total];
-        for (off, len) in regions {
-            let start = usize::try_from(*off).unwrap_or(usize::MAX);
-            if let Some(region) = buf.get_mut(start..start.saturating_add(*len).min(total)) {
-                f.read_full_at(region, *off)
-                    .map_err(|e| Op::Read(path.into()).failed(e))?;
-            }
-            if enough(&buf) {
-                break;
-            }
-        }
         Ok(buf)
     }
 }
@@ -289,8 +294,9 @@ pub trait Procs {
     /// Reaps every exited child without blocking; returns how many.
     fn reap_children(&self) -> usize;
     /// What every exec of PID 1 starts from, besides the default signal
-    /// dispositions set at start: only fds 0-2 (the console) survive it, and
-    /// Ctrl-Alt-Del is back to the kernel's default for the next init.
+    /// dispositions PID 1 keeps from its start: an empty signal mask, only
+    /// fds 0-2 (the console) survive it, and Ctrl-Alt-Del is back to the
+    /// kernel's default for the next init.
     fn clean_for_exec(&self);
     /// Replaces PID 1 with `prog`. Returns only on failure (or on the fake).
     fn exec(&self, prog: Program, argv: &[CString], envp: &[CString]) -> Result<End, Errno>;
@@ -422,6 +428,55 @@ pub unsafe fn args_from_c(
     out
 }
 
+/// The kernel's `isspace()` (the C locale's): what separates the words of
+/// its command line. What the kernel, sysfs and the module files give is
+/// ASCII, and is trimmed and split with this (no Unicode table needed).
+pub fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// `s` without [`is_space`] at either end.
+pub fn trim(s: &str) -> &str {
+    s.trim_matches(is_space)
+}
+
+/// The words of `s`, separated by [`is_space`].
+pub fn words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(is_space).filter(|w| !w.is_empty())
+}
+
+/// `s` as a log line shows it: control characters, backslashes and quotes
+/// escaped as Rust writes them (`\n`, `\0`, `\u{1b}`, `\\`, `\"`), the rest
+/// as it is. Like `str::escape_debug`, without its Unicode tables: other
+/// unprintable characters are not escaped.
+pub fn escaped(s: &str) -> Escaped<'_> {
+    Escaped(s)
+}
+
+/// What [`escaped`] gives: written out by `Display`.
+pub struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                '\n' => f.write_str("\\n")?,
+                '\0' => f.write_str("\\0")?,
+                '\\' | '"' | '\'' => {
+                    f.write_char('\\')?;
+                    f.write_char(c)?;
+                }
+                c if c.is_control() => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether this process is PID 1.
 pub fn is_pid1() -> bool {
     rustix::process::getpid().is_init()
@@ -435,6 +490,21 @@ pub fn is_root_user() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// A duration in whole microseconds (saturating): 64-bit, so no 128-bit
+/// arithmetic or formatting comes into the binary for it.
+pub fn micros(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
+}
+
+/// A duration in whole milliseconds (saturating), as [`micros`].
+pub fn millis(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
+}
+
 /// Milliseconds since boot (CLOCK_BOOTTIME), for the summary line.
 pub fn uptime_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
@@ -444,7 +514,7 @@ pub fn uptime_ms() -> u64 {
 /// CPU time this process has used, in microseconds (/proc/self/schedstat).
 pub fn cpu_us(fs: &dyn Files) -> Option<u64> {
     let text = fs.read_text(Path::new("/proc/self/schedstat")).ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    let ns: u64 = words(&text).next()?.parse().ok()?;
     Some(ns / 1000)
 }
 
@@ -452,7 +522,7 @@ pub fn cpu_us(fs: &dyn Files) -> Option<u64> {
 pub fn vm_hwm_kib(fs: &dyn Files) -> Option<u64> {
     let status = fs.read_text(Path::new("/proc/self/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    words(line).nth(1)?.parse().ok()
 }
 
 /// `base` + `p`, where `p` is absolute as seen from inside `base` (a volume
@@ -485,6 +555,59 @@ mod tests {
         assert!(unsafe { args_from_c(1, std::ptr::null()) }.is_empty());
         // SAFETY: argc 1 reads only the first entry.
         assert_eq!(unsafe { args_from_c(1, v.as_ptr()) }, ["/init"]);
+    }
+
+    /// The machine's `api_dir` (one lstat, `/` given) says of every entry
+    /// of `/` what `is_mount_point` and `is_dir` say (links, files and
+    /// mount points included), and `None` where nothing is.
+    #[test]
+    fn api_dir_agrees_with_two_stats() {
+        let sys = RealSys::default();
+        let root = sys.stat(Path::new("/")).ok();
+        let mut seen_mount = false;
+        for name in sys.read_dir(Path::new("/")).unwrap() {
+            let p = Path::new("/").join(&name);
+            let old = if sys.is_mount_point(&p) {
+                Some(true)
+            } else {
+                sys.is_dir(&p).then_some(false)
+            };
+            assert_eq!(sys.api_dir(&p, root.as_ref()), old, "{name}");
+            seen_mount |= old == Some(true);
+        }
+        assert!(seen_mount, "/proc at least is a mount point here");
+        assert_eq!(
+            sys.api_dir(Path::new("/no-such-dir-here"), root.as_ref()),
+            None
+        );
+    }
+
+    /// As `escape_debug` for what a log line may carry.
+    #[test]
+    fn escaped_as_escape_debug() {
+        for s in [
+            "plain",
+            "a\tb\r\n\0",
+            "q\"u'o\\te",
+            "\x1b[0m \x7f \u{85}",
+            "é€😀",
+            "",
+        ] {
+            assert_eq!(
+                escaped(s).to_string(),
+                s.escape_debug().to_string(),
+                "{s:?}"
+            );
+        }
+    }
+
+    /// The kernel's isspace: \v and \f too; no Unicode space.
+    #[test]
+    fn spaces_as_the_kernel_reads_them() {
+        assert_eq!(trim(" \t\x0b\x0c\r\na b\n"), "a b");
+        assert_eq!(trim("\u{a0}x\u{2003}"), "\u{a0}x\u{2003}");
+        assert_eq!(words(" a\x0bb  c\t").collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(words("").count(), 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The machine: every trait of the boundary on rustix (and libc where
 //! rustix has no call).
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::ffi::{CStr, CString, OsStr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,16 +25,31 @@ use super::{
 pub struct RealSys {
     uevents: Cell<Option<UeventSocket>>,
     signals: Cell<Option<SignalFd>>,
+    /// What does not change while the kernel runs, once read: its command
+    /// line, and whether it runs 32-bit programs.
+    cmdline: OnceCell<Vec<u8>>,
+    runs_32bit: OnceCell<bool>,
 }
 
 impl RealSys {
-    /// PID 1's start: every signal back to its default disposition and an
-    /// empty mask (the Rust runtime ignores SIGPIPE, and an ignored signal
-    /// stays ignored across `execve`), and Ctrl-Alt-Del as a SIGINT that
-    /// the wait takes as a reboot request.
+    /// PID 1's start as the kernel started it: Ctrl-Alt-Del as a SIGINT
+    /// that the wait takes as a reboot request. The kernel starts PID 1
+    /// with every signal disposition default and an empty mask, and
+    /// pivot-init changes no disposition (it takes its signals through a
+    /// signalfd, and `no_main` leaves out the Rust runtime's start-up, which
+    /// would ignore SIGPIPE), so nothing is reset here; every child starts
+    /// clean ([`Procs::spawn`]) and the mask is emptied before every exec
+    /// ([`Procs::clean_for_exec`]).
     pub fn pid1_signals(&self) {
-        signals::reset_all();
         signals::ctrl_alt_del_reboots(false);
+    }
+
+    /// PID 1 started by a program (systemd's shutdown execs PID 1's second
+    /// life): every signal disposition back to default and an empty mask,
+    /// whatever it had, then [`RealSys::pid1_signals`].
+    pub fn pid1_signals_reset(&self) {
+        signals::reset_all();
+        self.pid1_signals();
     }
 }
 
@@ -44,16 +59,19 @@ fn c_string(s: &str) -> Result<CString, Errno> {
 
 impl Files for RealSys {
     fn read(&self, path: &Path) -> Result<Vec<u8>, Errno> {
-        std::fs::read(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        files::read(path)
+    }
+
+    fn cmdline(&self) -> Result<Vec<u8>, Errno> {
+        if let Some(line) = self.cmdline.get() {
+            return Ok(line.clone());
+        }
+        let line = files::read(Path::new("/proc/cmdline"))?;
+        Ok(self.cmdline.get_or_init(|| line).clone())
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<String>, Errno> {
-        let rd =
-            std::fs::read_dir(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
-        Ok(rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect())
+        files::read_dir(path)
     }
 
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
@@ -84,6 +102,21 @@ impl Files for RealSys {
         rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
     }
 
+    fn api_dir(&self, path: &Path, root: Option<&FileInfo>) -> Option<bool> {
+        match (files::lstat(path), root) {
+            // A directory itself (no link) right under `/`: its `..` is `/`.
+            (Ok(st), Some(root))
+                if st.kind == FileType::Directory && path.parent() == Some(Path::new("/")) =>
+            {
+                Some(st.dev != root.dev || st.ino == root.ino)
+            }
+            // Nothing there: neither would stat find anything.
+            (Err(_), _) => None,
+            _ if self.is_mount_point(path) => Some(true),
+            _ => self.is_dir(path).then_some(false),
+        }
+    }
+
     fn root_is_ram(&self) -> bool {
         const RAMFS_MAGIC: u64 = 0x8584_58f6;
         const TMPFS_MAGIC: u64 = 0x0102_1994;
@@ -94,7 +127,7 @@ impl Files for RealSys {
     }
 
     fn write(&self, path: &Path, data: &[u8]) -> Result<(), Errno> {
-        std::fs::write(path, data).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        files::write(path, data)
     }
 
     fn is_empty_dir(&self, dir: &OpenFile) -> Result<bool, Errno> {
@@ -265,6 +298,11 @@ impl Mounts for RealSys {
     }
 
     fn mkdir(&self, path: &Path) -> Result<(), SysError> {
+        // Most directories asked for are there (the volume's /dev, /proc,
+        // /sys): one stat says so, where mkdir would fail and stat follow.
+        if self.is_dir(path) {
+            return Ok(());
+        }
         match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
             Ok(()) => Ok(()),
             Err(Errno::EXIST) if self.is_dir(path) => Ok(()),
@@ -354,6 +392,7 @@ impl Procs for RealSys {
     }
 
     fn clean_for_exec(&self) {
+        signals::unblock_all();
         signals::cloexec_from(3);
         signals::ctrl_alt_del_reboots(true);
     }
@@ -402,10 +441,10 @@ impl Kernel for RealSys {
     }
 
     fn open_log(&self) -> Option<std::fs::File> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/kmsg")
+        let flags = OFlags::WRONLY | OFlags::CLOEXEC;
+        rustix::fs::open("/dev/kmsg", flags, Mode::empty())
             .ok()
+            .map(std::fs::File::from)
     }
 
     fn console_fds(&self) {
@@ -447,13 +486,22 @@ impl Kernel for RealSys {
     }
 
     fn runs_32bit(&self) -> bool {
-        match self.uname().machine.as_str() {
+        if let Some(known) = self.runs_32bit.get() {
+            return *known;
+        }
+        let machine = self.uname().machine;
+        let runs = match machine.as_str() {
             "aarch64" => arm64_compat(),
             // The directory exists whenever CONFIG_IA32_EMULATION is built in,
             // also when `ia32_emulation=0` turned it off.
             "x86_64" => self.exists(Path::new("/proc/sys/abi/vsyscall32")),
             _ => false,
+        };
+        // A `no` from x86_64 may only mean /proc is not mounted yet: asked again.
+        if runs || machine != "x86_64" {
+            let _ = self.runs_32bit.set(runs);
         }
+        runs
     }
 
     fn kexec_file_probe(&self) -> Result<(), Errno> {

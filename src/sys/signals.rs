@@ -113,9 +113,12 @@ pub(super) fn ctrl_alt_del_reboots(on: bool) {
 }
 
 /// Every signal back to its default disposition and an empty signal mask:
-/// the Rust runtime ignores SIGPIPE, and an ignored signal stays ignored
-/// across `execve`. Run once at start as PID 1, so every child and every
-/// exec starts as the kernel would start it.
+/// for a PID 1 that something other than the kernel started (systemd's
+/// shutdown execs PID 1's second life with whatever it had), so that every
+/// child and every exec starts as the kernel would start it. The kernel
+/// starts the first PID 1 that way itself, and pivot-init changes no
+/// disposition (it takes its signals through a signalfd), so the boot does
+/// not need it.
 pub(super) fn reset_all() {
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -125,6 +128,13 @@ pub(super) fn reset_all() {
         // the signals it reserves, which is fine to ignore.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
+    unblock_all();
+}
+
+/// An empty signal mask (one call): before an exec, which keeps the mask.
+/// PID 1 blocks its signals only while it waits on a signalfd, but a panic
+/// can come while it waits, and the failure path then execs from there.
+pub(super) fn unblock_all() {
     let empty = set_of(&[]);
     // SAFETY: `empty` is a valid sigset that sigprocmask only reads.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
@@ -163,5 +173,30 @@ mod tests {
         // SIGPWR (30) is no longer blocked in this thread.
         let mask = u64::from_str_radix(blk.split_whitespace().nth(1).unwrap(), 16).unwrap();
         assert_eq!(mask & (1 << (libc::SIGPWR - 1)), 0, "{blk}");
+    }
+
+    /// `unblock_all` empties the mask of the thread that calls it (a
+    /// thread of its own here, so the test harness's threads are untouched).
+    #[test]
+    fn unblock_all_empties_the_mask() {
+        let blocked = std::thread::spawn(|| {
+            let set = set_of(&[libc::SIGUSR1, libc::SIGPWR]);
+            // SAFETY: blocking two signals in this thread only.
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+            let before = sig_blk();
+            unblock_all();
+            (before, sig_blk())
+        })
+        .join()
+        .unwrap();
+        let want = (1u64 << (libc::SIGUSR1 - 1)) | (1 << (libc::SIGPWR - 1));
+        assert_eq!(blocked, (want, 0));
+    }
+
+    /// This thread's blocked signals (/proc).
+    fn sig_blk() -> u64 {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let blk = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+        u64::from_str_radix(blk.split_whitespace().nth(1).unwrap(), 16).unwrap()
     }
 }
