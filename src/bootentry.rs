@@ -204,7 +204,7 @@ pub fn choose_bls<'a>(
                 if names.is_empty() {
                     "none".to_string()
                 } else {
-                    names.join(", ")
+                    crate::sys::joined(&names, ", ")
                 }
             ));
         };
@@ -222,7 +222,7 @@ pub fn choose_bls<'a>(
     let Some(first) = usable.first() else {
         return Err(format!(
             "no BLS entry in {BLS_DIR} can be booted ({})",
-            passed.join("; ")
+            crate::sys::joined(&passed, "; ")
         ));
     };
     let mut why = match (usable.len(), &first.version) {
@@ -231,7 +231,10 @@ pub fn choose_bls<'a>(
         (n, None) => format!("BLS entry {}, the newest of {n} by name", first.name),
     };
     if !passed.is_empty() {
-        why.push_str(&format!("; passed over {}", passed.join("; ")));
+        why.push_str(&format!(
+            "; passed over {}",
+            crate::sys::joined(&passed, "; ")
+        ));
     }
     Ok((first, why))
 }
@@ -362,7 +365,7 @@ pub fn assemble(base: &str, running: &str, own: &[String]) -> Line {
     all.extend(own.iter().cloned());
     all.extend(tail.iter().map(|w| w.to_string()));
     Line {
-        text: all.join(" "),
+        text: crate::sys::joined(&all, " "),
         carried,
         dropped,
     }

@@ -232,7 +232,7 @@ fn module_params(sys: &dyn Sys, cfg: &config::Config, words: &[String]) -> Strin
     let conf = ModConfig::read(sys, &dir, &modules::MODPROBE_DIRS, words);
     let mut names: Vec<String> = cfg.modules.iter().map(|m| modules::normalize(m)).collect();
     names.extend(conf.options.iter().map(|(k, _)| k.clone()));
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     let mut out = String::from("\nmodule parameters (modprobe.d, then the command line):\n");
     if names.is_empty() {

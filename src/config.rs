@@ -687,7 +687,7 @@ fn show_list(v: &[String], empty: &str) -> String {
     if v.is_empty() {
         empty.to_string()
     } else {
-        v.join(",")
+        crate::sys::joined(v, ",")
     }
 }
 
@@ -1056,7 +1056,10 @@ pub const SETTINGS: [Setting; 30] = [
         parse: |c, v| {
             let stage = Stage::from_name(v).ok_or_else(|| {
                 let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
-                format!("`{v}` is not a stage ({})", names.join(", "))
+                format!(
+                    "`{v}` is not a stage ({})",
+                    crate::sys::joined(&names, ", ")
+                )
             })?;
             c.debug_panic = Some(stage);
             Ok(())
@@ -1080,7 +1083,10 @@ fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
         Some(s) => (s.parse)(cfg, v),
         None => {
             let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
-            Err(format!("unknown key; known keys: {}", keys.join(", ")))
+            Err(format!(
+                "unknown key; known keys: {}",
+                crate::sys::joined(&keys, ", ")
+            ))
         }
     }
 }

@@ -190,7 +190,10 @@ impl Verdict {
         match self {
             Verdict::Match => None,
             Verdict::NoMatch => Some(format!("not {}", want.spec)),
-            Verdict::WrongFs(t) => Some(format!("{t}, expected {}", want.fstypes.join(" or "))),
+            Verdict::WrongFs(t) => Some(format!(
+                "{t}, expected {}",
+                crate::sys::joined(want.fstypes, " or ")
+            )),
         }
     }
 }

@@ -101,7 +101,7 @@ pub fn stage_list(t: &Timings) -> String {
         .iter()
         .map(|(st, us)| format!("{} {}", st.name(), ms3(*us)))
         .collect();
-    stages.join(", ")
+    crate::sys::joined(&stages, ", ")
 }
 
 /// Microseconds as `M.UUU` milliseconds, without float formatting code.

@@ -98,7 +98,7 @@ impl<'a> SysBlock<'a> {
 
     pub fn names(&self) -> Vec<String> {
         let mut names = self.sys.read_dir(&self.root).unwrap_or_default();
-        names.sort();
+        names.sort_unstable();
         names
     }
 
@@ -162,7 +162,7 @@ impl<'a> SysBlock<'a> {
                 .map(|id| format!("{id}-part{partn}"))
                 .collect();
         }
-        let under = |s: &str| sys::words(s).collect::<Vec<_>>().join("_");
+        let under = |s: &str| sys::joined_iter(&mut sys::words(s), "_");
         let mut ids = Vec::new();
         if name.starts_with("nvme") {
             if let (Some(model), Some(serial)) = (

@@ -404,7 +404,7 @@ fn mount_bootdisk(sys: &dyn Sys, spec: &Spec) -> std::result::Result<BootRoot, S
             let all: Vec<String> = found.into_iter().map(|f| f.0).collect();
             return Err(format!(
                 "{n} block devices are pivot.bootdisk={spec}: {}",
-                all.join(", ")
+                crate::sys::joined(&all, ", ")
             ));
         }
     };

@@ -61,7 +61,7 @@ impl Seen {
     /// What was read of each device, in name order.
     pub fn list(&self) -> Vec<String> {
         let mut d = self.devices.clone();
-        d.sort();
+        d.sort_unstable();
         d.into_iter().map(|(_, what)| what).collect()
     }
 }
@@ -288,7 +288,7 @@ fn seen_text(list: &[String]) -> String {
     if list.is_empty() {
         "none".into()
     } else {
-        list.join(", ")
+        crate::sys::joined(list, ", ")
     }
 }
 

@@ -127,7 +127,7 @@ impl fmt::Display for Op {
             Netlink(op) => write!(f, "netlink {op}"),
             Poll => write!(f, "poll"),
             Exec(p) => write!(f, "exec {}", p.display()),
-            Spawn(argv) => write!(f, "spawn {}", argv.join(" ")),
+            Spawn(argv) => write!(f, "spawn {}", crate::sys::joined(argv, " ")),
             LoadModule(p) => write!(f, "finit_module {}", p.display()),
             KexecLoad {
                 kernel,

@@ -428,6 +428,25 @@ pub unsafe fn args_from_c(
     out
 }
 
+/// `parts` with `sep` between them, as `[S]::join` makes it: one small
+/// copy of the code for every caller (std's join is large, and one per
+/// element type).
+pub fn joined<S: AsRef<str>>(parts: &[S], sep: &str) -> String {
+    joined_iter(&mut parts.iter().map(AsRef::as_ref), sep)
+}
+
+/// The words of `parts` with `sep` between them.
+pub fn joined_iter(parts: &mut dyn Iterator<Item = &str>, sep: &str) -> String {
+    let mut out = String::new();
+    for (i, p) in parts.enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(p);
+    }
+    out
+}
+
 /// The kernel's `isspace()` (the C locale's): what separates the words of
 /// its command line. What the kernel, sysfs and the module files give is
 /// ASCII, and is trimmed and split with this (no Unicode table needed).
