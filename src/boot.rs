@@ -3,10 +3,10 @@
 //! bottom in [`Boot::attempt`]. It runs on any [`Sys`]: the machine as PID
 //! 1 ([`run`]), the fake in unit tests.
 
+use crate::sys::Instant;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};

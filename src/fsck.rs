@@ -8,9 +8,9 @@
 //! volume: a checker repairs what it finds, on the device that is still
 //! writable (the mount stage makes it read-only only after this).
 
+use crate::sys::Instant;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use crate::config::{Config, FsckMode};
 use crate::error::{Error, Result};

@@ -7,9 +7,9 @@
 //! (entry order, the line, the headers) are pure code in
 //! [`crate::bootentry`].
 
+use crate::sys::Instant;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use crate::bootentry::{self, BLS_DIR, BlsEntry, KernelImage, Line};
 use crate::config::{Config, KexecInitrd, KexecMode, KexecSettings};

@@ -2,8 +2,8 @@
 //! device, how the root was switched, the times of each stage and, with
 //! `pivot.stats=1`, CPU time and peak memory.
 
+use crate::sys::Instant;
 use std::path::Path;
-use std::time::Instant;
 
 use crate::stage::Stage;
 use crate::sys::{self, Files};

@@ -4,7 +4,7 @@
 //! What sysfs says of a device is [`crate::sysblock`]'s; whether it is the
 //! volume, [`crate::matching`]'s.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use crate::matching::{Facts, Want, verdict};
 use crate::modules::Loader;
 use crate::node::Device;
 use crate::probe::Probe;
-use crate::sys::{self, ErrnoText, Halt, Recv, Sig, Sys};
+use crate::sys::{self, ErrnoText, Halt, Instant, Recv, Sig, Sys};
 use crate::sysblock::SysBlock;
 use crate::uevent;
 

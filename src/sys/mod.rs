@@ -524,6 +524,45 @@ pub fn millis(d: Duration) -> u64 {
         .saturating_add(u64::from(d.subsec_millis()))
 }
 
+/// A point on the monotonic clock (`CLOCK_MONOTONIC`), as
+/// `std::time::Instant` is, read with rustix: std's `Instant::now` unwraps
+/// an `io::Error` on a failed read, and that brings `io::Error`'s `Debug`
+/// and with it the Unicode tables into the binary (about 3 KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant(Duration);
+
+impl Instant {
+    pub fn now() -> Instant {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let (secs, nanos) = (u64::try_from(t.tv_sec), u32::try_from(t.tv_nsec));
+        Instant(Duration::new(secs.unwrap_or(0), nanos.unwrap_or(0)))
+    }
+
+    /// The time from `earlier` to this one, zero if `earlier` is later.
+    pub fn saturating_duration_since(&self, earlier: Instant) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// The time since this one.
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(*self)
+    }
+}
+
+impl std::ops::Add<Duration> for Instant {
+    type Output = Instant;
+
+    fn add(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_add(d))
+    }
+}
+
+impl std::ops::AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, d: Duration) {
+        *self = *self + d;
+    }
+}
+
 /// Milliseconds since boot (CLOCK_BOOTTIME), for the summary line.
 pub fn uptime_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
@@ -561,6 +600,23 @@ pub fn in_root(base: &Path, p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instant_measures_a_sleep_as_std_does() {
+        let (ours, std) = (Instant::now(), std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(20));
+        let (a, b) = (ours.elapsed(), std.elapsed());
+        assert!(a >= Duration::from_millis(20), "{a:?}");
+        // The same clock: the two differ by the time between the readings.
+        assert!(a.abs_diff(b) < Duration::from_millis(5), "{a:?} {b:?}");
+        let later = ours + Duration::from_secs(1);
+        assert!(later > Instant::now());
+        assert_eq!(ours.saturating_duration_since(later), Duration::ZERO);
+        assert_eq!(
+            later.saturating_duration_since(ours),
+            Duration::from_secs(1)
+        );
+    }
 
     #[test]
     fn args_from_c_reads_argc_entries_and_stops_at_null() {
