@@ -517,7 +517,7 @@ pub fn boot_count(args: &[String], write: bool) -> Result<(String, i32), String>
     let cmdline = proc_cmdline(&sys).unwrap_or_default();
     let cfg = config::parse_all(None, &cmdline, false).cfg;
     let failed = |out: String, why: String| {
-        eprintln!("pivot-init {command}: {why}");
+        crate::sys::print_err(&format!("pivot-init {command}: {why}\n"));
         Ok((out, 1))
     };
     let root = match tries::locate(&sys, &cfg, explicit.as_deref()) {
@@ -541,7 +541,7 @@ pub fn boot_count(args: &[String], write: bool) -> Result<(String, i32), String>
         tries::status(&sys, &root, &state)
     };
     if let Err(why) = root.release(&sys) {
-        eprintln!("pivot-init {command}: {why}");
+        crate::sys::print_err(&format!("pivot-init {command}: {why}\n"));
     }
     match r {
         Ok(text) => {
@@ -573,11 +573,11 @@ fn settings_help() -> String {
 pub fn main(args: &[String]) -> i32 {
     let result = match args.first().map(String::as_str) {
         None | Some("--help") | Some("-h") | Some("help") => {
-            print!("{USAGE}{}", settings_help());
+            crate::sys::print(&format!("{USAGE}{}", settings_help()));
             return if args.is_empty() { 2 } else { 0 };
         }
         Some("--version") | Some("-V") => {
-            println!("pivot-init {}", env!("CARGO_PKG_VERSION"));
+            crate::sys::print(concat!("pivot-init ", env!("CARGO_PKG_VERSION"), "\n"));
             return 0;
         }
         Some("plan") => plan(&args[1..]),
@@ -588,11 +588,11 @@ pub fn main(args: &[String]) -> i32 {
     };
     match result {
         Ok((out, status)) => {
-            print!("{out}");
+            crate::sys::print(&out);
             status
         }
         Err(e) => {
-            eprintln!("pivot-init: {e}\n{USAGE}");
+            crate::sys::print_err(&format!("pivot-init: {e}\n{USAGE}\n"));
             2
         }
     }

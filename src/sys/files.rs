@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, OsStr};
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
@@ -185,7 +185,7 @@ fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
 }
 
 /// Writes all of `data` to `fd`.
-fn write_all(fd: &OwnedFd, data: &[u8]) -> Result<(), Errno> {
+pub(super) fn write_all(fd: BorrowedFd<'_>, data: &[u8]) -> Result<(), Errno> {
     let mut rest = data;
     while !rest.is_empty() {
         match rustix::io::write(fd, rest) {
@@ -203,7 +203,7 @@ fn write_all(fd: &OwnedFd, data: &[u8]) -> Result<(), Errno> {
 pub(super) fn write(path: &Path, data: &[u8]) -> Result<(), Errno> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
     let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o666))?;
-    write_all(&fd, data)
+    write_all(fd.as_fd(), data)
 }
 
 /// Creates `path` (or truncates it; a symlink there is refused) with
@@ -213,7 +213,7 @@ pub(super) fn create_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Err
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?;
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-    write_all(&fd, data)
+    write_all(fd.as_fd(), data)
 }
 
 pub(super) fn open_ro(path: &Path) -> Result<OpenFile, Errno> {

@@ -524,6 +524,19 @@ pub fn millis(d: Duration) -> u64 {
         .saturating_add(u64::from(d.subsec_millis()))
 }
 
+/// `text` on standard output, all of it, unbuffered (a write error, such
+/// as a closed pipe, is dropped: there is nowhere to report it). The
+/// command-line tool's whole output is one `print`: std's `print!` would
+/// bring its buffered, locked `Stdout` along.
+pub fn print(text: &str) {
+    let _ = files::write_all(rustix::stdio::stdout(), text.as_bytes());
+}
+
+/// `text` on standard error, as [`print`] writes it.
+pub fn print_err(text: &str) {
+    let _ = files::write_all(rustix::stdio::stderr(), text.as_bytes());
+}
+
 /// A point on the monotonic clock (`CLOCK_MONOTONIC`), as
 /// `std::time::Instant` is, read with rustix: std's `Instant::now` unwraps
 /// an `io::Error` on a failed read, and that brings `io::Error`'s `Debug`
