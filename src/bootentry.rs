@@ -214,7 +214,7 @@ pub fn choose_bls<'a>(
         return Ok((e, format!("BLS entry {name}, as pivot.kexec_entry asks")));
     }
     let mut usable: Vec<&BlsEntry> = entries.iter().filter(|e| unusable(e).is_none()).collect();
-    usable.sort_by(|a, b| bls_order(a, b));
+    crate::sys::sort_small_by(&mut usable, |a, b| bls_order(a, b));
     let passed: Vec<String> = entries
         .iter()
         .filter_map(|e| unusable(e).map(|why| format!("{}: {why}", e.name)))
@@ -251,7 +251,7 @@ pub fn releases(names: &[String]) -> Vec<String> {
         .filter(|r| !r.is_empty())
         .map(str::to_string)
         .collect();
-    r.sort_by(|a, b| vercmp(b, a));
+    crate::sys::sort_small_by(&mut r, |a, b| vercmp(b, a));
     r
 }
 
