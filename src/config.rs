@@ -511,7 +511,7 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
             inside
         }
         // Unquoted, a ` #` starts a trailing comment.
-        None => match v.find(" #").or_else(|| v.find("\t#")) {
+        None => match crate::sys::find(v, " #").or_else(|| crate::sys::find(v, "\t#")) {
             Some(i) => v[..i].trim_end_matches(crate::sys::is_space),
             None => v.trim_end_matches(crate::sys::is_space),
         },

@@ -85,7 +85,8 @@ pub fn normalize(name: &str) -> String {
 /// normalized.
 pub fn module_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
-    normalize(base.split(".ko").next().unwrap_or(base))
+    let stem = crate::sys::find(base, ".ko").and_then(|i| base.get(..i));
+    normalize(stem.unwrap_or(base))
 }
 
 pub fn is_compressed(path: &str) -> bool {

@@ -17,7 +17,7 @@ impl fmt::Display for ErrnoText {
         let io = std::io::Error::from_raw_os_error(self.0.raw_os_error());
         // std renders "No such file or directory (os error 2)"; keep the text, add the number.
         let text = io.to_string();
-        let text = text.split(" (os error").next().unwrap_or("");
+        let text = super::find(&text, " (os error").map_or(&*text, |i| text.get(..i).unwrap_or(""));
         write!(f, "errno {} ({})", self.0.raw_os_error(), text)
     }
 }
