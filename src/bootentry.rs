@@ -257,7 +257,7 @@ pub fn releases(names: &[String]) -> Vec<String> {
 
 /// The release in a kernel's file name (`/boot/vmlinuz-6.1.0-13-amd64`).
 pub fn release_of_name(path: &str) -> Option<String> {
-    let name = path.rsplit('/').next()?;
+    let name = crate::sys::last_name(path);
     let r = name.strip_prefix("vmlinuz-")?;
     (!r.is_empty()).then(|| r.to_string())
 }

@@ -84,7 +84,7 @@ pub fn normalize(name: &str) -> String {
 /// A module's name as the kernel knows it: file name without `.ko[.xz|.zst|.gz]`,
 /// normalized.
 pub fn module_name(path: &str) -> String {
-    let base = path.rsplit('/').next().unwrap_or(path);
+    let base = crate::sys::last_name(path);
     let stem = crate::sys::find(base, ".ko").and_then(|i| base.get(..i));
     normalize(stem.unwrap_or(base))
 }

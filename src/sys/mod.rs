@@ -535,6 +535,15 @@ pub fn find(hay: &str, needle: &str) -> Option<usize> {
     hay.as_bytes().windows(n.len()).position(|w| w == n)
 }
 
+/// What follows the last `/` in `s` (all of `s` when it has none), as
+/// `s.rsplit('/').next()` gives it, without std's reverse splitter.
+pub fn last_name(s: &str) -> &str {
+    match s.bytes().rposition(|b| b == b'/') {
+        Some(i) => s.get(i + 1..).unwrap_or(""),
+        None => s,
+    }
+}
+
 /// Sorts `v` by `cmp`, stably (equal elements keep their order): an
 /// insertion sort, for the short lists (boot entries, kernel releases, the
 /// mounts at shutdown) where std's stable sort would add about 450 bytes of
@@ -641,6 +650,20 @@ pub fn in_root(base: &Path, p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_name_as_rsplit_gives_it() {
+        for s in [
+            "/lib/modules/x/kernel/a.ko",
+            "a.ko",
+            "",
+            "/",
+            "dir/",
+            "/devices/virtual/block/loop0",
+        ] {
+            assert_eq!(Some(last_name(s)), s.rsplit('/').next(), "{s:?}");
+        }
+    }
 
     #[test]
     fn find_finds_as_str_find() {
