@@ -288,8 +288,8 @@ pub fn raw_words(line: &str) -> Vec<&str> {
                 start.get_or_insert(i);
             }
             c if crate::sys::is_space(c) && !quoted => {
-                if let Some(s) = start.take() {
-                    out.push(&line[s..i]);
+                if let Some(word) = start.take().and_then(|s| line.get(s..i)) {
+                    out.push(word);
                 }
             }
             _ => {
@@ -297,8 +297,8 @@ pub fn raw_words(line: &str) -> Vec<&str> {
             }
         }
     }
-    if let Some(s) = start {
-        out.push(&line[s..]);
+    if let Some(word) = start.and_then(|s| line.get(s..)) {
+        out.push(word);
     }
     out
 }

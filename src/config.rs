@@ -512,7 +512,10 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
         }
         // Unquoted, a ` #` starts a trailing comment.
         None => match crate::sys::find(v, " #").or_else(|| crate::sys::find(v, "\t#")) {
-            Some(i) => v[..i].trim_end_matches(crate::sys::is_space),
+            Some(i) => v
+                .get(..i)
+                .unwrap_or(v)
+                .trim_end_matches(crate::sys::is_space),
             None => v.trim_end_matches(crate::sys::is_space),
         },
     };

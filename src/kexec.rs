@@ -668,8 +668,11 @@ fn log_whole(text: &str) {
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
-        parts.push(&rest[..cut]);
-        rest = &rest[cut..];
+        let Some((part, more)) = rest.split_at_checked(cut) else {
+            break;
+        };
+        parts.push(part);
+        rest = more;
     }
     let n = parts.len();
     for (i, p) in parts.iter().enumerate() {

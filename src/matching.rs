@@ -44,7 +44,7 @@ impl<'a> Facts<'a> {
     /// `xvdp1`) is the name this EBS NVMe volume (or partition) was attached as.
     fn attached_as(&mut self, name: &str) -> bool {
         let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
-        let partn: Option<u32> = name[base.len()..].parse().ok();
+        let partn: Option<u32> = name.get(base.len()..).and_then(|n| n.parse().ok());
         if !crate::cloud::is_attach_form(base)
             || !self.dev.name.starts_with("nvme")
             || self.sys.exists(name)
