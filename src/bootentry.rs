@@ -8,6 +8,7 @@
 //! [`crate::kexec`]'s job.
 
 use std::cmp::Ordering;
+use std::fmt::Write as _;
 
 use crate::sys::{Errno, ErrnoText};
 
@@ -231,10 +232,7 @@ pub fn choose_bls<'a>(
         (n, None) => format!("BLS entry {}, the newest of {n} by name", first.name),
     };
     if !passed.is_empty() {
-        why.push_str(&format!(
-            "; passed over {}",
-            crate::sys::joined(&passed, "; ")
-        ));
+        let _ = write!(why, "; passed over {}", crate::sys::joined(&passed, "; "));
     }
     Ok((first, why))
 }

@@ -10,6 +10,7 @@
 
 use crate::sys::Instant;
 use std::ffi::CString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, FsckMode};
@@ -208,10 +209,11 @@ pub fn check(sys: &dyn Sys, cfg: &Config, node: &Path, probed: Option<Probe>) ->
                 crate::sys::joined(&CHECKER_DIRS, " or ")
             );
             if !unusable.is_empty() {
-                why.push_str(&format!(
+                let _ = write!(
+                    why,
                     "; found but unusable: {}",
                     crate::sys::joined(&unusable, "; ")
-                ));
+                );
             }
             if force {
                 return Err(Error::FsckMissing { why });

@@ -9,6 +9,7 @@
 
 use crate::sys::Instant;
 use std::ffi::CString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::bootentry::{self, BLS_DIR, BlsEntry, KernelImage, Line};
@@ -611,16 +612,18 @@ pub fn describe(p: &Prepared) -> Vec<String> {
     ];
     let mut from = p.line_from.clone();
     if !p.line.carried.is_empty() {
-        from.push_str(&format!(
+        let _ = write!(
+            from,
             ", with {} of the running kernel",
             crate::sys::joined(&p.line.carried, " ")
-        ));
+        );
     }
     if !p.line.dropped.is_empty() {
-        from.push_str(&format!(
+        let _ = write!(
+            from,
             "; left out {}",
             crate::sys::joined(&p.line.dropped, " ")
-        ));
+        );
     }
     out.push(format!("command line ({from}): {}", p.line.text));
     out

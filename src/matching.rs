@@ -8,6 +8,7 @@ use crate::probe::{self, Probe};
 use crate::spec::Spec;
 use crate::sys::{ErrnoText, Op, SysError};
 use crate::sysblock::{PartId, SysBlock};
+use std::fmt::Write as _;
 
 /// Whether a serial the user gave matches the one a device reports. Cloud
 /// volume ids are written `vol-0abc` but NVMe serials read `vol0abc`.
@@ -120,16 +121,16 @@ impl<'a> Facts<'a> {
     pub fn describe(&self) -> String {
         let mut s = self.dev.describe();
         if let Some(Some(serial)) = &self.serial {
-            s.push_str(&format!(" serial {serial}"));
+            let _ = write!(s, " serial {serial}");
         }
         match &self.fs {
             Some(Ok(Some(p))) => {
-                s.push_str(&format!(" {}", p.fstype));
+                let _ = write!(s, " {}", p.fstype);
                 if !p.label.is_empty() {
-                    s.push_str(&format!(" LABEL={}", p.label));
+                    let _ = write!(s, " LABEL={}", p.label);
                 }
                 if !p.uuid.is_empty() {
-                    s.push_str(&format!(" UUID={}", p.uuid));
+                    let _ = write!(s, " UUID={}", p.uuid);
                 }
             }
             Some(Ok(None)) => s.push_str(" no known filesystem"),
@@ -142,9 +143,9 @@ impl<'a> Facts<'a> {
             None => {}
         }
         if let Some(Some(p)) = &self.part {
-            s.push_str(&format!(" PARTUUID={}", p.uuid));
+            let _ = write!(s, " PARTUUID={}", p.uuid);
             if let Some(l) = &p.label {
-                s.push_str(&format!(" PARTLABEL={l}"));
+                let _ = write!(s, " PARTLABEL={l}");
             }
         }
         s

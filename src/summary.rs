@@ -3,6 +3,7 @@
 //! `pivot.stats=1`, CPU time and peak memory.
 
 use crate::sys::Instant;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::stage::Stage;
@@ -84,11 +85,12 @@ pub fn line(fs: &dyn Files, t: &Timings, s: &Switched, stats: bool) -> String {
                 idle.wakeups
             ),
         };
-        line.push_str(&format!(
+        let _ = write!(
+            line,
             "; cpu {waiting}, {} ms since start; VmHWM {} KiB",
             cpu_total.map_or("?".to_string(), ms3),
             sys::vm_hwm_kib(fs).map_or("?".to_string(), |k| k.to_string()),
-        ));
+        );
     }
     format!("{line}; exec {}", s.init.display())
 }
