@@ -199,7 +199,7 @@ pub fn choose_bls<'a>(
     if let Some(name) = wanted {
         let Some(e) = entries.iter().find(|e| e.name == name) else {
             let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-            names.sort_unstable();
+            crate::sys::sort_small_by(&mut names, |a, b| a.cmp(b));
             return Err(format!(
                 "pivot.kexec_entry={name}: no {BLS_DIR}/{name}.conf on the volume (entries: {})",
                 if names.is_empty() {

@@ -61,7 +61,7 @@ impl Seen {
     /// What was read of each device, in name order.
     pub fn list(&self) -> Vec<String> {
         let mut d = self.devices.clone();
-        d.sort_unstable();
+        crate::sys::sort_small_by(&mut d, |a, b| a.cmp(b));
         d.into_iter().map(|(_, what)| what).collect()
     }
 }
