@@ -492,7 +492,7 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
         return Some(Err(()));
     };
     let key = crate::sys::trim(k);
-    let key = key.strip_prefix("pivot.").unwrap_or(key).replace('-', "_");
+    let key = crate::sys::underscores(key.strip_prefix("pivot.").unwrap_or(key));
     if key.is_empty() || key.contains(crate::sys::is_space) {
         return Some(Err(()));
     }
@@ -584,7 +584,7 @@ impl Parsed {
                 continue;
             };
             let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
-            let norm = key.replace('-', "_");
+            let norm = crate::sys::underscores(key);
             match apply(&mut self.cfg, &norm, value) {
                 Ok(()) => {
                     self.sources.set(&norm, Source::CommandLine);

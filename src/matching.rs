@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 /// volume ids are written `vol-0abc` but NVMe serials read `vol0abc`.
 pub fn serial_matches(wanted: &str, reported: &str) -> bool {
     let reported = crate::sys::trim(reported);
-    !reported.is_empty() && (wanted == reported || wanted.replace('-', "") == reported)
+    !reported.is_empty()
+        && (wanted == reported || wanted.chars().filter(|c| *c != '-').eq(reported.chars()))
 }
 
 /// What is known about one device, looked up only as far as the spec needs.

@@ -78,7 +78,7 @@ pub fn module_dir(release: &str) -> PathBuf {
 /// A module name as the kernel compares it: dashes as underscores
 /// (`virtio-blk` is `virtio_blk`).
 pub fn normalize(name: &str) -> String {
-    name.replace('-', "_")
+    crate::sys::underscores(name)
 }
 
 /// A module's name as the kernel knows it: file name without `.ko[.xz|.zst|.gz]`,

@@ -544,6 +544,12 @@ pub fn last_name(s: &str) -> &str {
     }
 }
 
+/// `s` with every `-` made `_` (the kernel takes them alike in parameter
+/// and module names), as `s.replace('-', "_")` makes it, in less code.
+pub fn underscores(s: &str) -> String {
+    s.chars().map(|c| if c == '-' { '_' } else { c }).collect()
+}
+
 /// Sorts `v` by `cmp`, stably (equal elements keep their order): an
 /// insertion sort, for the short lists (boot entries, kernel releases, the
 /// mounts at shutdown) where std's stable sort would add about 450 bytes of
@@ -650,6 +656,13 @@ pub fn in_root(base: &Path, p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn underscores_as_replace() {
+        for s in ["ia32-emulation", "a-b_c--d", "", "é-ü", "plain"] {
+            assert_eq!(underscores(s), s.replace('-', "_"), "{s:?}");
+        }
+    }
 
     #[test]
     fn last_name_as_rsplit_gives_it() {
