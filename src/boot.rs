@@ -3,10 +3,10 @@
 //! bottom in [`Boot::attempt`]. It runs on any [`Sys`]: the machine as PID
 //! 1 ([`run`]), the fake in unit tests.
 
+use crate::sys::Instant;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
@@ -78,7 +78,8 @@ impl Default for State {
 /// the state, as of the last change.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    pub cfg: Config,
+    /// Shared with the boot: a snapshot costs no copy of the settings.
+    pub cfg: Arc<Config>,
     pub argv: Vec<OsString>,
     pub state: State,
 }
@@ -87,7 +88,7 @@ impl Snapshot {
     /// Before the config is read: defaults and PID 1's arguments.
     pub fn initial(argv: Vec<OsString>) -> Snapshot {
         Snapshot {
-            cfg: Config::default(),
+            cfg: Arc::new(Config::default()),
             argv,
             state: State::default(),
         }
@@ -103,7 +104,7 @@ static PANIC_VIEW: View = Mutex::new(None);
 /// The boot's state: the config, PID 1's arguments, the system it runs on,
 /// what the failure path needs ([`State`]) and what it holds open.
 pub struct Boot<S: Sys> {
-    cfg: Config,
+    cfg: Arc<Config>,
     /// The kernel command line as the config stage read it.
     cmdline: String,
     argv: Vec<OsString>,
@@ -228,7 +229,7 @@ impl<S: Sys> Boot<S> {
         boot.api_mounted.extend(prepare::mount_proc(&boot.sys));
         // An initramfs is a ramfs/tmpfs root; a machine image boots from a disk.
         let (cfg, warnings, cmdline) = config::read_boot_config(&boot.sys, boot.sys.root_is_ram());
-        boot.cfg = cfg;
+        boot.cfg = Arc::new(cfg);
         boot.cmdline = cmdline;
         boot.publish_config();
         boot.timings.cpu_at_start = boot.cfg.stats.then(|| sys::cpu_us(&boot.sys)).flatten();

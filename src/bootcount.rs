@@ -259,9 +259,6 @@ pub fn parse(bytes: &[u8]) -> Result<BootCount, String> {
                 )
             })
         };
-        let small = || -> Result<u32, String> {
-            u32::try_from(number()?).map_err(|_| format!("line {at}: {value} is too large"))
-        };
         match key {
             "uuid" | "spec" => {
                 let v = unescape(value)
@@ -272,11 +269,25 @@ pub fn parse(bytes: &[u8]) -> Result<BootCount, String> {
                     c.volume.spec = v;
                 }
             }
-            "tries" => tries = Some(small()?),
-            "left" => c.left = Some(small()?),
-            "attempts" => attempts = Some(small()?),
-            "last-attempt" => c.last_attempt = Some(number()?),
-            "last-bless" => c.last_bless = Some(number()?),
+            // Each kind of number is read in one place, whichever key it is for.
+            "tries" | "left" | "attempts" => {
+                let n = u32::try_from(number()?)
+                    .map_err(|_| format!("line {at}: {value} is too large"))?;
+                let slot = match key {
+                    "tries" => &mut tries,
+                    "left" => &mut c.left,
+                    _ => &mut attempts,
+                };
+                *slot = Some(n);
+            }
+            "last-attempt" | "last-bless" => {
+                let n = Some(number()?);
+                if key == "last-attempt" {
+                    c.last_attempt = n;
+                } else {
+                    c.last_bless = n;
+                }
+            }
             _ => {
                 return Err(format!(
                     "line {at}: unknown key `{}`",

@@ -8,6 +8,7 @@
 //! [`crate::kexec`]'s job.
 
 use std::cmp::Ordering;
+use std::fmt::Write as _;
 
 use crate::sys::{Errno, ErrnoText};
 
@@ -198,13 +199,13 @@ pub fn choose_bls<'a>(
     if let Some(name) = wanted {
         let Some(e) = entries.iter().find(|e| e.name == name) else {
             let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-            names.sort_unstable();
+            crate::sys::sort_small_by(&mut names, |a, b| a.cmp(b));
             return Err(format!(
                 "pivot.kexec_entry={name}: no {BLS_DIR}/{name}.conf on the volume (entries: {})",
                 if names.is_empty() {
                     "none".to_string()
                 } else {
-                    names.join(", ")
+                    crate::sys::joined(&names, ", ")
                 }
             ));
         };
@@ -214,7 +215,7 @@ pub fn choose_bls<'a>(
         return Ok((e, format!("BLS entry {name}, as pivot.kexec_entry asks")));
     }
     let mut usable: Vec<&BlsEntry> = entries.iter().filter(|e| unusable(e).is_none()).collect();
-    usable.sort_by(|a, b| bls_order(a, b));
+    crate::sys::sort_small_by(&mut usable, |a, b| bls_order(a, b));
     let passed: Vec<String> = entries
         .iter()
         .filter_map(|e| unusable(e).map(|why| format!("{}: {why}", e.name)))
@@ -222,7 +223,7 @@ pub fn choose_bls<'a>(
     let Some(first) = usable.first() else {
         return Err(format!(
             "no BLS entry in {BLS_DIR} can be booted ({})",
-            passed.join("; ")
+            crate::sys::joined(&passed, "; ")
         ));
     };
     let mut why = match (usable.len(), &first.version) {
@@ -231,7 +232,7 @@ pub fn choose_bls<'a>(
         (n, None) => format!("BLS entry {}, the newest of {n} by name", first.name),
     };
     if !passed.is_empty() {
-        why.push_str(&format!("; passed over {}", passed.join("; ")));
+        let _ = write!(why, "; passed over {}", crate::sys::joined(&passed, "; "));
     }
     Ok((first, why))
 }
@@ -248,13 +249,13 @@ pub fn releases(names: &[String]) -> Vec<String> {
         .filter(|r| !r.is_empty())
         .map(str::to_string)
         .collect();
-    r.sort_by(|a, b| vercmp(b, a));
+    crate::sys::sort_small_by(&mut r, |a, b| vercmp(b, a));
     r
 }
 
 /// The release in a kernel's file name (`/boot/vmlinuz-6.1.0-13-amd64`).
 pub fn release_of_name(path: &str) -> Option<String> {
-    let name = path.rsplit('/').next()?;
+    let name = crate::sys::last_name(path);
     let r = name.strip_prefix("vmlinuz-")?;
     (!r.is_empty()).then(|| r.to_string())
 }
@@ -285,8 +286,8 @@ pub fn raw_words(line: &str) -> Vec<&str> {
                 start.get_or_insert(i);
             }
             c if crate::sys::is_space(c) && !quoted => {
-                if let Some(s) = start.take() {
-                    out.push(&line[s..i]);
+                if let Some(word) = start.take().and_then(|s| line.get(s..i)) {
+                    out.push(word);
                 }
             }
             _ => {
@@ -294,8 +295,8 @@ pub fn raw_words(line: &str) -> Vec<&str> {
             }
         }
     }
-    if let Some(s) = start {
-        out.push(&line[s..]);
+    if let Some(word) = start.and_then(|s| line.get(s..)) {
+        out.push(word);
     }
     out
 }
@@ -362,7 +363,7 @@ pub fn assemble(base: &str, running: &str, own: &[String]) -> Line {
     all.extend(own.iter().cloned());
     all.extend(tail.iter().map(|w| w.to_string()));
     Line {
-        text: all.join(" "),
+        text: crate::sys::joined(&all, " "),
         carried,
         dropped,
     }

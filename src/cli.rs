@@ -2,6 +2,7 @@
 //! a boot would read its settings and which devices match now; `check`
 //! inspects a prepared volume tree the way the boot would. Both only read.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, KexecMode, Parsed};
@@ -91,7 +92,7 @@ fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
     let mut early = Vec::new();
     let text = match config::read_config_file(fs, &path) {
         config::FileText::Text(t, warnings) => {
-            out.push_str(&format!("config file: {} (read)\n", path.display()));
+            let _ = writeln!(out, "config file: {} (read)", path.display());
             early.extend(warnings);
             Some(t)
         }
@@ -102,19 +103,16 @@ fn load(fs: &dyn Files, o: &Opts, out: &mut String) -> Result<Parsed, String> {
             return Err(format!("cannot read {}: {why}", path.display()));
         }
         config::FileText::Absent => {
-            out.push_str(&format!("config file: {} (not present)\n", path.display()));
+            let _ = writeln!(out, "config file: {} (not present)", path.display());
             None
         }
         config::FileText::Unreadable(why) => {
-            out.push_str(&format!(
-                "config file: {} (cannot read: {why})\n",
-                path.display()
-            ));
+            let _ = writeln!(out, "config file: {} (cannot read: {why})", path.display());
             early.push(format!("cannot read {}: {why}", path.display()));
             None
         }
     };
-    out.push_str(&format!("command line ({from}): {}\n", sys::trim(&cmdline)));
+    let _ = writeln!(out, "command line ({from}): {}", sys::trim(&cmdline));
     let mut p = config::parse_all(
         text.as_deref()
             .map(|t| (path.to_str().unwrap_or("config"), t)),
@@ -232,7 +230,7 @@ fn module_params(sys: &dyn Sys, cfg: &config::Config, words: &[String]) -> Strin
     let conf = ModConfig::read(sys, &dir, &modules::MODPROBE_DIRS, words);
     let mut names: Vec<String> = cfg.modules.iter().map(|m| modules::normalize(m)).collect();
     names.extend(conf.options.iter().map(|(k, _)| k.clone()));
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     let mut out = String::from("\nmodule parameters (modprobe.d, then the command line):\n");
     if names.is_empty() {
@@ -240,10 +238,11 @@ fn module_params(sys: &dyn Sys, cfg: &config::Config, words: &[String]) -> Strin
     }
     for m in names {
         let params = conf.params(&m);
-        out.push_str(&format!(
-            "  {m:<13} {}\n",
+        let _ = writeln!(
+            out,
+            "  {m:<13} {}",
             if params.is_empty() { "(none)" } else { &params }
-        ));
+        );
     }
     out
 }
@@ -271,10 +270,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
     let p = load(&real, &o, &mut out)?;
     out.push_str("\nsettings:\n");
     for (key, value) in p.cfg.settings() {
-        out.push_str(&format!(
-            "  {key:<13} {value:<40} {}\n",
-            p.source(key).name()
-        ));
+        let _ = writeln!(out, "  {key:<13} {value:<40} {}", p.source(key).name());
     }
     out.push_str(&module_params(&real, &p.cfg, &cmdline_words(&o)?));
     out.push_str("\nwarnings:\n");
@@ -282,7 +278,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
         out.push_str("  (none)\n");
     }
     for w in &p.warnings {
-        out.push_str(&format!("  {w}\n"));
+        let _ = writeln!(out, "  {w}");
     }
     let mut status = if p.warnings.is_empty() { 0 } else { 1 };
     match &p.cfg.root {
@@ -291,9 +287,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
             status = 1;
         }
         Some(spec) => {
-            out.push_str(&format!(
-                "\nblock devices on this machine and {spec} now:\n"
-            ));
+            let _ = write!(out, "\nblock devices on this machine and {spec} now:\n");
             let sys = SysBlock {
                 sys: &real,
                 root: sysfs.clone(),
@@ -301,7 +295,7 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
             };
             let names = sys.names();
             if names.is_empty() {
-                out.push_str(&format!("  (no block devices under {})\n", sysfs.display()));
+                let _ = writeln!(out, "  (no block devices under {})", sysfs.display());
             }
             let mut matched = 0;
             let mut matches = Vec::new();
@@ -327,14 +321,15 @@ pub fn plan(args: &[String]) -> Result<(String, i32), String> {
                         "MATCH".to_string()
                     }
                 };
-                out.push_str(&format!("  {:<60} {verdict}\n", f.describe()));
+                let _ = writeln!(out, "  {:<60} {verdict}", f.describe());
             }
             if matched == 0 {
                 out.push_str("  nothing matches now: the boot would wait for it\n");
             } else if matched > 1 && spec.names_one_volume() {
-                out.push_str(&format!(
-                    "  {matched} devices match: the boot would refuse to choose one (FAILED at wait)\n"
-                ));
+                let _ = writeln!(
+                    out,
+                    "  {matched} devices match: the boot would refuse to choose one (FAILED at wait)"
+                );
             }
             if p.cfg.kexec.mode != KexecMode::Off {
                 out.push_str(&plan_kexec(&real, &p.cfg, &cmdline_text(&o)?, &matches));
@@ -356,13 +351,9 @@ fn plan_kexec(real: &RealSys, cfg: &Config, running: &str, matches: &[Device]) -
         shown += 1;
         let node = PathBuf::from(format!("/dev/block/{}:{}", d.major, d.minor));
         let uuid = probe::read(real, &node).ok().flatten().map(|p| p.uuid);
-        out.push_str(&format!(
-            "  {} is mounted at {}:\n",
-            d.describe(),
-            dir.display()
-        ));
+        let _ = writeln!(out, "  {} is mounted at {}:", d.describe(), dir.display());
         for l in kexec_report(real, &dir, cfg, running, uuid).0 {
-            out.push_str(&format!("  {l}\n"));
+            let _ = writeln!(out, "  {l}");
         }
     }
     if shown == 0 {
@@ -393,15 +384,16 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
     } else {
         config::Config::default()
     };
-    out.push_str(&format!(
-        "checking {} as pivot-init would (init {}, hook {}, old root {})\n",
+    let _ = writeln!(
+        out,
+        "checking {} as pivot-init would (init {}, hook {}, old root {})",
         dir.display(),
         cfg.init.display(),
         cfg.hook
             .as_deref()
             .map_or("none".to_string(), |h| h.display().to_string()),
         cfg.old_root.display()
-    ));
+    );
     let pf = preflight::preflight(&sys, &dir, &cfg);
     let mut problems = 0;
     // pivot.kexec: the entry, checked; booting it, no hook runs and
@@ -424,7 +416,7 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
     }
     let mut problem = |out: &mut String, text: String| {
         problems += 1;
-        out.push_str(&format!("problem: {text}\n"));
+        let _ = writeln!(out, "problem: {text}");
     };
     // The init, with the fallbacks the boot would try.
     match pf.init {
@@ -446,7 +438,7 @@ pub fn check(args: &[String]) -> Result<(String, i32), String> {
         Err(e) => problem(&mut out, e.to_string()),
     }
     for l in kexec_lines {
-        out.push_str(&format!("{l}\n"));
+        let _ = writeln!(out, "{l}");
     }
     if by_kexec {
         out.push_str(
@@ -517,7 +509,7 @@ pub fn boot_count(args: &[String], write: bool) -> Result<(String, i32), String>
     let cmdline = proc_cmdline(&sys).unwrap_or_default();
     let cfg = config::parse_all(None, &cmdline, false).cfg;
     let failed = |out: String, why: String| {
-        eprintln!("pivot-init {command}: {why}");
+        crate::sys::print_err(&format!("pivot-init {command}: {why}\n"));
         Ok((out, 1))
     };
     let root = match tries::locate(&sys, &cfg, explicit.as_deref()) {
@@ -541,7 +533,7 @@ pub fn boot_count(args: &[String], write: bool) -> Result<(String, i32), String>
         tries::status(&sys, &root, &state)
     };
     if let Err(why) = root.release(&sys) {
-        eprintln!("pivot-init {command}: {why}");
+        crate::sys::print_err(&format!("pivot-init {command}: {why}\n"));
     }
     match r {
         Ok(text) => {
@@ -559,12 +551,13 @@ fn settings_help() -> String {
         "\nsettings (pivot.KEY=VALUE on the kernel command line, KEY = VALUE in /etc/pivot-init.conf):\n",
     );
     for s in &config::SETTINGS {
-        out.push_str(&format!(
-            "  {:<13} {} (default: {})\n",
+        let _ = writeln!(
+            out,
+            "  {:<13} {} (default: {})",
             s.key,
             s.doc,
             (s.show)(&defaults)
-        ));
+        );
     }
     out
 }
@@ -573,11 +566,11 @@ fn settings_help() -> String {
 pub fn main(args: &[String]) -> i32 {
     let result = match args.first().map(String::as_str) {
         None | Some("--help") | Some("-h") | Some("help") => {
-            print!("{USAGE}{}", settings_help());
+            crate::sys::print(&format!("{USAGE}{}", settings_help()));
             return if args.is_empty() { 2 } else { 0 };
         }
         Some("--version") | Some("-V") => {
-            println!("pivot-init {}", env!("CARGO_PKG_VERSION"));
+            crate::sys::print(concat!("pivot-init ", env!("CARGO_PKG_VERSION"), "\n"));
             return 0;
         }
         Some("plan") => plan(&args[1..]),
@@ -588,11 +581,11 @@ pub fn main(args: &[String]) -> i32 {
     };
     match result {
         Ok((out, status)) => {
-            print!("{out}");
+            crate::sys::print(&out);
             status
         }
         Err(e) => {
-            eprintln!("pivot-init: {e}\n{USAGE}");
+            crate::sys::print_err(&format!("pivot-init: {e}\n{USAGE}\n"));
             2
         }
     }

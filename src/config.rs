@@ -492,7 +492,7 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
         return Some(Err(()));
     };
     let key = crate::sys::trim(k);
-    let key = key.strip_prefix("pivot.").unwrap_or(key).replace('-', "_");
+    let key = crate::sys::underscores(key.strip_prefix("pivot.").unwrap_or(key));
     if key.is_empty() || key.contains(crate::sys::is_space) {
         return Some(Err(()));
     }
@@ -511,8 +511,11 @@ fn config_line(line: &str) -> Option<Result<(String, String), ()>> {
             inside
         }
         // Unquoted, a ` #` starts a trailing comment.
-        None => match v.find(" #").or_else(|| v.find("\t#")) {
-            Some(i) => v[..i].trim_end_matches(crate::sys::is_space),
+        None => match crate::sys::find(v, " #").or_else(|| crate::sys::find(v, "\t#")) {
+            Some(i) => v
+                .get(..i)
+                .unwrap_or(v)
+                .trim_end_matches(crate::sys::is_space),
             None => v.trim_end_matches(crate::sys::is_space),
         },
     };
@@ -581,7 +584,7 @@ impl Parsed {
                 continue;
             };
             let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
-            let norm = key.replace('-', "_");
+            let norm = crate::sys::underscores(key);
             match apply(&mut self.cfg, &norm, value) {
                 Ok(()) => {
                     self.sources.set(&norm, Source::CommandLine);
@@ -687,7 +690,7 @@ fn show_list(v: &[String], empty: &str) -> String {
     if v.is_empty() {
         empty.to_string()
     } else {
-        v.join(",")
+        crate::sys::joined(v, ",")
     }
 }
 
@@ -1056,7 +1059,10 @@ pub const SETTINGS: [Setting; 30] = [
         parse: |c, v| {
             let stage = Stage::from_name(v).ok_or_else(|| {
                 let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
-                format!("`{v}` is not a stage ({})", names.join(", "))
+                format!(
+                    "`{v}` is not a stage ({})",
+                    crate::sys::joined(&names, ", ")
+                )
             })?;
             c.debug_panic = Some(stage);
             Ok(())
@@ -1080,7 +1086,10 @@ fn apply(cfg: &mut Config, key: &str, v: &str) -> Result<(), String> {
         Some(s) => (s.parse)(cfg, v),
         None => {
             let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
-            Err(format!("unknown key; known keys: {}", keys.join(", ")))
+            Err(format!(
+                "unknown key; known keys: {}",
+                crate::sys::joined(&keys, ", ")
+            ))
         }
     }
 }

@@ -159,14 +159,14 @@ impl fmt::Display for Error {
                 if seen.is_empty() {
                     "none".to_string()
                 } else {
-                    seen.join(", ")
+                    crate::sys::joined(seen, ", ")
                 }
             ),
             Ambiguous { spec, devices } => write!(
                 f,
                 "{} devices match {spec}: {}; detach one or use {}",
                 devices.len(),
-                devices.join(", "),
+                crate::sys::joined(devices, ", "),
                 match spec {
                     Spec::Serial(_) | Spec::ById(_) | Spec::Name(_) => "/dev/disk/by-path/...",
                     _ => "SERIAL=",

@@ -56,7 +56,7 @@ pub fn choose_init(
                     log::warn!(
                         "cannot use {} ({}); using {}",
                         wanted.display(),
-                        problems.join("; "),
+                        crate::sys::joined(&problems, "; "),
                         c.display()
                     );
                 }

@@ -8,9 +8,10 @@
 //! volume: a checker repairs what it finds, on the device that is still
 //! writable (the mount stage makes it read-only only after this).
 
+use crate::sys::Instant;
 use std::ffi::CString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use crate::config::{Config, FsckMode};
 use crate::error::{Error, Result};
@@ -71,7 +72,7 @@ pub fn read_status(code: i32) -> (Outcome, String) {
     } else {
         Outcome::Corrected
     };
-    (outcome, meaning.join(", "))
+    (outcome, crate::sys::joined(&meaning, ", "))
 }
 
 /// Why a filesystem type has no checker to run at boot, when that is by
@@ -204,11 +205,15 @@ pub fn check(sys: &dyn Sys, cfg: &Config, node: &Path, probed: Option<Probe>) ->
         Err(unusable) => {
             let mut why = format!(
                 "no checker for {fstype} on the boot root ({} in {})",
-                names.join(" or "),
-                CHECKER_DIRS.join(" or ")
+                crate::sys::joined(&names, " or "),
+                crate::sys::joined(&CHECKER_DIRS, " or ")
             );
             if !unusable.is_empty() {
-                why.push_str(&format!("; found but unusable: {}", unusable.join("; ")));
+                let _ = write!(
+                    why,
+                    "; found but unusable: {}",
+                    crate::sys::joined(&unusable, "; ")
+                );
             }
             if force {
                 return Err(Error::FsckMissing { why });
@@ -278,7 +283,7 @@ fn run_checker(sys: &dyn Sys, checker: &Path, args: &[&str], node: &Path) -> Res
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    log::info!("fsck: running {}", shown.join(" "));
+    log::info!("fsck: running {}", crate::sys::joined(&shown, " "));
     let env = [CString::new(CHECKER_PATH).map_err(|_| spawn_err(crate::sys::Errno::INVAL))?];
     let opts = SpawnOpts {
         cwd: c"/",

@@ -158,7 +158,8 @@ pub fn unmount_order(mountinfo: &str, under: &Path) -> Vec<PathBuf> {
         .collect();
     found.reverse();
     // A stable sort keeps the later-first order among equals.
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let depth = |p: &PathBuf| p.components().count();
+    crate::sys::sort_small_by(&mut found, |a, b| depth(b).cmp(&depth(a)));
     found
 }
 

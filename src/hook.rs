@@ -3,12 +3,12 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::preflight::{Hook, HookCheck};
-use crate::sys::{Errno, Exit, Program, SpawnOpts, Sys, process};
+use crate::sys::{Errno, Exit, Instant, Program, SpawnOpts, Sys, process};
 
 pub const HOOK_PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

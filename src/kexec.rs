@@ -7,9 +7,10 @@
 //! (entry order, the line, the headers) are pure code in
 //! [`crate::bootentry`].
 
+use crate::sys::Instant;
 use std::ffi::CString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use crate::bootentry::{self, BLS_DIR, BlsEntry, KernelImage, Line};
 use crate::config::{Config, KexecInitrd, KexecMode, KexecSettings};
@@ -108,7 +109,7 @@ fn names_in(fs: &dyn Files, root: &Path, dir: &str) -> Result<Vec<String>, Strin
     let mut names = fs
         .read_dir(&at)
         .map_err(|e| format!("cannot list {dir} on the volume: {}", ErrnoText(e)))?;
-    names.sort();
+    names.sort_unstable();
     Ok(names)
 }
 
@@ -288,12 +289,15 @@ fn bls_found(
                 "{conf} names {} initramfs files ({}); kexec_file_load takes one: set \
                  pivot.kexec_initrd=PATH",
                 more.len(),
-                more.join(", ")
+                crate::sys::joined(more, ", ")
             ));
         }
     };
     if !e.ignored.is_empty() {
-        notes.push(format!("{conf}: ignoring {}", e.ignored.join(", ")));
+        notes.push(format!(
+            "{conf}: ignoring {}",
+            crate::sys::joined(&e.ignored, ", ")
+        ));
     }
     Ok(Found {
         kernel,
@@ -381,7 +385,7 @@ fn newest_in_boot(
     Err(format!(
         "no kernel in /boot has its initramfs beside it ({}); set pivot.kexec_initrd=PATH, or \
          none to boot without one",
-        notes.join("; ")
+        crate::sys::joined(&notes, "; ")
     ))
 }
 
@@ -586,7 +590,7 @@ fn etc_kernel_cmdline(fs: &dyn Files, root: &Path) -> Result<Option<String>, Str
     }
     let text = String::from_utf8_lossy(&o.file.head(16 * 1024)).into_owned();
     let words: Vec<&str> = sys::words(&text).collect();
-    Ok((!words.is_empty()).then(|| words.join(" ")))
+    Ok((!words.is_empty()).then(|| crate::sys::joined(&words, " ")))
 }
 
 /// The lines that say what would be booted (`plan`, `check`, the log):
@@ -608,13 +612,18 @@ pub fn describe(p: &Prepared) -> Vec<String> {
     ];
     let mut from = p.line_from.clone();
     if !p.line.carried.is_empty() {
-        from.push_str(&format!(
+        let _ = write!(
+            from,
             ", with {} of the running kernel",
-            p.line.carried.join(" ")
-        ));
+            crate::sys::joined(&p.line.carried, " ")
+        );
     }
     if !p.line.dropped.is_empty() {
-        from.push_str(&format!("; left out {}", p.line.dropped.join(" ")));
+        let _ = write!(
+            from,
+            "; left out {}",
+            crate::sys::joined(&p.line.dropped, " ")
+        );
     }
     out.push(format!("command line ({from}): {}", p.line.text));
     out
@@ -662,8 +671,11 @@ fn log_whole(text: &str) {
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
-        parts.push(&rest[..cut]);
-        rest = &rest[cut..];
+        let Some((part, more)) = rest.split_at_checked(cut) else {
+            break;
+        };
+        parts.push(part);
+        rest = more;
     }
     let n = parts.len();
     for (i, p) in parts.iter().enumerate() {

@@ -243,7 +243,7 @@ mod tests {
             .collect();
         let msg = format!(
             "FAILED at wait: no device matching LABEL=root appeared within 300 s; block devices seen: {}",
-            disks.join(", ")
+            crate::sys::joined(&disks, ", ")
         );
         assert!(msg.len() > MAX_MESSAGE);
         let tail = "; action: oldinit /sbin/init.old";

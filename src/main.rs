@@ -29,10 +29,8 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let status = pivot_init::cli::main(&args);
     // Returned to the C start code, which exits with it (std::process::exit
-    // would bring the Rust runtime's clean-up along: std's stdout is the
-    // one thing of it to flush).
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    status
+    // would bring the Rust runtime's clean-up along; the tool's output is
+    // written unbuffered, so nothing is left to flush).
+    pivot_init::cli::main(&args)
 }

@@ -8,12 +8,14 @@ use crate::probe::{self, Probe};
 use crate::spec::Spec;
 use crate::sys::{ErrnoText, Op, SysError};
 use crate::sysblock::{PartId, SysBlock};
+use std::fmt::Write as _;
 
 /// Whether a serial the user gave matches the one a device reports. Cloud
 /// volume ids are written `vol-0abc` but NVMe serials read `vol0abc`.
 pub fn serial_matches(wanted: &str, reported: &str) -> bool {
     let reported = crate::sys::trim(reported);
-    !reported.is_empty() && (wanted == reported || wanted.replace('-', "") == reported)
+    !reported.is_empty()
+        && (wanted == reported || wanted.chars().filter(|c| *c != '-').eq(reported.chars()))
 }
 
 /// What is known about one device, looked up only as far as the spec needs.
@@ -44,7 +46,7 @@ impl<'a> Facts<'a> {
     /// `xvdp1`) is the name this EBS NVMe volume (or partition) was attached as.
     fn attached_as(&mut self, name: &str) -> bool {
         let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
-        let partn: Option<u32> = name[base.len()..].parse().ok();
+        let partn: Option<u32> = name.get(base.len()..).and_then(|n| n.parse().ok());
         if !crate::cloud::is_attach_form(base)
             || !self.dev.name.starts_with("nvme")
             || self.sys.exists(name)
@@ -120,16 +122,16 @@ impl<'a> Facts<'a> {
     pub fn describe(&self) -> String {
         let mut s = self.dev.describe();
         if let Some(Some(serial)) = &self.serial {
-            s.push_str(&format!(" serial {serial}"));
+            let _ = write!(s, " serial {serial}");
         }
         match &self.fs {
             Some(Ok(Some(p))) => {
-                s.push_str(&format!(" {}", p.fstype));
+                let _ = write!(s, " {}", p.fstype);
                 if !p.label.is_empty() {
-                    s.push_str(&format!(" LABEL={}", p.label));
+                    let _ = write!(s, " LABEL={}", p.label);
                 }
                 if !p.uuid.is_empty() {
-                    s.push_str(&format!(" UUID={}", p.uuid));
+                    let _ = write!(s, " UUID={}", p.uuid);
                 }
             }
             Some(Ok(None)) => s.push_str(" no known filesystem"),
@@ -142,9 +144,9 @@ impl<'a> Facts<'a> {
             None => {}
         }
         if let Some(Some(p)) = &self.part {
-            s.push_str(&format!(" PARTUUID={}", p.uuid));
+            let _ = write!(s, " PARTUUID={}", p.uuid);
             if let Some(l) = &p.label {
-                s.push_str(&format!(" PARTLABEL={l}"));
+                let _ = write!(s, " PARTLABEL={l}");
             }
         }
         s
@@ -190,7 +192,10 @@ impl Verdict {
         match self {
             Verdict::Match => None,
             Verdict::NoMatch => Some(format!("not {}", want.spec)),
-            Verdict::WrongFs(t) => Some(format!("{t}, expected {}", want.fstypes.join(" or "))),
+            Verdict::WrongFs(t) => Some(format!(
+                "{t}, expected {}",
+                crate::sys::joined(want.fstypes, " or ")
+            )),
         }
     }
 }

@@ -78,14 +78,15 @@ pub fn module_dir(release: &str) -> PathBuf {
 /// A module name as the kernel compares it: dashes as underscores
 /// (`virtio-blk` is `virtio_blk`).
 pub fn normalize(name: &str) -> String {
-    name.replace('-', "_")
+    crate::sys::underscores(name)
 }
 
 /// A module's name as the kernel knows it: file name without `.ko[.xz|.zst|.gz]`,
 /// normalized.
 pub fn module_name(path: &str) -> String {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    normalize(base.split(".ko").next().unwrap_or(base))
+    let base = crate::sys::last_name(path);
+    let stem = crate::sys::find(base, ".ko").and_then(|i| base.get(..i));
+    normalize(stem.unwrap_or(base))
 }
 
 pub fn is_compressed(path: &str) -> bool {
@@ -191,7 +192,7 @@ pub fn parse_builtin(text: &str) -> Vec<String> {
         .filter(|l| !crate::sys::trim(l).is_empty())
         .map(module_name)
         .collect();
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     names
 }
@@ -395,7 +396,7 @@ impl ModConfig {
     /// The parameter string `finit_module` gets for `module`.
     pub fn params(&self, module: &str) -> String {
         lookup(&self.options, module)
-            .map(|o| o.join(" "))
+            .map(|o| crate::sys::joined(o, " "))
             .unwrap_or_default()
     }
 
@@ -413,7 +414,7 @@ impl ModConfig {
         for d in conf_dirs {
             let mut files = fs.read_dir(Path::new(d)).unwrap_or_default();
             files.retain(|f| f.ends_with(".conf"));
-            files.sort();
+            files.sort_unstable();
             for f in files {
                 c.add_conf(&text(&Path::new(d).join(f)));
             }
@@ -570,7 +571,10 @@ pub fn load_stage(
     };
     if !wanted.is_empty() {
         let n = loader.load(sys, wanted)?;
-        log::info!("loaded {n} module(s) for {}", wanted.join(","));
+        log::info!(
+            "loaded {n} module(s) for {}",
+            crate::sys::joined(wanted, ",")
+        );
     }
     if coldplug {
         let n = loader.coldplug(sys, Path::new("/sys/bus"));

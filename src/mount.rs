@@ -153,7 +153,7 @@ pub fn unmount_volume(s: &dyn Sys, target: &Path, changes: &[&str]) -> Option<Un
     let what = if changes.is_empty() {
         "the volume was not changed".to_string()
     } else {
-        changes.join("; ")
+        crate::sys::joined(changes, "; ")
     };
     match s.unmount(target) {
         Ok(how) => {

@@ -37,7 +37,7 @@ impl MountOpts {
                 data.push(o);
             }
         }
-        opts.data = data.join(",");
+        opts.data = crate::sys::joined(&data, ",");
         opts
     }
 

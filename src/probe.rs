@@ -1,6 +1,7 @@
 //! Superblock probing: what filesystem a byte buffer (the start of a block
 //! device) holds. Pure code over a slice; short or garbage input is "unknown".
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::sys::{Files, Op, SysError};
@@ -73,7 +74,7 @@ pub fn uuid_string(b: &[u8]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             s.push('-');
         }
-        s.push_str(&format!("{byte:02x}"));
+        let _ = write!(s, "{byte:02x}");
     }
     s
 }

@@ -2,8 +2,9 @@
 //! device, how the root was switched, the times of each stage and, with
 //! `pivot.stats=1`, CPU time and peak memory.
 
+use crate::sys::Instant;
+use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Instant;
 
 use crate::stage::Stage;
 use crate::sys::{self, Files};
@@ -84,11 +85,12 @@ pub fn line(fs: &dyn Files, t: &Timings, s: &Switched, stats: bool) -> String {
                 idle.wakeups
             ),
         };
-        line.push_str(&format!(
+        let _ = write!(
+            line,
             "; cpu {waiting}, {} ms since start; VmHWM {} KiB",
             cpu_total.map_or("?".to_string(), ms3),
             sys::vm_hwm_kib(fs).map_or("?".to_string(), |k| k.to_string()),
-        ));
+        );
     }
     format!("{line}; exec {}", s.init.display())
 }
@@ -101,7 +103,7 @@ pub fn stage_list(t: &Timings) -> String {
         .iter()
         .map(|(st, us)| format!("{} {}", st.name(), ms3(*us)))
         .collect();
-    stages.join(", ")
+    crate::sys::joined(&stages, ", ")
 }
 
 /// Microseconds as `M.UUU` milliseconds, without float formatting code.

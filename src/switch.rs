@@ -93,7 +93,7 @@ pub fn run(s: &dyn Sys, cfg: &Config, moves: &[&str]) -> Result<String> {
         switch(s, new_root, old_root, moves)?;
         format!("pivot_root, boot root at {}", old_root.display())
     };
-    Ok(format!("{how}, moved {}", moves.join(" ")))
+    Ok(format!("{how}, moved {}", crate::sys::joined(moves, " ")))
 }
 
 /// How the root was switched.

@@ -4,6 +4,7 @@
 //! boot, or from another copy for `plan --sysfs`; device contents from
 //! their nodes.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, NodeKind, Result};
@@ -98,7 +99,7 @@ impl<'a> SysBlock<'a> {
 
     pub fn names(&self) -> Vec<String> {
         let mut names = self.sys.read_dir(&self.root).unwrap_or_default();
-        names.sort();
+        names.sort_unstable();
         names
     }
 
@@ -162,7 +163,7 @@ impl<'a> SysBlock<'a> {
                 .map(|id| format!("{id}-part{partn}"))
                 .collect();
         }
-        let under = |s: &str| sys::words(s).collect::<Vec<_>>().join("_");
+        let under = |s: &str| sys::joined_iter(&mut sys::words(s), "_");
         let mut ids = Vec::new();
         if name.starts_with("nvme") {
             if let (Some(model), Some(serial)) = (
@@ -231,10 +232,10 @@ impl<'a> SysBlock<'a> {
         let below: Vec<&str> = below.iter().filter_map(|c| c.to_str()).collect();
         let mut path = format!("pci-{addr}");
         if below.contains(&"nvme") {
-            path.push_str(&format!("-nvme-{}", self.attr(name, "nsid")?));
+            let _ = write!(path, "-nvme-{}", self.attr(name, "nsid")?);
         } else if let Some((h, c, t, l)) = below.iter().rev().find_map(|c| scsi_address(c)) {
             let base = self.first_scsi_host(pci)?;
-            path.push_str(&format!("-scsi-{}:{c}:{t}:{l}", h.checked_sub(base)?));
+            let _ = write!(path, "-scsi-{}:{c}:{t}:{l}", h.checked_sub(base)?);
         }
         Some(path)
     }

@@ -17,6 +17,7 @@
 //!   written there, the filesystem UUID of a root ([`bootdisk_arg`] puts
 //!   the boot root's on a kexec'd kernel's line).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::bootcount::{self, BootCount, Decision, Volume};
@@ -404,7 +405,7 @@ fn mount_bootdisk(sys: &dyn Sys, spec: &Spec) -> std::result::Result<BootRoot, S
             let all: Vec<String> = found.into_iter().map(|f| f.0).collect();
             return Err(format!(
                 "{n} block devices are pivot.bootdisk={spec}: {}",
-                all.join(", ")
+                crate::sys::joined(&all, ", ")
             ));
         }
     };
@@ -466,7 +467,7 @@ pub fn describe_root(sys: &dyn Sys, root: &BootRoot) -> String {
 pub fn bless(sys: &dyn Sys, root: &BootRoot, rel: &Path) -> std::result::Result<String, String> {
     let mut out = String::new();
     let state = read_state(sys, &root.dir, rel).unwrap_or_else(|why| {
-        out.push_str(&format!("note: {why}; blessing as if there were none\n"));
+        let _ = writeln!(out, "note: {why}; blessing as if there were none");
         None
     });
     let running = running_volume(sys, &root.dir, &mut out);
@@ -477,12 +478,13 @@ pub fn bless(sys: &dyn Sys, root: &BootRoot, rel: &Path) -> std::result::Result<
         ));
     };
     let done = write_state(sys, &root.dir, rel, bootcount::format(&next).as_bytes())?;
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         "{}\nwritten to {}{}\n",
         bootcount::describe(&next),
         done.path.display(),
         done.note()
-    ));
+    );
     Ok(out)
 }
 
@@ -500,17 +502,19 @@ fn running_volume(sys: &dyn Sys, boot_dir: &Path, out: &mut String) -> Option<Vo
             spec: String::new(),
         }),
         Ok((dev, p)) => {
-            out.push_str(&format!(
-                "note: / ({}, {}) has no filesystem UUID: blessing the volume the count names\n",
+            let _ = writeln!(
+                out,
+                "note: / ({}, {}) has no filesystem UUID: blessing the volume the count names",
                 dev.describe(),
                 p.fstype
-            ));
+            );
             None
         }
         Err(why) => {
-            out.push_str(&format!(
-                "note: cannot tell which volume / is ({why}): blessing the volume the count names\n"
-            ));
+            let _ = writeln!(
+                out,
+                "note: cannot tell which volume / is ({why}): blessing the volume the count names"
+            );
             None
         }
     }

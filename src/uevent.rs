@@ -60,7 +60,7 @@ pub fn parse(msg: &[u8]) -> Option<Uevent> {
     }
     if ev.devname.is_empty() {
         // DEVNAME is the node name under /dev; without it use the last devpath part.
-        ev.devname = ev.devpath.rsplit('/').next().unwrap_or("").to_string();
+        ev.devname = crate::sys::last_name(&ev.devpath).to_string();
     }
     if !plain_name(&ev.devname) {
         // Joined to /dev for mknod: a name must stay a name there.

@@ -240,7 +240,7 @@ pub fn ia32_emulation(cmdline: &str) -> Option<bool> {
         }
         // The kernel takes `-` and `_` alike in parameter names.
         if let Some((key, value)) = word.split_once('=')
-            && key.replace('-', "_") == "ia32_emulation"
+            && crate::sys::underscores(key) == "ia32_emulation"
             && let Some(b) = kstrtobool(value)
         {
             on = Some(b);

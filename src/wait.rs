@@ -4,7 +4,7 @@
 //! What sysfs says of a device is [`crate::sysblock`]'s; whether it is the
 //! volume, [`crate::matching`]'s.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use crate::matching::{Facts, Want, verdict};
 use crate::modules::Loader;
 use crate::node::Device;
 use crate::probe::Probe;
-use crate::sys::{self, ErrnoText, Halt, Recv, Sig, Sys};
+use crate::sys::{self, ErrnoText, Halt, Instant, Recv, Sig, Sys};
 use crate::sysblock::SysBlock;
 use crate::uevent;
 
@@ -61,7 +61,7 @@ impl Seen {
     /// What was read of each device, in name order.
     pub fn list(&self) -> Vec<String> {
         let mut d = self.devices.clone();
-        d.sort();
+        crate::sys::sort_small_by(&mut d, |a, b| a.cmp(b));
         d.into_iter().map(|(_, what)| what).collect()
     }
 }
@@ -288,7 +288,7 @@ fn seen_text(list: &[String]) -> String {
     if list.is_empty() {
         "none".into()
     } else {
-        list.join(", ")
+        crate::sys::joined(list, ", ")
     }
 }
 

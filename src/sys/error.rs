@@ -17,7 +17,7 @@ impl fmt::Display for ErrnoText {
         let io = std::io::Error::from_raw_os_error(self.0.raw_os_error());
         // std renders "No such file or directory (os error 2)"; keep the text, add the number.
         let text = io.to_string();
-        let text = text.split(" (os error").next().unwrap_or("");
+        let text = super::find(&text, " (os error").map_or(&*text, |i| text.get(..i).unwrap_or(""));
         write!(f, "errno {} ({})", self.0.raw_os_error(), text)
     }
 }
@@ -87,62 +87,64 @@ pub enum Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Op::*;
-        match self {
+        // Most are a word and one or two paths: written by one call.
+        let (word, one, two): (&str, &PathBuf, Option<&PathBuf>) = match self {
             Mount {
                 source,
                 target,
                 fstype,
                 ..
-            } => write!(
-                f,
-                "mount {} {} {fstype}",
-                source.display(),
-                target.display()
-            ),
+            } => {
+                let (s, t) = (source.display(), target.display());
+                return write!(f, "mount {s} {t} {fstype}");
+            }
             Remount {
                 target,
                 flags,
                 data,
-            } => write!(f, "remount {} {}", target.display(), describe(*flags, data)),
-            Unmount(p) => write!(f, "umount {}", p.display()),
-            MakePrivate => write!(f, "private /"),
-            Mkdir(p) => write!(f, "mkdir {}", p.display()),
-            Mknod(p, a, b) => write!(f, "mknod {} {a}:{b}", p.display()),
-            PivotRoot(n, o) => write!(f, "pivot_root {} {}", n.display(), o.display()),
-            Chdir(p) => write!(f, "chdir {}", p.display()),
-            Move(a, b) => write!(f, "move {} {}", a.display(), b.display()),
-            Chroot(p) => write!(f, "chroot {}", p.display()),
-            RootIsRam => write!(f, "statfs /"),
-            SetReadOnly(p, true) => write!(f, "setro {}", p.display()),
-            SetReadOnly(p, false) => write!(f, "setrw {}", p.display()),
-            FreeInitramfs => write!(f, "free /"),
-            Halt(h) => write!(f, "halt {}", h.name()),
-            Open(p) => write!(f, "open {}", p.display()),
-            Read(p) => write!(f, "read {}", p.display()),
-            Write(p) => write!(f, "write {}", p.display()),
-            Fsync(p) => write!(f, "fsync {}", p.display()),
-            Rename(a, b) => write!(f, "rename {} {}", a.display(), b.display()),
-            Remove(p) => write!(f, "remove {}", p.display()),
-            Statvfs(p) => write!(f, "statvfs {}", p.display()),
-            Netlink(op) => write!(f, "netlink {op}"),
-            Poll => write!(f, "poll"),
-            Exec(p) => write!(f, "exec {}", p.display()),
-            Spawn(argv) => write!(f, "spawn {}", argv.join(" ")),
-            LoadModule(p) => write!(f, "finit_module {}", p.display()),
+            } => return write!(f, "remount {} {}", target.display(), describe(*flags, data)),
+            Unmount(p) => ("umount", p, None),
+            Mkdir(p) => ("mkdir", p, None),
+            Mknod(p, a, b) => return write!(f, "mknod {} {a}:{b}", p.display()),
+            PivotRoot(n, o) => ("pivot_root", n, Some(o)),
+            Chdir(p) => ("chdir", p, None),
+            Move(a, b) => ("move", a, Some(b)),
+            Chroot(p) => ("chroot", p, None),
+            SetReadOnly(p, true) => ("setro", p, None),
+            SetReadOnly(p, false) => ("setrw", p, None),
+            Open(p) => ("open", p, None),
+            Read(p) => ("read", p, None),
+            Write(p) => ("write", p, None),
+            Fsync(p) => ("fsync", p, None),
+            Rename(a, b) => ("rename", a, Some(b)),
+            Remove(p) => ("remove", p, None),
+            Statvfs(p) => ("statvfs", p, None),
+            Exec(p) => ("exec", p, None),
+            LoadModule(p) => ("finit_module", p, None),
+            Halt(h) => return write!(f, "halt {}", h.name()),
+            Netlink(op) => return write!(f, "netlink {op}"),
+            Spawn(argv) => return write!(f, "spawn {}", super::joined(argv, " ")),
             KexecLoad {
                 kernel,
                 initrd,
                 cmdline,
-            } => write!(
-                f,
-                "kexec_file_load {} {} {cmdline}",
-                kernel.display(),
-                initrd
+            } => {
+                let initrd = initrd
                     .as_deref()
-                    .map_or("-".into(), |p| p.display().to_string())
-            ),
-            KexecReboot => write!(f, "reboot kexec"),
-            KexecUnload => write!(f, "kexec_file_load unload"),
+                    .map_or("-".into(), |p| p.display().to_string());
+                return write!(f, "kexec_file_load {} {initrd} {cmdline}", kernel.display());
+            }
+            MakePrivate => return f.write_str("private /"),
+            RootIsRam => return f.write_str("statfs /"),
+            FreeInitramfs => return f.write_str("free /"),
+            Poll => return f.write_str("poll"),
+            KexecReboot => return f.write_str("reboot kexec"),
+            KexecUnload => return f.write_str("kexec_file_load unload"),
+        };
+        write!(f, "{word} {}", one.display())?;
+        match two {
+            Some(p) => write!(f, " {}", p.display()),
+            None => Ok(()),
         }
     }
 }
@@ -171,110 +173,92 @@ impl fmt::Display for SysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Op::*;
         let e = ErrnoText(self.errno);
-        match &*self.op {
+        // Most name one path between two fixed parts: written by one call.
+        let (pre, path, post): (&str, &PathBuf, &str) = match &*self.op {
             Mount {
                 source,
                 target,
                 fstype,
                 flags,
                 data,
-            } => write!(
-                f,
-                "mounting {} on {} as {fstype} (flags {}) failed: {e}",
-                source.display(),
-                target.display(),
-                describe(*flags, data),
-            ),
+            } => {
+                let (s, t, d) = (source.display(), target.display(), describe(*flags, data));
+                return write!(f, "mounting {s} on {t} as {fstype} (flags {d}) failed: {e}");
+            }
             Remount {
                 target,
                 flags,
                 data,
-            } => write!(
-                f,
-                "remounting {} with {} failed: {e}",
-                target.display(),
-                describe(*flags, data),
-            ),
-            Unmount(target) => write!(f, "unmounting {} failed: {e}", target.display()),
-            Mkdir(path) => write!(
-                f,
-                "cannot create directory {}: {e}{}",
-                path.display(),
-                if self.errno == Errno::ROFS {
-                    "; create it in the image or boot with `rw`"
-                } else {
-                    ""
-                }
-            ),
-            Mknod(path, major, minor) => write!(
-                f,
-                "cannot create block node {} ({major}:{minor}): {e}",
-                path.display()
-            ),
-            Open(path) => write!(f, "cannot open {}: {e}", path.display()),
-            Read(path) => write!(f, "cannot read {}: {e}", path.display()),
-            Write(path) => write!(f, "cannot write {}: {e}", path.display()),
-            Fsync(path) => write!(f, "cannot fsync {}: {e}", path.display()),
-            Rename(from, to) => write!(
-                f,
-                "cannot rename {} to {}: {e}",
-                from.display(),
-                to.display()
-            ),
-            Remove(path) => write!(f, "cannot remove {}: {e}", path.display()),
-            Statvfs(path) => write!(
-                f,
-                "cannot read the mount flags of {} (statvfs): {e}",
-                path.display()
-            ),
-            Netlink(op) => write!(f, "uevent netlink socket: {op} failed: {e}"),
-            Poll => write!(f, "waiting on the uevent socket failed: {e}"),
-            PivotRoot(new_root, put_old) => write!(
-                f,
-                "pivot_root({}, {}) failed: {e}",
-                new_root.display(),
-                put_old.display()
-            ),
-            Move(from, to) => write!(
-                f,
-                "moving mount {} to {} failed: {e}",
-                from.display(),
-                to.display()
-            ),
-            Chdir(path) => write!(f, "chdir to {} failed: {e}", path.display()),
-            MakePrivate => write!(
-                f,
-                "making / recursively private (MS_REC|MS_PRIVATE) failed: {e}"
-            ),
-            Chroot(path) => write!(f, "chroot to {} failed: {e}", path.display()),
-            Halt(how) => write!(
-                f,
-                "{} failed: {e}",
-                match how {
+            } => {
+                let (t, d) = (target.display(), describe(*flags, data));
+                return write!(f, "remounting {t} with {d} failed: {e}");
+            }
+            Unmount(target) => ("unmounting ", target, " failed"),
+            Mkdir(path) => ("cannot create directory ", path, ""),
+            Mknod(path, major, minor) => {
+                let p = path.display();
+                return write!(f, "cannot create block node {p} ({major}:{minor}): {e}");
+            }
+            Open(path) => ("cannot open ", path, ""),
+            Read(path) => ("cannot read ", path, ""),
+            Write(path) => ("cannot write ", path, ""),
+            Fsync(path) => ("cannot fsync ", path, ""),
+            Rename(from, to) => {
+                let (a, b) = (from.display(), to.display());
+                return write!(f, "cannot rename {a} to {b}: {e}");
+            }
+            Remove(path) => ("cannot remove ", path, ""),
+            Statvfs(path) => ("cannot read the mount flags of ", path, " (statvfs)"),
+            Netlink(op) => return write!(f, "uevent netlink socket: {op} failed: {e}"),
+            Poll => return write!(f, "waiting on the uevent socket failed: {e}"),
+            PivotRoot(new_root, put_old) => {
+                let (n, o) = (new_root.display(), put_old.display());
+                return write!(f, "pivot_root({n}, {o}) failed: {e}");
+            }
+            Move(from, to) => {
+                let (a, b) = (from.display(), to.display());
+                return write!(f, "moving mount {a} to {b} failed: {e}");
+            }
+            Chdir(path) => ("chdir to ", path, " failed"),
+            MakePrivate => {
+                return write!(
+                    f,
+                    "making / recursively private (MS_REC|MS_PRIVATE) failed: {e}"
+                );
+            }
+            Chroot(path) => ("chroot to ", path, " failed"),
+            Halt(how) => {
+                let how = match how {
                     super::Halt::Reboot => "reboot",
                     super::Halt::PowerOff => "poweroff",
                     super::Halt::Halt => "halt",
                     super::Halt::Kexec => "reboot(LINUX_REBOOT_CMD_KEXEC)",
-                }
-            ),
-            Exec(path) => write!(f, "exec of {} failed: {e}", path.display()),
-            SetReadOnly(dev, ro) => write!(
-                f,
-                "cannot make {} {} (BLKROSET): {e}",
-                dev.display(),
-                if *ro { "read-only" } else { "writable again" }
-            ),
-            KexecLoad { kernel, .. } => {
-                write!(f, "kexec_file_load of {} failed: {e}", kernel.display())
+                };
+                return write!(f, "{how} failed: {e}");
             }
-            KexecReboot => write!(
-                f,
-                "reboot into the loaded kernel (LINUX_REBOOT_CMD_KEXEC) failed: {e}"
-            ),
+            Exec(path) => ("exec of ", path, " failed"),
+            SetReadOnly(dev, ro) => {
+                let how = if *ro { "read-only" } else { "writable again" };
+                return write!(f, "cannot make {} {how} (BLKROSET): {e}", dev.display());
+            }
+            KexecLoad { kernel, .. } => ("kexec_file_load of ", kernel, " failed"),
+            KexecReboot => {
+                return write!(
+                    f,
+                    "reboot into the loaded kernel (LINUX_REBOOT_CMD_KEXEC) failed: {e}"
+                );
+            }
             RootIsRam | FreeInitramfs | Spawn(_) | LoadModule(_) | KexecUnload => {
-                write!(f, "{} failed: {e}", self.op)
+                return write!(f, "{} failed: {e}", self.op);
             }
+        };
+        write!(f, "{pre}{}{post}: {e}", path.display())?;
+        if let Mkdir(_) = &*self.op
+            && self.errno == Errno::ROFS
+        {
+            f.write_str("; create it in the image or boot with `rw`")?;
         }
+        Ok(())
     }
 }
 

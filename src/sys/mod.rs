@@ -428,6 +428,25 @@ pub unsafe fn args_from_c(
     out
 }
 
+/// `parts` with `sep` between them, as `[S]::join` makes it: one small
+/// copy of the code for every caller (std's join is large, and one per
+/// element type).
+pub fn joined<S: AsRef<str>>(parts: &[S], sep: &str) -> String {
+    joined_iter(&mut parts.iter().map(AsRef::as_ref), sep)
+}
+
+/// The words of `parts` with `sep` between them.
+pub fn joined_iter(parts: &mut dyn Iterator<Item = &str>, sep: &str) -> String {
+    let mut out = String::new();
+    for (i, p) in parts.enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(p);
+    }
+    out
+}
+
 /// The kernel's `isspace()` (the C locale's): what separates the words of
 /// its command line. What the kernel, sysfs and the module files give is
 /// ASCII, and is trimmed and split with this (no Unicode table needed).
@@ -505,6 +524,101 @@ pub fn millis(d: Duration) -> u64 {
         .saturating_add(u64::from(d.subsec_millis()))
 }
 
+/// Where `needle` first starts in `hay`, as `str::find` with a string
+/// finds it, without std's two-way searcher (about 1.5 KiB of code) for
+/// the short texts searched here.
+pub fn find(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    if n.is_empty() {
+        return Some(0);
+    }
+    hay.as_bytes().windows(n.len()).position(|w| w == n)
+}
+
+/// What follows the last `/` in `s` (all of `s` when it has none), as
+/// `s.rsplit('/').next()` gives it, without std's reverse splitter.
+pub fn last_name(s: &str) -> &str {
+    match s.bytes().rposition(|b| b == b'/') {
+        Some(i) => s.get(i + 1..).unwrap_or(""),
+        None => s,
+    }
+}
+
+/// `s` with every `-` made `_` (the kernel takes them alike in parameter
+/// and module names), as `s.replace('-', "_")` makes it, in less code.
+pub fn underscores(s: &str) -> String {
+    s.chars().map(|c| if c == '-' { '_' } else { c }).collect()
+}
+
+/// Sorts `v` by `cmp`, stably (equal elements keep their order): an
+/// insertion sort, for the short lists (boot entries, kernel releases, the
+/// mounts at shutdown) where std's stable sort would add about 450 bytes of
+/// code for each element type.
+pub fn sort_small_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> std::cmp::Ordering) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while let Some(pair) = j.checked_sub(1).and_then(|k| v.get_mut(k..=j)) {
+            match pair {
+                [a, b] if cmp(a, b) == std::cmp::Ordering::Greater => pair.swap(0, 1),
+                _ => break,
+            }
+            j -= 1;
+        }
+    }
+}
+
+/// `text` on standard output, all of it, unbuffered (a write error, such
+/// as a closed pipe, is dropped: there is nowhere to report it). The
+/// command-line tool's whole output is one `print`: std's `print!` would
+/// bring its buffered, locked `Stdout` along.
+pub fn print(text: &str) {
+    let _ = files::write_all(rustix::stdio::stdout(), text.as_bytes());
+}
+
+/// `text` on standard error, as [`print`] writes it.
+pub fn print_err(text: &str) {
+    let _ = files::write_all(rustix::stdio::stderr(), text.as_bytes());
+}
+
+/// A point on the monotonic clock (`CLOCK_MONOTONIC`), as
+/// `std::time::Instant` is, read with rustix: std's `Instant::now` unwraps
+/// an `io::Error` on a failed read, and that brings `io::Error`'s `Debug`
+/// and with it the Unicode tables into the binary (about 3 KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant(Duration);
+
+impl Instant {
+    pub fn now() -> Instant {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let (secs, nanos) = (u64::try_from(t.tv_sec), u32::try_from(t.tv_nsec));
+        Instant(Duration::new(secs.unwrap_or(0), nanos.unwrap_or(0)))
+    }
+
+    /// The time from `earlier` to this one, zero if `earlier` is later.
+    pub fn saturating_duration_since(&self, earlier: Instant) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// The time since this one.
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(*self)
+    }
+}
+
+impl std::ops::Add<Duration> for Instant {
+    type Output = Instant;
+
+    fn add(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_add(d))
+    }
+}
+
+impl std::ops::AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, d: Duration) {
+        *self = *self + d;
+    }
+}
+
 /// Milliseconds since boot (CLOCK_BOOTTIME), for the summary line.
 pub fn uptime_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
@@ -542,6 +656,72 @@ pub fn in_root(base: &Path, p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn underscores_as_replace() {
+        for s in ["ia32-emulation", "a-b_c--d", "", "é-ü", "plain"] {
+            assert_eq!(underscores(s), s.replace('-', "_"), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn last_name_as_rsplit_gives_it() {
+        for s in [
+            "/lib/modules/x/kernel/a.ko",
+            "a.ko",
+            "",
+            "/",
+            "dir/",
+            "/devices/virtual/block/loop0",
+        ] {
+            assert_eq!(Some(last_name(s)), s.rsplit('/').next(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn find_finds_as_str_find() {
+        for (hay, needle) in [
+            ("a #b", " #"),
+            ("a\t# b # c", " #"),
+            ("x.ko.xz", ".ko"),
+            ("x", ".ko"),
+            ("", "a"),
+            ("abc", ""),
+            ("ababc", "abc"),
+            ("No such file (os error 2)", " (os error"),
+        ] {
+            assert_eq!(find(hay, needle), hay.find(needle), "{hay:?} {needle:?}");
+        }
+    }
+
+    #[test]
+    fn sort_small_by_is_stable() {
+        let mut v = vec![(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd'), (1, 'e'), (0, 'f')];
+        let mut want = v.clone();
+        want.sort_by_key(|p| p.0);
+        sort_small_by(&mut v, |a, b| a.0.cmp(&b.0));
+        assert_eq!(v, want);
+        let mut empty: Vec<u8> = Vec::new();
+        sort_small_by(&mut empty, |a, b| a.cmp(b));
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn instant_measures_a_sleep_as_std_does() {
+        let (ours, std) = (Instant::now(), std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(20));
+        let (a, b) = (ours.elapsed(), std.elapsed());
+        assert!(a >= Duration::from_millis(20), "{a:?}");
+        // The same clock: the two differ by the time between the readings.
+        assert!(a.abs_diff(b) < Duration::from_millis(5), "{a:?} {b:?}");
+        let later = ours + Duration::from_secs(1);
+        assert!(later > Instant::now());
+        assert_eq!(ours.saturating_duration_since(later), Duration::ZERO);
+        assert_eq!(
+            later.saturating_duration_since(ours),
+            Duration::from_secs(1)
+        );
+    }
 
     #[test]
     fn args_from_c_reads_argc_entries_and_stops_at_null() {

@@ -50,5 +50,5 @@ pub fn describe(flags: MountFlags, data: &str) -> String {
     if !data.is_empty() {
         parts.push(data);
     }
-    parts.join(",")
+    crate::sys::joined(&parts, ",")
 }

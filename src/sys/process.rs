@@ -4,14 +4,14 @@
 
 use std::ffi::{CStr, CString};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 
 use super::signals::{Sig, SignalFd};
-use super::{ErrnoText, Halt, OpenFile};
+use super::{ErrnoText, Halt, Instant, OpenFile};
 
 /// How a child ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -75,7 +75,7 @@ impl Files for RealSys {
     }
 
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
-        std::fs::canonicalize(path).ok()
+        files::canonicalize(path)
     }
 
     fn stat(&self, path: &Path) -> Result<FileInfo, Errno> {
