@@ -308,10 +308,8 @@ pub(super) fn open_in(root: &Path, p: &Path, how: Resolve) -> Result<OpenFile, E
 /// The regular file behind a path handle, opened for reading: through
 /// `/proc/self/fd`, which names exactly the file that was looked at.
 fn reopen_for_reading(handle: &OpenFile) -> Result<OpenFile, Errno> {
-    use std::os::fd::AsRawFd;
-    let magic = format!("/proc/self/fd/{}", handle.0.as_raw_fd());
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
-    rustix::fs::open(magic.as_str(), flags, Mode::empty()).map(OpenFile)
+    rustix::fs::open(handle.proc_path(), flags, Mode::empty()).map(OpenFile)
 }
 
 pub(super) fn free_initramfs() -> (usize, u64) {
